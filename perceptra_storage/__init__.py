@@ -1,0 +1,48 @@
+"""One API for files in S3, Azure Blob Storage, MinIO/S3-compatible stores and local disk."""
+
+import logging
+
+from .backends.local import LocalStorageAdapter
+from .backends.memory import MemoryStorageAdapter
+from .base import BaseStorageAdapter, PresignedUrl, StorageObject
+from .errors import (
+    StorageAdapterError,
+    StorageConnectionError,
+    StorageError,
+    StorageNotFoundError,
+    StorageOperationError,
+    StoragePermissionError,
+    StorageTimeoutError,
+    StorageValidationError,
+)
+from .registry import (
+    get_adapter_info,
+    get_storage_adapter,
+    list_available_backends,
+    register_adapter,
+)
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "BaseStorageAdapter",
+    "LocalStorageAdapter",
+    "MemoryStorageAdapter",
+    "PresignedUrl",
+    "StorageAdapterError",
+    "StorageConnectionError",
+    "StorageError",
+    "StorageNotFoundError",
+    "StorageObject",
+    "StorageOperationError",
+    "StoragePermissionError",
+    "StorageTimeoutError",
+    "StorageValidationError",
+    "__version__",
+    "get_adapter_info",
+    "get_storage_adapter",
+    "list_available_backends",
+    "register_adapter",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,608 @@
+"""The generic adapter: the whole contract, written once over any fsspec filesystem.
+
+A backend subclasses :class:`FsspecStorageAdapter` and supplies only what is its
+own: the schemas of its ``config`` and ``credentials`` dicts, the filesystem
+those translate into (:meth:`_make_filesystem`), the root path inside it
+(:meth:`_root`), the keyword arguments that carry a content type and metadata
+on a write (:meth:`_write_options`), and, where it can, a URL signer
+(:meth:`_sign`).  Key checks, uploads, downloads, listings, error translation
+and logging live here, so every backend behaves the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import shutil
+import threading
+import typing
+import uuid
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
+from itertools import islice
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Optional, TypedDict, Union
+from urllib.parse import quote
+
+from .base import BaseStorageAdapter, PresignedUrl, Source, StorageObject
+from .errors import (
+    StorageAdapterError,
+    StorageNotFoundError,
+    StorageOperationError,
+    StorageTimeoutError,
+    StorageValidationError,
+    translate_errors,
+)
+from .validation import (
+    RESERVED_METADATA,
+    validate_content_type,
+    validate_expiration,
+    validate_key,
+    validate_metadata,
+    validate_method,
+    validate_options,
+    validate_positive,
+    validate_prefix,
+    validate_root_prefix,
+)
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+__all__ = ["FsspecStorageAdapter", "NoCredentials"]
+
+_COPY_CHUNK = 8 * 1024 * 1024
+
+
+class NoCredentials(TypedDict):
+    """Backends that take no credentials accept only an empty dict (or None)."""
+
+
+class FsspecStorageAdapter(BaseStorageAdapter):
+    """A storage adapter over one fsspec filesystem, rooted at a path inside it.
+
+    The filesystem is built on first use (construction never touches the
+    network), rebuilt after ``fork`` and after :meth:`close`, and never shared
+    between adapters.  The adapter pickles without it; the receiving process
+    builds its own.
+    """
+
+    config_schema: ClassVar[type] = NoCredentials
+    """TypedDict of the accepted ``config`` fields; anything else is refused."""
+    credentials_schema: ClassVar[type] = NoCredentials
+    """TypedDict of the accepted ``credentials`` fields."""
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Modules the backend needs; checked at construction."""
+    extra: ClassVar[Optional[str]] = None
+    """The ``pip install perceptra-storage[extra]`` that provides :attr:`requires`."""
+    find_accepts_prefix: ClassVar[bool] = False
+    """True when ``fs.find`` filters on a name ``prefix`` server-side (s3fs, adlfs)."""
+    flat_namespace: ClassVar[bool] = False
+    """True for object stores: list with one flat ``find`` instead of a directory walk."""
+
+    def __init__(
+        self,
+        config: Optional[Mapping[str, Any]] = None,
+        credentials: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._fs: Optional[AbstractFileSystem] = None
+        self._fs_pid = 0
+        super().__init__(config, credentials)
+
+    # -- construction ---------------------------------------------------------------
+
+    def _validate_config(self) -> None:
+        missing = [name for name in self.requires if importlib.util.find_spec(name) is None]
+        if missing:
+            raise StorageAdapterError(
+                f"{self.backend_name}: backend needs {', '.join(missing)}, which is not "
+                f"installed; run: pip install 'perceptra-storage[{self.extra}]'",
+                backend=self.backend_name)
+        validate_options(self.config, self.config_schema, self.backend_name, "config")
+        validate_options(self.credentials, self.credentials_schema, self.backend_name,
+                         "credentials")
+        self.prefix = validate_root_prefix(self.config.get("prefix"), self.backend_name)
+        self._check_config()
+
+    def _check_config(self) -> None:
+        """Backend-specific checks beyond the schema (value ranges, exclusive fields)."""
+
+    def _make_filesystem(self) -> AbstractFileSystem:
+        """Build this backend's filesystem from ``self.config`` and ``self.credentials``."""
+        raise NotImplementedError
+
+    def _root(self) -> str:
+        """The path inside the filesystem that key '' maps to, without ``prefix``."""
+        raise NotImplementedError
+
+    def _write_options(self, how: str, content_type: str,
+                       metadata: dict[str, str]) -> dict[str, Any]:
+        """Keyword arguments that store ``content_type`` and ``metadata`` on a write.
+
+        ``how`` is the fsspec call they are for: ``pipe_file``, ``put_file`` or ``open``.
+        """
+        return {"content_type": content_type, "metadata": metadata}
+
+    def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
+        """A signed URL for ``path``; backends that cannot sign explain why."""
+        raise StorageOperationError(
+            f"{self.backend_name}: this backend cannot sign URLs", backend=self.backend_name,
+            operation="presign", key=key)
+
+    def _probe(self) -> None:
+        """Raise unless the root is reachable; :meth:`test_connection` bounds its time."""
+        fs = self.filesystem
+        root = self._root()
+        if not fs.isdir(root):
+            raise StorageNotFoundError(f"{self.backend_name}: root {root!r} does not exist")
+
+    # -- the filesystem ---------------------------------------------------------------
+
+    @property
+    def filesystem(self) -> AbstractFileSystem:
+        """The backend's own filesystem (not rooted), built on first use."""
+        with self._lock:
+            if self._fs is None or self._fs_pid != os.getpid():
+                with translate_errors(self.backend_name, "connect",
+                                      secrets=self._secret_values()):
+                    self._fs = self._make_filesystem()
+                self._fs_pid = os.getpid()
+            return self._fs
+
+    @property
+    def fs(self) -> AbstractFileSystem:
+        """An fsspec filesystem rooted at this adapter's root (prefix included).
+
+        Paths given to it are keys; hand it to any fsspec-aware library.
+        """
+        from fsspec.implementations.dirfs import DirFileSystem
+
+        fs = self.filesystem
+        return DirFileSystem(path=self._base() or fs.root_marker, fs=fs,
+                             skip_instance_cache=True)
+
+    def url(self, key: str) -> str:
+        """An fsspec URL for ``key``; open it with :attr:`storage_options`."""
+        key = validate_key(key, self.backend_name)
+        protocol = self.filesystem.protocol
+        name = protocol if isinstance(protocol, str) else protocol[0]
+        return f"{name}://{self._path(key).lstrip('/')}" if name != "file" \
+            else f"file://{self._path(key)}"
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Options that rebuild this filesystem in pandas, pyarrow, Dask (``url`` + these)."""
+        return dict(self.filesystem.storage_options)
+
+    def close(self) -> None:
+        with self._lock:
+            self._fs = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lock")
+        state["_fs"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- paths ---------------------------------------------------------------------
+
+    def _base(self) -> str:
+        root = self._root().rstrip("/")
+        return f"{root}/{self.prefix}" if self.prefix else root
+
+    def _path(self, key: str) -> str:
+        """The filesystem path of a validated key."""
+        return f"{self._base()}/{key}"
+
+    def _key_of(self, path: str) -> str:
+        base = self._base().strip("/")
+        return path.strip("/")[len(base) + 1:] if base else path.strip("/")
+
+    def _check_key(self, key: Any) -> str:
+        """Validate a key by the common rules and any the backend adds."""
+        return validate_key(key, self.backend_name)
+
+    def _is_internal(self, key: str) -> bool:
+        """True for the backend's own bookkeeping files, which listings hide."""
+        return False
+
+    # -- metadata ------------------------------------------------------------------
+
+    def _head(self, path: str) -> dict[str, Any]:
+        """The fsspec ``info`` of one path, with content type and metadata when known."""
+        return dict(self.filesystem.info(path))
+
+    def _to_object(self, key: str, info: Mapping[str, Any], full: bool) -> StorageObject:
+        """A :class:`StorageObject` from the ``info`` dict of any of our filesystems."""
+        modified = _first(info, "LastModified", "last_modified", "mtime", "modified",
+                          "created")
+        etag = _first(info, "ETag", "etag")
+        obj = StorageObject(
+            key=key,
+            size=int(info.get("size") or 0),
+            last_modified=_utc(modified),
+            etag=str(etag).strip('"') if etag is not None else None,
+        )
+        if full:
+            settings = info.get("content_settings")
+            content_type = _first(info, "ContentType", "content_type") or (
+                settings.get("content_type") if isinstance(settings, Mapping) else
+                getattr(settings, "content_type", None))
+            obj.content_type = content_type or "application/octet-stream"
+            metadata = _first(info, "Metadata", "metadata") or {}
+            obj.metadata = {str(k).lower(): str(v) for k, v in metadata.items()
+                            if str(k).lower() not in RESERVED_METADATA}
+        return obj
+
+    def _file_info(self, key: str) -> dict[str, Any]:
+        """``_head`` of a key that must be a file: directories count as missing."""
+        info = self._head(self._path(key))
+        if info.get("type") != "file":
+            raise StorageNotFoundError(f"{self.backend_name}: {key!r} is a directory, "
+                                       "not a file")
+        return info
+
+    # -- the contract --------------------------------------------------------------
+
+    def test_connection(self, timeout: float = 10) -> bool:
+        """True when the root is reachable; raises a typed error within ``timeout`` s."""
+        seconds = validate_positive(timeout, "timeout", self.backend_name)
+        with self._operation("test_connection"):
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perceptra-probe")
+            try:
+                pool.submit(self._probe).result(timeout=seconds)
+            except FutureTimeout:
+                raise StorageTimeoutError(
+                    f"{self.backend_name}: no answer within {seconds:g} s") from None
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+        return True
+
+    def upload_file(
+        self,
+        file_obj: Source,
+        key: str,
+        content_type: Optional[str] = None,
+        metadata: Optional[dict[str, str]] = None,
+    ) -> str:
+        with self._operation("upload", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            ctype = validate_content_type(content_type, key, self.backend_name)
+            meta = validate_metadata(metadata, self.backend_name)
+            source = _classify_source(file_obj, self.backend_name, key)
+            fs = self.filesystem
+            path = self._path(key)
+            if isinstance(source, bytes):
+                fs.pipe_file(path, source, **self._write_options("pipe_file", ctype, meta))
+            elif isinstance(source, str):
+                fs.put_file(source, path, **self._write_options("put_file", ctype, meta))
+            else:
+                self._write_stream(path, source, self._write_options("open", ctype, meta))
+        return key
+
+    def _write_stream(self, path: str, source: IO[bytes], options: dict[str, Any]) -> None:
+        """Copy a file object into a new object; a failure stores nothing."""
+        target = self.filesystem.open(path, "wb", **options)
+        try:
+            while chunk := source.read(_COPY_CHUNK):
+                target.write(chunk)
+        except BaseException:
+            _abandon(target)
+            raise
+        target.close()
+
+    def download_file(self, key: str, destination: Optional[Any] = None) -> Any:
+        """The object's bytes; or, with ``destination``, stream it there.
+
+        A path destination is written to a temporary file beside it and renamed at
+        the end, so it is never left half-written; a writable binary file object
+        is written in chunks. Returns the bytes, or the destination (a path as str).
+        """
+        with self._operation("download", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            path = self._path(key)
+            if destination is None:
+                return self.filesystem.cat_file(path)
+            if isinstance(destination, (str, os.PathLike)):
+                return self._download_to_path(key, path, os.fspath(destination))
+            if not callable(getattr(destination, "write", None)) or \
+                    isinstance(destination, io.TextIOBase):
+                raise StorageValidationError(
+                    f"{self.backend_name}: destination must be a path or a binary file "
+                    f"object, not {type(destination).__name__}")
+            with self.filesystem.open(path, "rb") as source:
+                shutil.copyfileobj(source, destination, _COPY_CHUNK)
+            return destination
+
+    def _download_to_path(self, key: str, path: str, destination: Any) -> str:
+        target = os.path.abspath(str(destination))
+        if os.path.isdir(target):
+            raise StorageValidationError(
+                f"{self.backend_name}: destination {str(destination)!r} is a directory; "
+                "give a file path")
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        temp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.part")
+        try:
+            self.filesystem.get_file(path, temp)
+            if not os.path.isfile(temp):
+                raise StorageNotFoundError(f"{self.backend_name}: {key!r} is not a file")
+            os.replace(temp, target)
+        finally:
+            if os.path.isdir(temp):
+                shutil.rmtree(temp, ignore_errors=True)
+            elif os.path.lexists(temp):
+                os.unlink(temp)
+        return str(destination)
+
+    def delete_file(self, key: str) -> bool:
+        with self._operation("delete", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            self._file_info(key)
+            self.filesystem.rm_file(self._path(key))
+        return True
+
+    def file_exists(self, key: str) -> bool:
+        with self._operation("exists", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            try:
+                return self._head(self._path(key)).get("type") == "file"
+            except FileNotFoundError:
+                return False
+
+    def get_file_metadata(self, key: str) -> StorageObject:
+        with self._operation("stat", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            return self._to_object(key, self._file_info(key), full=True)
+
+    def list_files(self, prefix: str = "", max_results: int = 1000) -> list[StorageObject]:
+        if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 0:
+            raise StorageValidationError(
+                f"{self.backend_name}: max_results must be an int >= 0, not {max_results!r}",
+                backend=self.backend_name, operation="list")
+        return list(islice(self.iter_files(prefix), max_results))
+
+    def iter_files(self, prefix: str = "") -> Iterator[StorageObject]:
+        """Every file whose key starts with ``prefix`` (a plain string prefix), by key.
+
+        Lazy: directories (or result pages) are read as the iterator advances, so
+        listings of millions of objects run in bounded memory on local storage.
+        """
+        prefix = validate_prefix(prefix, self.backend_name)
+        entries = self._iter_entries(prefix)
+        while True:
+            with self._operation("list", prefix):
+                found = next(entries, None)
+            if found is None:
+                return
+            yield self._to_object(found[0], found[1], full=False)
+
+    def _iter_entries(self, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """``(key, info)`` of each file under ``prefix``, sorted by key."""
+        folder = prefix.rpartition("/")[0]
+        start = self._path(folder) if folder else self._base()
+        if self.flat_namespace:
+            yield from self._find_entries(start, prefix)
+        else:
+            yield from self._walk_entries(start, prefix)
+
+    def _find_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        options: dict[str, Any] = {}
+        partial = prefix.rpartition("/")[2]
+        if partial and self.find_accepts_prefix:
+            options["prefix"] = partial
+        try:
+            found = self.filesystem.find(start, detail=True, **options)
+        except FileNotFoundError:
+            return
+        for name in sorted(found, key=lambda n: n.strip("/")):
+            info = found[name]
+            key = self._key_of(name)
+            if info.get("type") == "file" and key.startswith(prefix) and \
+                    not key.endswith("/") and not self._is_internal(key):
+                yield key, info
+
+    def _walk_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Depth-first, each directory sorted with '/' after a folder's name, so the
+        keys come out in global lexicographic order without holding the tree."""
+        try:
+            listing = self.filesystem.ls(start, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        ordered = sorted(listing, key=lambda i: i["name"].rstrip("/") +
+                         ("/" if i["type"] == "directory" else ""))
+        for info in ordered:
+            key = self._key_of(info["name"])
+            if info["type"] == "directory":
+                if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
+                    yield from self._walk_entries(info["name"], prefix)
+            elif info["type"] == "file" and key.startswith(prefix) and \
+                    not self._is_internal(key):
+                yield key, info
+
+    def generate_presigned_url(
+        self, key: str, expiration: int = 3600, method: str = "GET"
+    ) -> PresignedUrl:
+        with self._operation("presign", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            seconds = validate_expiration(expiration, self.backend_name)
+            verb = validate_method(method, self.backend_name)
+            return self._sign(self._path(key), key, seconds, verb)
+
+    def get_public_url(self, key: str) -> Optional[str]:
+        """``public_base_url`` + the key's path in the bucket, when configured."""
+        key = self._check_key(key)
+        base = self.config.get("public_base_url")
+        if not base:
+            return None
+        inner = f"{self.prefix}/{key}" if self.prefix else key
+        return f"{str(base).rstrip('/')}/{quote(inner)}"
+
+    # -- additions with fast paths -------------------------------------------------
+
+    def open(self, key: str, mode: str = "rb") -> IO[bytes]:
+        """A binary file object for ``key``: ``rb`` reads lazily (seekable), ``wb``
+        stores the object when closed, and stores nothing if the ``with`` block fails."""
+        with self._operation("open", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            if mode not in ("rb", "wb"):
+                raise StorageValidationError(
+                    f"{self.backend_name}: mode must be 'rb' or 'wb', not {mode!r}")
+            path = self._path(key)
+            if mode == "rb":
+                self._file_info(key)
+                raw = self.filesystem.open(path, "rb")
+            else:
+                options = self._write_options(
+                    "open", validate_content_type(None, key, self.backend_name), {})
+                raw = self.filesystem.open(path, "wb", **options)
+        return typing.cast(IO[bytes], _GuardedFile(raw, self, key, mode))
+
+    def copy_file(self, source_key: str, destination_key: str) -> str:
+        """Copy inside the store, keeping content type and metadata."""
+        with self._operation("copy", source_key if isinstance(source_key, str) else None):
+            source_key = self._check_key(source_key)
+            destination_key = self._check_key(destination_key)
+            self._file_info(source_key)
+            self.filesystem.cp_file(self._path(source_key), self._path(destination_key))
+        return destination_key
+
+    def __repr__(self) -> str:
+        where = self._base()
+        return f"<{type(self).__name__} backend={self.backend_name!r} root={where!r}>"
+
+
+class _GuardedFile(io.RawIOBase):
+    """A filesystem's file object whose errors come out as StorageErrors.
+
+    Written objects are committed by ``close``; leaving a ``with`` block by an
+    exception discards the write, so the stored object stays as it was.
+    """
+
+    def __init__(self, raw: Any, adapter: FsspecStorageAdapter, key: str, mode: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._adapter = adapter
+        self._key = key
+        self.mode = mode
+
+    def _guard(self, operation: str) -> Any:
+        return translate_errors(self._adapter.backend_name, operation, self._key,
+                                secrets=self._adapter._secret_values())
+
+    def readable(self) -> bool:
+        return self.mode == "rb"
+
+    def writable(self) -> bool:
+        return self.mode == "wb"
+
+    def seekable(self) -> bool:
+        return self.mode == "rb"
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        with self._guard("read"):
+            return bytes(self._raw.read(-1 if size is None else size))
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+    def write(self, data: Any) -> int:
+        with self._guard("write"):
+            self._raw.write(data)
+        return len(memoryview(data).cast("B"))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        with self._guard("read"):
+            return int(self._raw.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._raw.tell())
+
+    @property
+    def size(self) -> Optional[int]:
+        return getattr(self._raw, "size", None)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            with self._guard("write" if self.mode == "wb" else "read"):
+                self._raw.close()
+        finally:
+            super().close()
+
+    def discard(self) -> None:
+        """Drop a pending write; the stored object (if any) is untouched."""
+        if not self.closed:
+            _abandon(self._raw)
+            super().close()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and self.mode == "wb":
+            self.discard()
+        else:
+            self.close()
+
+
+def _abandon(file: Any) -> None:
+    """Throw away an unfinished write without committing it."""
+    discard = getattr(file, "discard", None)
+    if callable(discard):
+        discard()
+    with contextlib.suppress(AttributeError):
+        file.closed = True
+
+
+def _classify_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO[bytes]]:
+    """bytes for bytes-like data, a str path for a local file, or a binary reader."""
+    if isinstance(file_obj, (bytes, bytearray, memoryview)):
+        return bytes(file_obj)
+    if isinstance(file_obj, (str, os.PathLike)):
+        path = os.fspath(file_obj)
+        if not isinstance(path, str) or not os.path.isfile(path):
+            raise StorageValidationError(
+                f"{backend}: upload source {str(path)!r} is not an existing local file",
+                backend=backend, key=key)
+        return path
+    if isinstance(file_obj, io.TextIOBase) or "b" not in getattr(file_obj, "mode", "b"):
+        raise StorageValidationError(
+            f"{backend}: file object for {key!r} is open in text mode; open it with 'rb'",
+            backend=backend, key=key)
+    if not callable(getattr(file_obj, "read", None)):
+        raise StorageValidationError(
+            f"{backend}: cannot upload a {type(file_obj).__name__}; give bytes, a path "
+            "or a binary file object", backend=backend, key=key)
+    return file_obj  # type: ignore[no-any-return]
+
+
+def _first(info: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if info.get(name) is not None:
+            return info[name]
+    return None
+
+
+def _utc(value: Any) -> datetime:
+    """A timezone-aware UTC datetime from an fsspec time field (datetime or epoch)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else \
+            value.replace(tzinfo=UTC)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=UTC)
+    if isinstance(value, str):
+        return _utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    return datetime.fromtimestamp(0, tz=UTC)
+

@@ -1,0 +1,1 @@
+"""One module per backend; each is imported only when its backend is first used."""

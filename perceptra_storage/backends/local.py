@@ -1,0 +1,240 @@
+"""Local filesystem backend: a directory treated as a bucket.
+
+Writes are atomic: bytes go to a hidden temporary file in the target's
+directory, which is renamed over the target once complete, so readers see the
+old file or the new one, never half of one, and a failed write leaves the old
+file in place.  Content type and metadata are kept in one extended attribute
+of the file itself (no sidecar files that could shadow a user's key).  Every
+path is resolved and must stay under ``base_path``, symlinks included.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import re
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Required, TypedDict, Union
+
+from fsspec.implementations.local import LocalFileSystem
+
+from ..adapter import FsspecStorageAdapter
+from ..base import PresignedUrl
+from ..errors import (
+    StorageNotFoundError,
+    StorageOperationError,
+    StoragePermissionError,
+    StorageValidationError,
+)
+from ..validation import default_content_type
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+__all__ = ["LocalConfig", "LocalStorageAdapter"]
+
+_TEMP_NAME = re.compile(r"\.~ps\.[0-9a-f]{32}\.tmp\Z")
+_XATTR = "user.perceptra_storage.meta"
+_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+
+
+class LocalConfig(TypedDict, total=False):
+    """``config`` of the ``local`` backend."""
+
+    base_path: Required[Union[str, os.PathLike[str]]]
+    """Directory that holds the objects (the "bucket")."""
+    create_dirs: bool
+    """Create ``base_path`` (and ``prefix`` under it) on first use; default True."""
+    prefix: str
+    """Sub-directory of ``base_path`` that this adapter is confined to, e.g. one tenant."""
+
+
+class LocalStorageAdapter(FsspecStorageAdapter):
+    """Objects as files under ``base_path``; keys are relative paths."""
+
+    backend_name = "local"
+    config_schema = LocalConfig
+
+    def _check_config(self) -> None:
+        self._base_path = os.path.abspath(str(os.fspath(self.config["base_path"])))
+
+    def _root(self) -> str:
+        return self._base_path
+
+    def _make_filesystem(self) -> AbstractFileSystem:
+        base = self._base()
+        if self.config.get("create_dirs", True):
+            os.makedirs(base, exist_ok=True)
+        elif not os.path.isdir(self._base_path):
+            raise StorageNotFoundError(
+                f"local: base_path {self._base_path!r} does not exist and create_dirs is False")
+        return _AtomicLocalFileSystem(confine=os.path.realpath(self._base_path),
+                                      skip_instance_cache=True)
+
+    def _check_key(self, key: Any) -> str:
+        key = super()._check_key(key)
+        if any(_TEMP_NAME.match(part) for part in key.split("/")):
+            raise StorageValidationError(
+                f"local: key {key!r} has the form of an internal temporary file", key=key)
+        real = os.path.realpath(self._path(key))
+        confine = os.path.realpath(self._base())
+        if not real.startswith(confine + os.sep):
+            raise StoragePermissionError(
+                f"local: key {key!r} resolves outside the adapter's directory (symlink)",
+                key=key)
+        return str(key)
+
+    def _is_internal(self, key: str) -> bool:
+        return bool(_TEMP_NAME.match(key.rpartition("/")[2]))
+
+    def _head(self, path: str) -> dict[str, Any]:
+        info = dict(self.filesystem.info(path))
+        if info.get("type") == "file":
+            info.update(_read_properties(path))
+        return info
+
+    def _probe(self) -> None:
+        self.filesystem  # noqa: B018 - builds it, creating base_path when create_dirs
+        if not os.path.isdir(self._base()):
+            raise StorageNotFoundError(f"local: directory {self._base()!r} does not exist")
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        return {}
+
+    def get_public_url(self, key: str) -> Optional[str]:
+        """A ``file://`` URI: usable by programs on this machine, by no one else."""
+        return Path(self._path(self._check_key(key))).as_uri()
+
+    def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
+        """Local files have no signer: GET gets the plain ``file://`` URI, flagged as
+        unscoped and without an enforced expiry; other methods are refused."""
+        if method != "GET":
+            raise StorageOperationError(
+                f"local: a file:// URL cannot carry a {method} grant; use the adapter "
+                "directly or an S3/Azure backend for client uploads")
+        return PresignedUrl(
+            url=Path(path).as_uri(),
+            expires_at=datetime.now(UTC) + timedelta(seconds=expiration),
+            method="GET", scoped=False, expiry_enforced=False)
+
+
+def _read_properties(path: str) -> dict[str, Any]:
+    """Content type and metadata stored with the file; defaults when absent."""
+    try:
+        stored = json.loads(os.getxattr(path, _XATTR))
+    except OSError as exc:
+        if exc.errno not in _NO_XATTR:
+            raise
+        stored = {}
+    return {"content_type": stored.get("content_type") or default_content_type(path),
+            "metadata": dict(stored.get("metadata") or {})}
+
+
+class _AtomicWriter(io.RawIOBase):
+    """A write to a hidden temporary file, renamed over the target on close."""
+
+    def __init__(self, target: str, content_type: Optional[str],
+                 metadata: Optional[dict[str, str]]) -> None:
+        super().__init__()
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        self._target = target
+        self._temp = os.path.join(folder, f".~ps.{uuid.uuid4().hex}.tmp")
+        self._content_type = content_type or default_content_type(target)
+        self._metadata = dict(metadata or {})
+        self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close/discard
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self._file.write(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._store_properties()
+            os.replace(self._temp, self._target)
+        except BaseException:
+            self.discard()
+            raise
+        super().close()
+
+    def _store_properties(self) -> None:
+        value = json.dumps({"content_type": self._content_type, "metadata": self._metadata})
+        try:
+            os.setxattr(self._temp, _XATTR, value.encode())
+        except OSError as exc:
+            if exc.errno not in _NO_XATTR:
+                raise
+            if self._metadata or self._content_type != default_content_type(self._target):
+                raise StorageOperationError(
+                    "local: the filesystem under base_path has no extended attributes, so "
+                    "content_type and metadata cannot be stored with the file") from exc
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        if os.path.lexists(self._temp):
+            os.unlink(self._temp)
+        super().close()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.discard()
+        else:
+            self.close()
+
+
+class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
+    """fsspec's LocalFileSystem with atomic writes, stored properties and
+    symlinks followed only while they stay inside ``confine``."""
+
+    def __init__(self, confine: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.confine = confine
+
+    def _open(self, path: str, mode: str = "rb", block_size: Any = None,
+              **kwargs: Any) -> Any:
+        if mode == "wb":
+            return _AtomicWriter(self._strip_protocol(path), kwargs.get("content_type"),
+                                 kwargs.get("metadata"))
+        return super()._open(path, mode, block_size=block_size)
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite",
+                  **kwargs: Any) -> None:
+        with self._open(path, "wb", **kwargs) as target:
+            target.write(value)
+
+    def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
+        with open(lpath, "rb") as source, self._open(rpath, "wb", **kwargs) as target:
+            shutil.copyfileobj(source, target, 8 * 1024 * 1024)
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        path1 = self._strip_protocol(path1)
+        with open(path1, "rb") as source, \
+                self._open(path2, "wb", **_read_properties(path1)) as target:
+            shutil.copyfileobj(source, target, 8 * 1024 * 1024)
+
+    def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
+        result: dict[str, Any] = super().info(path, **kwargs)
+        if result.get("islink"):
+            real = os.path.realpath(result["name"])
+            inside = real.startswith(self.confine + os.sep)
+            result["type"] = ("directory" if os.path.isdir(real) else
+                              "file" if os.path.isfile(real) else "other") if inside \
+                else "other"
+            if inside and result["type"] == "file":
+                result["size"] = os.stat(real).st_size
+        result["etag"] = f"{result['ino']:x}-{round(result['mtime'] * 1e6):x}-{result['size']:x}"
+        return result

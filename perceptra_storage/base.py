@@ -1,0 +1,248 @@
+"""The contract: what every adapter offers, and the value types it returns.
+
+:class:`BaseStorageAdapter` keeps exactly the abstract methods of the 0.1 API
+(``_validate_config`` and the eight operations), so adapters written against it
+still work. What came later (``iter_files``, ``open``, ``copy_file``, context
+manager) is concrete here, built on those eight; the generic fsspec adapter
+overrides each with a faster path.
+
+The exceptions are re-exported from here because 0.1 defined them in this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import IO, Any, BinaryIO, ClassVar, Optional, Union
+
+from .errors import (
+    StorageAdapterError,
+    StorageConnectionError,
+    StorageError,
+    StorageNotFoundError,
+    StorageOperationError,
+    StoragePermissionError,
+    StorageTimeoutError,
+    StorageValidationError,
+    translate_errors,
+)
+from .validation import validate_key
+
+__all__ = [
+    "BaseStorageAdapter",
+    "PresignedUrl",
+    "Source",
+    "StorageAdapterError",
+    "StorageConnectionError",
+    "StorageError",
+    "StorageNotFoundError",
+    "StorageObject",
+    "StorageOperationError",
+    "StoragePermissionError",
+    "StorageTimeoutError",
+    "StorageValidationError",
+]
+
+logger = logging.getLogger("perceptra_storage")
+
+Source = Union[BinaryIO, IO[bytes], bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+"""What ``upload_file`` accepts: a binary file object, bytes-like data, or a local path."""
+
+
+@dataclass
+class StorageObject:
+    """One stored object, as ``get_file_metadata`` and the listings describe it."""
+
+    key: str
+    """Key relative to the adapter's root (its bucket/container/base_path and prefix)."""
+    size: int
+    """Size in bytes."""
+    last_modified: datetime
+    """Time of the last write, timezone-aware UTC."""
+    etag: Optional[str] = None
+    """Opaque version tag, without quotes; changes when the content changes."""
+    content_type: Optional[str] = None
+    """MIME type; None in listings, which do not fetch it (one request per object)."""
+    metadata: Optional[dict[str, str]] = None
+    """User metadata; None in listings, which do not fetch it."""
+
+
+@dataclass
+class PresignedUrl:
+    """A URL that grants temporary access without the adapter's credentials."""
+
+    url: str
+    """The URL to give to a client."""
+    expires_at: datetime
+    """When the grant ends, timezone-aware UTC."""
+    method: str = "GET"
+    """The HTTP method the URL is signed for."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Headers the client must send with the request (Azure PUT: ``x-ms-blob-type``)."""
+    scoped: bool = True
+    """False when the URL grants more than this key and method (a shared SAS token
+    passed through as given, or a local file URL that is no credential at all)."""
+    expiry_enforced: bool = True
+    """False when nothing enforces ``expires_at`` (local ``file://`` URLs)."""
+
+
+class BaseStorageAdapter(ABC):
+    """What every storage adapter implements.
+
+    Subclasses implement ``_validate_config`` and the eight operations; the
+    constructor copies ``config`` and ``credentials`` (the caller's dicts are
+    never changed) and then calls ``_validate_config``.
+    """
+
+    backend_name: ClassVar[str] = "custom"
+    """The name the adapter is registered under; used in messages and logs."""
+
+    def __init__(
+        self, config: Optional[Mapping[str, Any]] = None,
+        credentials: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        self.config: dict[str, Any] = copy.deepcopy(dict(config or {}))
+        self.credentials: dict[str, Any] = copy.deepcopy(dict(credentials or {}))
+        self._validate_config()
+
+    @abstractmethod
+    def _validate_config(self) -> None:
+        """Check ``self.config`` and ``self.credentials``; raise StorageValidationError."""
+
+    @abstractmethod
+    def test_connection(self, timeout: float = 10) -> bool:
+        """Return True if the storage is reachable and usable; raise otherwise."""
+
+    @abstractmethod
+    def upload_file(
+        self,
+        file_obj: Source,
+        key: str,
+        content_type: Optional[str] = None,
+        metadata: Optional[dict[str, str]] = None,
+    ) -> str:
+        """Store ``file_obj`` under ``key`` (replacing any object there); return the key."""
+
+    @abstractmethod
+    def download_file(self, key: str, destination: Optional[Any] = None) -> Any:
+        """Return the object's bytes, or write them to ``destination`` and return it."""
+
+    @abstractmethod
+    def delete_file(self, key: str) -> bool:
+        """Delete the object; raise StorageNotFoundError if there is none."""
+
+    @abstractmethod
+    def file_exists(self, key: str) -> bool:
+        """True if an object (not a directory) is stored under ``key``."""
+
+    @abstractmethod
+    def get_file_metadata(self, key: str) -> StorageObject:
+        """Size, time, etag, content type and user metadata of one object."""
+
+    @abstractmethod
+    def list_files(self, prefix: str = "", max_results: int = 1000) -> list[StorageObject]:
+        """Objects whose key starts with ``prefix``, sorted by key, at most ``max_results``."""
+
+    @abstractmethod
+    def generate_presigned_url(
+        self, key: str, expiration: int = 3600, method: str = "GET"
+    ) -> PresignedUrl:
+        """A URL that lets a client without credentials use ``key`` for a while."""
+
+    def get_public_url(self, key: str) -> Optional[str]:
+        """A permanent URL for ``key`` if the backend has one; None otherwise."""
+        return None
+
+    # -- additions built on the primitives above; the generic adapter overrides them --
+
+    def iter_files(self, prefix: str = "") -> Iterator[StorageObject]:
+        """Every object under ``prefix``, sorted by key, without a result limit."""
+        yield from self.list_files(prefix, max_results=sys.maxsize)
+
+    def open(self, key: str, mode: str = "rb") -> IO[bytes]:
+        """A binary file object for ``key``; writes are stored when it is closed."""
+        if mode == "rb":
+            return io.BytesIO(self.download_file(key))
+        if mode == "wb":
+            return _UploadOnClose(self, validate_key(key, self.backend_name))
+        raise StorageValidationError(f"{self.backend_name}: mode must be 'rb' or 'wb', "
+                                     f"not {mode!r}", backend=self.backend_name, key=key)
+
+    def copy_file(self, source_key: str, destination_key: str) -> str:
+        """Copy one object, with its content type and metadata, to another key."""
+        info = self.get_file_metadata(source_key)
+        self.upload_file(self.download_file(source_key), destination_key,
+                         content_type=info.content_type, metadata=info.metadata)
+        return destination_key
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release connections; the adapter rebuilds them if used again."""
+
+    def __enter__(self) -> BaseStorageAdapter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} backend={self.backend_name!r} " \
+               f"config_keys={sorted(self.config)}>"
+
+    @contextmanager
+    def _operation(self, operation: str, key: Optional[str] = None) -> Iterator[None]:
+        """Run one public operation: translate its errors and log it at DEBUG, once."""
+        start = time.perf_counter()
+        try:
+            with translate_errors(self.backend_name, operation, key,
+                                  secrets=self._secret_values()):
+                yield
+        except StorageError as exc:
+            logger.debug("%s %s %r failed after %.1f ms: %s", self.backend_name, operation,
+                         key, (time.perf_counter() - start) * 1000, type(exc).__name__)
+            raise
+        logger.debug("%s %s %r ok in %.1f ms", self.backend_name, operation, key,
+                     (time.perf_counter() - start) * 1000)
+
+    def _secret_values(self) -> tuple[str, ...]:
+        """Credential values that messages must never contain."""
+        return tuple(str(v) for v in self.credentials.values() if isinstance(v, str) and v)
+
+
+class _UploadOnClose(io.BytesIO):
+    """Buffer for ``open(key, 'wb')`` on adapters that only have ``upload_file``.
+
+    Stored on a clean close; dropped if the ``with`` block raised, so a failed
+    write never replaces what was stored.
+    """
+
+    def __init__(self, adapter: BaseStorageAdapter, key: str) -> None:
+        super().__init__()
+        self._adapter = adapter
+        self._key = key
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            super().close()
+            return
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._adapter.upload_file(self.getvalue(), self._key)
+        super().close()
+

@@ -1,0 +1,324 @@
+"""Exceptions, and the one place where backend errors become them.
+
+The exception tree::
+
+    StorageError
+    ├── StorageAdapterError                  no adapter could be built (unknown backend,
+    │                                        missing extra, bad registration)
+    ├── StorageValidationError (ValueError)  bad key, config, credentials or argument;
+    │                                        raised before any bytes move
+    ├── StorageConnectionError (ConnectionError)
+    │   └── StorageTimeoutError (TimeoutError)
+    └── StorageOperationError                the store answered, and refused or failed
+        ├── StorageNotFoundError (FileNotFoundError)
+        └── StoragePermissionError (PermissionError)
+
+Each class also inherits the builtin it means, so code written for files
+(``except FileNotFoundError``) and for fsspec works unchanged.
+
+Every public operation of the generic adapter runs inside :func:`translate_errors`.
+It walks one ordered rule table (built-in OS errors, then botocore, then
+azure.core, then aiohttp; each SDK's rules only when that SDK is installed) and
+raises the first match, keeping the original exception as ``__cause__``.
+Anything unmatched becomes :class:`StorageOperationError`.  Messages name the
+backend, the operation and the key, and are scrubbed of anything that looks
+like a credential before they are built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Optional
+
+__all__ = [
+    "StorageAdapterError",
+    "StorageConnectionError",
+    "StorageError",
+    "StorageNotFoundError",
+    "StorageOperationError",
+    "StoragePermissionError",
+    "StorageTimeoutError",
+    "StorageValidationError",
+    "redact",
+    "translate_errors",
+]
+
+
+class StorageError(Exception):
+    """Base of every error this package raises.
+
+    ``StorageError("message")`` works as with any exception; ``backend``,
+    ``operation`` and ``key`` are optional context that the adapter fills in.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        backend: Optional[str] = None,
+        operation: Optional[str] = None,
+        key: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.backend = backend
+        self.operation = operation
+        self.key = key
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StorageAdapterError(StorageError):
+    """No adapter could be built: unknown backend, missing extra, bad registration."""
+
+
+class StorageValidationError(StorageError, ValueError):
+    """A key, config field, credential or argument is invalid; nothing was sent."""
+
+
+class StorageConnectionError(StorageError, ConnectionError):
+    """The backend could not be reached, or the connection failed mid-transfer."""
+
+
+class StorageTimeoutError(StorageConnectionError, TimeoutError):
+    """The backend did not answer within the allowed time."""
+
+
+class StorageOperationError(StorageError):
+    """The backend answered but the operation failed."""
+
+
+class StorageNotFoundError(StorageOperationError, FileNotFoundError):
+    """The key (or the bucket/container behind it) does not exist."""
+
+
+class StoragePermissionError(StorageOperationError, PermissionError):
+    """The credentials are missing, wrong, expired or not allowed to do this."""
+
+
+# Values that must never reach a message: signatures, keys, tokens, passwords.
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)((?:sig|signature|x-amz-signature|x-amz-security-token|"
+               r"x-amz-credential)=)[^&\s'\"]+"),
+    re.compile(r"(?i)((?:accountkey|sharedaccesssignature|password|secret|"
+               r"secret_access_key|aws_secret_access_key|client_secret|"
+               r"session_token|aws_session_token|account_key|sas_token)\s*[=:]\s*['\"]?)"
+               r"[^;&\s'\",}]+"),
+    re.compile(r"(?i)(authorization\s*[=:]\s*['\"]?)[^'\"\n]+"),
+    re.compile(r"(//[^/:@\s]+:)[^@/\s]+(@)"),
+]
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return ``text`` with known secret values and credential-shaped fields masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***" + (m.group(2) if m.re.groups > 1 else ""),
+                           text)
+    return text
+
+
+# A rule maps an exception to (our class, short reason) or None when it does not apply.
+_Rule = Callable[[BaseException], Optional[tuple[type[StorageError], str]]]
+
+
+def _isinstance_rule(kind: type[BaseException], error: type[StorageError], reason: str) -> _Rule:
+    def rule(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+        return (error, reason) if isinstance(exc, kind) else None
+
+    return rule
+
+
+def _by_status(status: Optional[int]) -> Optional[tuple[type[StorageError], str]]:
+    if status == 404:
+        return StorageNotFoundError, "not found"
+    if status in (401, 403):
+        return StoragePermissionError, "permission denied"
+    if status in (408, 504):
+        return StorageTimeoutError, "timed out"
+    return None
+
+
+_BOTO_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
+_BOTO_DENIED = {
+    "AccessDenied", "403", "401", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+    "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled",
+    "AccountProblem", "InvalidSecurity", "Forbidden", "RequestTimeTooSkewed",
+}
+
+
+def _botocore_rules() -> list[_Rule]:
+    try:
+        from botocore import exceptions as bce
+    except ImportError:
+        return []
+
+    def client_error(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+        if not isinstance(exc, bce.ClientError):
+            return None
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _BOTO_NOT_FOUND:
+            return StorageNotFoundError, f"not found ({code})"
+        if code in _BOTO_DENIED:
+            return StoragePermissionError, f"permission denied ({code})"
+        found = _by_status(status)
+        if found:
+            return found[0], f"{found[1]} ({code or status})"
+        return StorageOperationError, f"refused ({code or status})"
+
+    return [
+        client_error,
+        _isinstance_rule(bce.ConnectTimeoutError, StorageTimeoutError, "connect timed out"),
+        _isinstance_rule(bce.ReadTimeoutError, StorageTimeoutError, "read timed out"),
+        _isinstance_rule(bce.EndpointConnectionError, StorageConnectionError,
+                         "endpoint unreachable"),
+        _isinstance_rule(bce.ConnectionClosedError, StorageConnectionError, "connection closed"),
+        _isinstance_rule(bce.HTTPClientError, StorageConnectionError, "HTTP connection failed"),
+        _isinstance_rule(bce.NoCredentialsError, StoragePermissionError,
+                         "no credentials found"),
+        _isinstance_rule(bce.PartialCredentialsError, StoragePermissionError,
+                         "incomplete credentials"),
+        _isinstance_rule(bce.ParamValidationError, StorageValidationError,
+                         "invalid request parameters"),
+    ]
+
+
+def _azure_rules() -> list[_Rule]:
+    try:
+        from azure.core import exceptions as ace
+    except ImportError:
+        return []
+
+    def http_error(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+        if not isinstance(exc, ace.HttpResponseError):
+            return None
+        code = getattr(exc, "error_code", None) or ""
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, ace.ResourceNotFoundError):
+            return StorageNotFoundError, f"not found ({code or status})"
+        if isinstance(exc, ace.ClientAuthenticationError):
+            return StoragePermissionError, f"permission denied ({code or status})"
+        found = _by_status(status)
+        if found:
+            return found[0], f"{found[1]} ({code or status})"
+        return StorageOperationError, f"refused ({code or status})"
+
+    return [
+        http_error,
+        _isinstance_rule(ace.ClientAuthenticationError, StoragePermissionError,
+                         "authentication failed"),
+        _isinstance_rule(ace.ServiceRequestTimeoutError, StorageTimeoutError,
+                         "request timed out"),
+        _isinstance_rule(ace.ServiceResponseTimeoutError, StorageTimeoutError,
+                         "response timed out"),
+        _isinstance_rule(ace.ServiceRequestError, StorageConnectionError,
+                         "endpoint unreachable"),
+        _isinstance_rule(ace.ServiceResponseError, StorageConnectionError,
+                         "connection failed while reading the response"),
+        _isinstance_rule(ace.IncompleteReadError, StorageConnectionError,
+                         "connection cut mid-transfer"),
+    ]
+
+
+def _aiohttp_rules() -> list[_Rule]:
+    try:
+        import aiohttp
+    except ImportError:
+        return []
+    return [
+        _isinstance_rule(aiohttp.ServerTimeoutError, StorageTimeoutError, "timed out"),
+        _isinstance_rule(aiohttp.ClientPayloadError, StorageConnectionError,
+                         "connection cut mid-transfer"),
+        _isinstance_rule(aiohttp.ClientConnectionError, StorageConnectionError,
+                         "connection failed"),
+        _isinstance_rule(aiohttp.ClientResponseError, StorageOperationError, "refused"),
+    ]
+
+
+def _os_rules() -> list[_Rule]:
+    return [
+        _isinstance_rule(FileNotFoundError, StorageNotFoundError, "not found"),
+        _isinstance_rule(IsADirectoryError, StorageNotFoundError,
+                         "not found (it is a directory, not a file)"),
+        _isinstance_rule(NotADirectoryError, StorageOperationError,
+                         "a parent of this key is a file"),
+        _isinstance_rule(PermissionError, StoragePermissionError, "permission denied"),
+        _isinstance_rule(TimeoutError, StorageTimeoutError, "timed out"),
+        _isinstance_rule(ConnectionError, StorageConnectionError, "connection failed"),
+    ]
+
+
+@lru_cache(maxsize=1)
+def _rules() -> tuple[_Rule, ...]:
+    """The ordered table, most specific first; generic OSError comes last because
+    aiohttp's connection errors are OSErrors too."""
+    return (
+        *_os_rules(),
+        *_botocore_rules(),
+        *_azure_rules(),
+        *_aiohttp_rules(),
+        _isinstance_rule(OSError, StorageOperationError, "failed"),
+    )
+
+
+def classify(exc: BaseException) -> tuple[type[StorageError], str]:
+    """Our exception class and a short reason for any exception a backend raised."""
+    if isinstance(exc, StorageError):
+        return type(exc), exc.message
+    for rule in _rules():
+        found = rule(exc)
+        if found:
+            return found
+    return StorageOperationError, "failed"
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def build_error(
+    exc: BaseException,
+    backend: str,
+    operation: str,
+    key: Optional[str],
+    secrets: Iterable[str] = (),
+) -> StorageError:
+    """The :class:`StorageError` that stands for ``exc``, with context and a safe message."""
+    error_class, reason = classify(exc)
+    where = f"{backend}: {operation}" + (f" {key!r}" if key is not None else "")
+    message = redact(f"{where}: {reason}: {type(exc).__name__}: {_detail(exc)}", secrets)
+    return error_class(message, backend=backend, operation=operation, key=key)
+
+
+@contextmanager
+def translate_errors(
+    backend: str,
+    operation: str,
+    key: Optional[str] = None,
+    *,
+    secrets: Iterable[str] = (),
+) -> Iterator[None]:
+    """Run a block, letting only :class:`StorageError` out.
+
+    Our own errors pass through, gaining any context they lack; every other
+    exception is translated through the rule table and chained as ``__cause__``.
+    """
+    try:
+        yield
+    except StorageError as exc:
+        exc.backend = exc.backend or backend
+        exc.operation = exc.operation or operation
+        exc.key = exc.key if exc.key is not None else key
+        raise
+    except Exception as exc:
+        raise build_error(exc, backend, operation, key, secrets) from exc

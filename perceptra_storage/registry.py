@@ -1,0 +1,178 @@
+"""Backend names to adapter classes: built-ins, registered classes, entry points.
+
+Built-in backends are dotted paths imported on first use, so importing this
+package never imports an SDK.  Third-party packages add backends through the
+``perceptra_storage.backends`` entry-point group (``name = "module:Class"``);
+code adds them at run time with :func:`register_adapter`.  Names are
+case-insensitive.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import itertools
+import threading
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any, Optional
+
+from .base import BaseStorageAdapter
+from .errors import StorageAdapterError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "get_adapter_info",
+    "get_storage_adapter",
+    "list_available_backends",
+    "register_adapter",
+]
+
+ENTRY_POINT_GROUP = "perceptra_storage.backends"
+
+_BUILTIN = {
+    "local": "perceptra_storage.backends.local:LocalStorageAdapter",
+    "memory": "perceptra_storage.backends.memory:MemoryStorageAdapter",
+    "s3": "perceptra_storage.backends.s3:S3StorageAdapter",
+    "minio": "perceptra_storage.backends.minio:MinIOStorageAdapter",
+    "azure": "perceptra_storage.backends.azure:AzureStorageAdapter",
+}
+
+_registered: dict[str, type[BaseStorageAdapter]] = {}
+_lock = threading.Lock()
+
+
+def _normalise(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise StorageAdapterError(f"backend name must be a non-empty str, not {name!r}")
+    return name.strip().lower()
+
+
+def _entry_points() -> dict[str, str]:
+    return {ep.name.lower(): ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _known() -> dict[str, str]:
+    """Every name that can be asked for, mapped to where its class lives."""
+    known = {**_entry_points(), **_BUILTIN}
+    known.update({name: f"{cls.__module__}:{cls.__qualname__}"
+                  for name, cls in _registered.items()})
+    return known
+
+
+def _load(target: str, name: str) -> type[BaseStorageAdapter]:
+    module_name, _, attribute = target.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as exc:
+        raise StorageAdapterError(f"backend {name!r}: cannot load {target}: {exc}",
+                                  backend=name) from exc
+    if not (isinstance(value, type) and issubclass(value, BaseStorageAdapter)):
+        raise StorageAdapterError(f"backend {name!r}: {target} is not a BaseStorageAdapter "
+                                  "subclass", backend=name)
+    return value
+
+
+def _adapter_class(backend: Any) -> type[BaseStorageAdapter]:
+    name = _normalise(backend)
+    with _lock:
+        registered = _registered.get(name)
+    if registered is not None:
+        return registered
+    target = _BUILTIN.get(name) or _entry_points().get(name)
+    if target is None:
+        available = ", ".join(sorted(_known()))
+        raise StorageAdapterError(f"unknown storage backend {backend!r}; available "
+                                  f"backends: {available}", backend=name)
+    return _load(target, name)
+
+
+def register_adapter(name: str, adapter_class: type[BaseStorageAdapter]) -> None:
+    """Make ``adapter_class`` available as backend ``name`` (replacing any previous one)."""
+    key = _normalise(name)
+    if not (isinstance(adapter_class, type) and issubclass(adapter_class, BaseStorageAdapter)):
+        raise StorageAdapterError(
+            f"cannot register {adapter_class!r} as backend {key!r}: adapters must subclass "
+            "BaseStorageAdapter", backend=key)
+    with _lock:
+        _registered[key] = adapter_class
+
+
+def get_storage_adapter(
+    backend: str,
+    config: Optional[Mapping[str, Any]] = None,
+    credentials: Optional[Mapping[str, Any]] = None,
+) -> BaseStorageAdapter:
+    """Build the adapter for ``backend`` from a ``config`` and optional ``credentials``.
+
+    Never touches the network; bad config raises StorageValidationError naming the
+    field, a missing extra raises StorageAdapterError naming the pip command.
+    """
+    return _adapter_class(backend)(config, credentials)
+
+
+def _installed(cls: type[BaseStorageAdapter]) -> bool:
+    return all(importlib.util.find_spec(module) is not None
+               for module in getattr(cls, "requires", ()))
+
+
+def list_available_backends() -> list[str]:
+    """Names of the backends whose dependencies are installed, sorted."""
+    names = []
+    for name in _known():
+        try:
+            cls = _adapter_class(name)
+        except StorageAdapterError:
+            continue
+        if _installed(cls):
+            names.append(name)
+    return sorted(names)
+
+
+def get_adapter_info(backend: str) -> dict[str, Any]:
+    """What a backend is and which config and credential fields it takes."""
+    from .validation import schema_fields
+
+    cls = _adapter_class(backend)
+
+    def describe(schema: Optional[type]) -> dict[str, dict[str, Any]]:
+        if schema is None:
+            return {}
+        return {field: {"type": _type_text(hint), "required": required,
+                        "doc": _field_doc(schema, field)}
+                for field, (hint, required) in schema_fields(schema).items()}
+
+    return {
+        "name": _normalise(backend),
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "extra": getattr(cls, "extra", None),
+        "installed": _installed(cls),
+        "config": describe(getattr(cls, "config_schema", None)),
+        "credentials": describe(getattr(cls, "credentials_schema", None)),
+        "description": (cls.__doc__ or "").strip().split("\n")[0],
+    }
+
+
+def _type_text(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _field_doc(schema: type, field: str) -> str:
+    """The one-line docstring written under a TypedDict field, read from its source."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(schema)))
+    except (OSError, TypeError, SyntaxError):
+        return ""
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for statement, following in itertools.pairwise(body):
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name) \
+                and statement.target.id == field and isinstance(following, ast.Expr) \
+                and isinstance(following.value, ast.Constant):
+            return str(following.value.value).strip()
+    return ""

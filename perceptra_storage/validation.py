@@ -1,0 +1,256 @@
+"""Checks that run before any I/O: keys, prefixes, config dicts, metadata, URL arguments.
+
+They are the same for every backend, so a key or a metadata dict that works on
+one backend works on all of them, and one that cannot work anywhere is refused
+with :class:`StorageValidationError` before a byte is sent.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Optional
+from urllib.parse import unquote
+
+from .errors import StorageValidationError
+
+MAX_KEY_BYTES = 1024
+"""S3's and Azure's limit on a key (Azure counts characters; bytes is the stricter rule)."""
+
+MAX_METADATA_BYTES = 2048
+"""S3's limit on user metadata (names plus values); Azure allows 8 KiB."""
+
+MAX_EXPIRATION = 7 * 24 * 3600
+"""SigV4 presigned URLs cannot live longer than seven days; we use one limit everywhere."""
+
+SIGNABLE_METHODS = frozenset({"GET", "PUT", "HEAD", "DELETE"})
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_METADATA_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+_METADATA_VALUE = re.compile(r"[\x20-\x7e]*\Z")
+_CONTENT_TYPE = re.compile(
+    r"[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]+=(\"[^\"\r\n]*\"|[\w.+-]+))*\Z")
+RESERVED_METADATA = frozenset({"is_directory", "hdi_isfolder"})
+"""Names the SDKs use for their own bookkeeping (adlfs, Data Lake), so not ours to round-trip."""
+
+# The builtin table only: system mime.types files differ between machines, and the
+# same key must get the same content type on every machine and backend.
+_MIME = mimetypes.MimeTypes()
+
+
+def _fail(
+    message: str, backend: Optional[str], key: Optional[str] = None
+) -> StorageValidationError:
+    prefix = f"{backend}: " if backend else ""
+    return StorageValidationError(prefix + message, backend=backend, key=key)
+
+
+def _check_segments(text: str, what: str, backend: Optional[str], allow_trailing: bool) -> None:
+    if not isinstance(text, str):
+        raise _fail(f"{what} must be a str, not {type(text).__name__}", backend)
+    if _CONTROL.search(text):
+        raise _fail(f"{what} {text!r} contains a NUL or control character", backend, text)
+    if "\\" in text:
+        raise _fail(f"{what} {text!r} contains a backslash; use '/' between segments",
+                    backend, text)
+    if text.startswith("/"):
+        raise _fail(f"{what} {text!r} starts with '/'; keys are relative to the root",
+                    backend, text)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise _fail(f"{what} is longer than {MAX_KEY_BYTES} UTF-8 bytes", backend, text[:64])
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(f"{what} {text!r} is not valid Unicode (lone surrogate)", backend) from None
+    segments = text.split("/")
+    if allow_trailing and segments and segments[-1] == "":
+        segments = segments[:-1]
+    for segment in segments:
+        if segment == "":
+            raise _fail(f"{what} {text!r} has an empty segment ('//' or a trailing '/')",
+                        backend, text)
+        if unquote(segment) in (".", ".."):
+            raise _fail(f"{what} {text!r} has a '.' or '..' segment", backend, text)
+
+
+def validate_key(key: Any, backend: Optional[str] = None) -> str:
+    """Return ``key`` if it is a valid object key, else raise StorageValidationError.
+
+    A valid key is a non-empty str of '/'-separated segments, no segment empty,
+    '.' or '..' (also when percent-encoded), no leading '/', no backslash, no
+    control character, at most 1024 UTF-8 bytes. So no key can name anything
+    outside the adapter's root, on any backend.
+    """
+    if isinstance(key, str) and key == "":
+        raise _fail("key is empty", backend, key)
+    _check_segments(key, "key", backend, allow_trailing=False)
+    return typing.cast(str, key)
+
+
+def validate_prefix(prefix: Any, backend: Optional[str] = None) -> str:
+    """Return a listing prefix: like a key, but may be empty, partial, or end with '/'."""
+    if prefix is None or prefix == "":
+        return ""
+    _check_segments(prefix, "prefix", backend, allow_trailing=True)
+    last = prefix.rsplit("/", 1)[-1]
+    if last in (".", ".."):
+        raise _fail(f"prefix {prefix!r} ends in a '.' or '..' segment", backend, prefix)
+    return typing.cast(str, prefix)
+
+
+def validate_root_prefix(prefix: Any, backend: str) -> str:
+    """The ``prefix`` config field, normalised to '' or 'a/b' (no surrounding '/')."""
+    if prefix is None or prefix == "":
+        return ""
+    if not isinstance(prefix, str):
+        raise _fail(f"config field 'prefix' must be a str, not {type(prefix).__name__}",
+                    backend)
+    stripped = prefix.strip("/")
+    if not stripped:
+        return ""
+    try:
+        validate_key(stripped, backend)
+    except StorageValidationError as exc:
+        raise _fail(f"config field 'prefix' is invalid: {exc.message.split(': ', 1)[-1]}",
+                    backend) from None
+    return stripped
+
+
+def _type_ok(value: Any, expected: Any) -> bool:
+    origin = typing.get_origin(expected)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_type_ok(value, arg) for arg in typing.get_args(expected))
+    if expected is Any:
+        return True
+    if expected is type(None):
+        return value is None
+    if origin in (dict, Mapping) or expected in (dict, Mapping):
+        return isinstance(value, Mapping)
+    if origin is os.PathLike or expected is os.PathLike:
+        return isinstance(value, os.PathLike)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(expected, type):
+        return isinstance(value, expected)
+    return True
+
+
+def _type_name(expected: Any) -> str:
+    args = typing.get_args(expected)
+    if typing.get_origin(expected) is typing.Union or (args and "|" in str(expected)):
+        return " or ".join(_type_name(arg) for arg in args)
+    return getattr(expected, "__name__", str(expected))
+
+
+def schema_fields(schema: type) -> dict[str, tuple[Any, bool]]:
+    """``{field: (type, required)}`` of a TypedDict schema."""
+    hints = typing.get_type_hints(schema)
+    required: frozenset[str] = getattr(schema, "__required_keys__", frozenset())
+    return {name: (hint, name in required) for name, hint in hints.items()}
+
+
+def validate_options(
+    options: Mapping[str, Any], schema: type, backend: str, what: str
+) -> None:
+    """Refuse unknown fields (listing the valid ones), missing required ones, wrong types.
+
+    A typo such as ``bucket`` for ``bucket_name`` must fail loudly rather than
+    fall back to a default; values are never echoed, as they may be secrets.
+    """
+    if not isinstance(options, Mapping):
+        raise _fail(f"{what} must be a dict, not {type(options).__name__}", backend)
+    fields = schema_fields(schema)
+    unknown = sorted(str(name) for name in options if name not in fields)
+    if unknown:
+        valid = ", ".join(sorted(fields)) or "(none)"
+        raise _fail(f"unknown {what} field(s) {', '.join(map(repr, unknown))}; "
+                    f"valid {what} fields are: {valid}", backend)
+    for name, (hint, required) in fields.items():
+        if name not in options or options[name] is None:
+            if required:
+                raise _fail(f"{what} field {name!r} is required", backend)
+            continue
+        if not _type_ok(options[name], hint):
+            raise _fail(f"{what} field {name!r} must be {_type_name(hint)}, "
+                        f"not {type(options[name]).__name__}", backend)
+        if isinstance(options[name], str) and hint is not Any and not options[name].strip():
+            raise _fail(f"{what} field {name!r} is empty", backend)
+
+
+def validate_metadata(metadata: Any, backend: Optional[str] = None) -> dict[str, str]:
+    """Return a copy of ``metadata`` if it round-trips identically on every backend.
+
+    The one rule: names are lower-case ASCII identifiers (``[a-z_][a-z0-9_]*``,
+    which S3 keeps as sent and Azure accepts as C# identifiers), not reserved by
+    an SDK; values are printable ASCII strings without surrounding spaces (HTTP
+    headers carry them and trim spaces); names plus values fit in 2 KiB (S3).
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise _fail(f"metadata must be a dict, not {type(metadata).__name__}", backend)
+    total = 0
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not _METADATA_NAME.match(name):
+            raise _fail(f"metadata name {name!r} is not portable: use lower-case letters, "
+                        "digits and '_', not starting with a digit", backend)
+        if name in RESERVED_METADATA:
+            raise _fail(f"metadata name {name!r} is reserved by the storage SDKs", backend)
+        if not isinstance(value, str):
+            raise _fail(f"metadata value for {name!r} must be a str, "
+                        f"not {type(value).__name__}", backend)
+        if not _METADATA_VALUE.match(value) or value != value.strip():
+            raise _fail(f"metadata value for {name!r} must be printable ASCII without "
+                        "leading or trailing spaces", backend)
+        total += len(name) + len(value)
+    if total > MAX_METADATA_BYTES:
+        raise _fail(f"metadata is {total} bytes; at most {MAX_METADATA_BYTES} fit on "
+                    "every backend", backend)
+    return dict(metadata)
+
+
+def default_content_type(key: str) -> str:
+    """The content type a key gets when none is given: by extension, else octet-stream."""
+    return _MIME.guess_type(key, strict=False)[0] or "application/octet-stream"
+
+
+def validate_content_type(content_type: Any, key: str, backend: Optional[str] = None) -> str:
+    """Return the explicit content type, or the default for ``key`` when None."""
+    if content_type is None:
+        return default_content_type(key)
+    if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type):
+        raise _fail(f"content_type {content_type!r} is not a valid MIME type "
+                    "such as 'text/csv'", backend, key)
+    return content_type
+
+
+def validate_expiration(expiration: Any, backend: Optional[str] = None) -> int:
+    """Seconds a signed URL lives: an int from 1 to 7 days."""
+    if isinstance(expiration, bool) or not isinstance(expiration, int):
+        raise _fail(f"expiration must be an int number of seconds, not "
+                    f"{type(expiration).__name__}", backend)
+    if not 1 <= expiration <= MAX_EXPIRATION:
+        raise _fail(f"expiration must be between 1 and {MAX_EXPIRATION} seconds (7 days), "
+                    f"not {expiration}", backend)
+    return expiration
+
+
+def validate_method(method: Any, backend: Optional[str] = None) -> str:
+    """An HTTP method a signed URL can carry, upper-cased."""
+    if not isinstance(method, str) or method.upper() not in SIGNABLE_METHODS:
+        raise _fail(f"method must be one of {', '.join(sorted(SIGNABLE_METHODS))}, "
+                    f"not {method!r}", backend)
+    return method.upper()
+
+
+def validate_positive(value: Any, name: str, backend: Optional[str] = None) -> float:
+    """A strictly positive number (timeouts, sizes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise _fail(f"{name} must be a positive number, not {value!r}", backend)
+    return float(value)
