@@ -8,8 +8,6 @@ of the file itself (no sidecar files that could shadow a user's key).  Every
 path is resolved and must stay under ``base_path``, symlinks included.
 """
 
-from __future__ import annotations
-
 import errno
 import io
 import json
@@ -19,8 +17,9 @@ import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Required, TypedDict, Union
+from typing import Any, Optional, Required, TypedDict, Union
 
+from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from ..adapter import FsspecStorageAdapter
@@ -32,9 +31,6 @@ from ..errors import (
     StorageValidationError,
 )
 from ..validation import default_content_type
-
-if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
 
 __all__ = ["LocalConfig", "LocalStorageAdapter"]
 
@@ -74,7 +70,7 @@ class LocalStorageAdapter(FsspecStorageAdapter):
             raise StorageNotFoundError(
                 f"local: base_path {self._base_path!r} does not exist and create_dirs is False")
         return _AtomicLocalFileSystem(confine=os.path.realpath(self._base_path),
-                                      skip_instance_cache=True)
+                                      keep=os.path.realpath(base), skip_instance_cache=True)
 
     def _check_key(self, key: Any) -> str:
         key = super()._check_key(key)
@@ -142,13 +138,23 @@ class _AtomicWriter(io.RawIOBase):
     def __init__(self, target: str, content_type: Optional[str],
                  metadata: Optional[dict[str, str]]) -> None:
         super().__init__()
+        if os.path.isdir(target):
+            raise StorageOperationError(
+                "local: a directory holding other keys has this name; a local directory "
+                "cannot also be a file")
         folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
         self._target = target
         self._temp = os.path.join(folder, f".~ps.{uuid.uuid4().hex}.tmp")
         self._content_type = content_type or default_content_type(target)
         self._metadata = dict(metadata or {})
-        self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close/discard
+        for attempt in (1, 2):
+            os.makedirs(folder, exist_ok=True)
+            try:
+                self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close/discard
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise  # a concurrent delete pruned the folder twice in a row
 
     def writable(self) -> bool:
         return True
@@ -200,9 +206,10 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
     """fsspec's LocalFileSystem with atomic writes, stored properties and
     symlinks followed only while they stay inside ``confine``."""
 
-    def __init__(self, confine: str, **kwargs: Any) -> None:
+    def __init__(self, confine: str, keep: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.confine = confine
+        self.keep = keep
 
     def _open(self, path: str, mode: str = "rb", block_size: Any = None,
               **kwargs: Any) -> Any:
@@ -225,6 +232,20 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
         with open(path1, "rb") as source, \
                 self._open(path2, "wb", **_read_properties(path1)) as target:
             shutil.copyfileobj(source, target, 8 * 1024 * 1024)
+
+    def rm_file(self, path: str) -> None:
+        """Delete a file and the directories it leaves empty: on an object store a
+        "directory" exists only while it holds keys, and the same key names must stay
+        usable here (after deleting ``a/b``, ``a`` can be a file)."""
+        path = self._strip_protocol(path)
+        os.unlink(path)
+        folder = os.path.realpath(os.path.dirname(path))
+        while folder.startswith(self.keep + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+            folder = os.path.dirname(folder)
 
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
         result: dict[str, Any] = super().info(path, **kwargs)

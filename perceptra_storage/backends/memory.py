@@ -146,6 +146,12 @@ class _MemoryFileSystem(MemoryFileSystem):  # type: ignore[misc]
 
     protocol = PROTOCOL
 
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, str):
+            path = path.removeprefix(f"{PROTOCOL}://")
+        return super()._strip_protocol(path)
+
     def __init__(self, store_id: str, **kwargs: Any) -> None:
         super().__init__(global_store=False, **kwargs)
         store = _STORES.get(store_id)

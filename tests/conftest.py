@@ -1,0 +1,81 @@
+"""Backends under test, each over a real store, and the fixtures that reach them.
+
+``backend`` is parametrized over every entry of ``BACKENDS``; a backend joins
+the contract suite by adding one factory there.  Servers are started once per
+session on loopback; when one cannot start, the test is skipped locally and
+fails under CI (CI=true), so CI never passes on a silently skipped backend.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from perceptra_storage import BaseStorageAdapter, get_storage_adapter
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class Backend:
+    """One backend under test: how to build adapters over the same store."""
+
+    name: str
+    factory: Callable[[Optional[str]], BaseStorageAdapter]
+    presign_methods: frozenset[str] = frozenset()
+    """Methods whose presigned URL a plain HTTP client can use on this backend."""
+    secrets: tuple[str, ...] = ()
+    """Credential values that must never appear in reprs, messages or logs."""
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def make(self, prefix: Optional[str] = None) -> BaseStorageAdapter:
+        """A new adapter on this test's store, optionally scoped to ``prefix``."""
+        return self.factory(prefix)
+
+
+def unavailable(reason: str) -> None:
+    """Skip outside CI; fail under CI, where every backend must run."""
+    if IN_CI:
+        pytest.fail(f"backend server unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
+def _with_prefix(config: dict[str, Any], prefix: Optional[str]) -> dict[str, Any]:
+    return {**config, "prefix": prefix} if prefix else dict(config)
+
+
+def _local(tmp_path: Path) -> Backend:
+    config = {"base_path": str(tmp_path / "store")}
+    return Backend("local", lambda p: get_storage_adapter("local", _with_prefix(config, p)),
+                   presign_methods=frozenset({"GET"}))
+
+
+def _memory(tmp_path: Path) -> Backend:
+    config = {"store_name": f"test-{uuid.uuid4().hex}"}
+    return Backend("memory", lambda p: get_storage_adapter("memory", _with_prefix(config, p)))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
+    "local": lambda request, tmp_path: _local(tmp_path),
+    "memory": lambda request, tmp_path: _memory(tmp_path),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    case = BACKENDS[request.param](request, tmp_path)
+    yield case
+    for step in case.cleanup:
+        step()
+
+
+@pytest.fixture
+def storage(backend: Backend) -> BaseStorageAdapter:
+    """An adapter on an empty store of the backend under test."""
+    return backend.make()

@@ -1,0 +1,613 @@
+"""The contract of DESIGN.md, run unchanged on every backend in ``conftest.BACKENDS``."""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import threading
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from perceptra_storage import (
+    BaseStorageAdapter,
+    PresignedUrl,
+    StorageError,
+    StorageNotFoundError,
+    StorageOperationError,
+    StorageValidationError,
+)
+
+from .conftest import Backend
+
+INVALID_KEYS = [
+    "", "/abs", "a//b", "a/", "./a", "a/./b", "a/../b", "..", "a/%2e%2e/b", "a\\b",
+    "nul\x00", "tab\tkey", "bell\x07", "del\x7f", "x" * 1025, "é" * 513, 42, None, b"bytes",
+]
+
+# --- upload and download ----------------------------------------------------------------
+
+
+def test_upload_bytes_returns_key_and_downloads_same(storage: BaseStorageAdapter) -> None:
+    assert storage.upload_file(b"hello world", "docs/a.txt") == "docs/a.txt"
+    assert storage.download_file("docs/a.txt") == b"hello world"
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "fileobj", "path",
+                                  "pathlike"])
+def test_upload_accepts_every_source_kind(storage: BaseStorageAdapter, tmp_path: Path,
+                                          kind: str) -> None:
+    data = bytes(range(256)) * 40
+    local = tmp_path / "source.bin"
+    local.write_bytes(data)
+    source: Any = {
+        "bytes": data, "bytearray": bytearray(data), "memoryview": memoryview(data),
+        "fileobj": io.BytesIO(data), "path": str(local), "pathlike": local,
+    }[kind]
+    storage.upload_file(source, f"kinds/{kind}.bin")
+    assert storage.download_file(f"kinds/{kind}.bin") == data
+
+
+def test_upload_from_open_binary_file(storage: BaseStorageAdapter, tmp_path: Path) -> None:
+    local = tmp_path / "data.csv"
+    local.write_bytes(b"a,b\n1,2\n")
+    with open(local, "rb") as f:
+        storage.upload_file(f, "datasets/data.csv", content_type="text/csv")
+    assert storage.download_file("datasets/data.csv") == b"a,b\n1,2\n"
+
+
+def test_upload_overwrites(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"v1", "k")
+    storage.upload_file(b"version two", "k")
+    assert storage.download_file("k") == b"version two"
+    assert storage.get_file_metadata("k").size == len(b"version two")
+
+
+def test_text_mode_file_is_refused_and_nothing_stored(storage: BaseStorageAdapter,
+                                                      tmp_path: Path) -> None:
+    local = tmp_path / "t.txt"
+    local.write_text("text")
+    with open(local) as f, pytest.raises(StorageValidationError, match="text mode"):
+        storage.upload_file(f, "t.txt")
+    with pytest.raises(StorageValidationError):
+        storage.upload_file(io.StringIO("text"), "t.txt")
+    assert not storage.file_exists("t.txt")
+
+
+def test_missing_source_path_is_a_validation_error(storage: BaseStorageAdapter,
+                                                   tmp_path: Path) -> None:
+    with pytest.raises(StorageValidationError, match="not an existing local file"):
+        storage.upload_file(str(tmp_path / "nope.bin"), "k")
+    with pytest.raises(StorageValidationError):
+        storage.upload_file(12345, "k")  # type: ignore[arg-type]
+    assert storage.list_files() == []
+
+
+class _FailingReader(io.RawIOBase):
+    """Gives some bytes, then fails: a network source dropping mid-upload."""
+
+    def __init__(self, good: bytes) -> None:
+        self._good = good
+        self.mode = "rb"
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._good:
+            chunk, self._good = self._good, b""
+            return chunk
+        raise OSError("source went away")
+
+
+def test_failed_upload_keeps_previous_version_and_leaves_nothing(
+        storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"original", "keep.bin", metadata={"v": "1"})
+    with pytest.raises(StorageError) as info:
+        storage.upload_file(_FailingReader(b"partial new bytes"), "keep.bin")
+    assert isinstance(info.value.__cause__, OSError)
+    assert storage.download_file("keep.bin") == b"original"
+    assert storage.get_file_metadata("keep.bin").metadata == {"v": "1"}
+    with pytest.raises(StorageError):
+        storage.upload_file(_FailingReader(b"partial"), "fresh.bin")
+    assert not storage.file_exists("fresh.bin")
+    assert [o.key for o in storage.list_files()] == ["keep.bin"]
+
+
+def test_download_to_path_streams_and_returns_path(storage: BaseStorageAdapter,
+                                                   tmp_path: Path) -> None:
+    data = b"z" * (3 * 1024 * 1024 + 7)
+    storage.upload_file(data, "big/file.bin")
+    target = tmp_path / "out" / "file.bin"
+    assert storage.download_file("big/file.bin", target) == str(target)
+    assert target.read_bytes() == data
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]
+
+
+def test_download_missing_to_path_keeps_existing_file(storage: BaseStorageAdapter,
+                                                      tmp_path: Path) -> None:
+    target = tmp_path / "downloads" / "existing.bin"
+    target.parent.mkdir()
+    target.write_bytes(b"mine")
+    with pytest.raises(StorageNotFoundError):
+        storage.download_file("missing.bin", str(target))
+    assert target.read_bytes() == b"mine"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["existing.bin"]
+
+
+def test_download_to_binary_file_object(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"stream me", "s.bin")
+    sink = io.BytesIO()
+    assert storage.download_file("s.bin", sink) is sink
+    assert sink.getvalue() == b"stream me"
+    with pytest.raises(StorageValidationError):
+        storage.download_file("s.bin", io.StringIO())
+
+
+def test_empty_object_round_trips(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"", "empty")
+    assert storage.download_file("empty") == b""
+    assert storage.get_file_metadata("empty").size == 0
+    assert [o.key for o in storage.list_files()] == ["empty"]
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def test_missing_key_errors_are_typed_and_carry_context(backend: Backend,
+                                                        storage: BaseStorageAdapter) -> None:
+    for call, operation in [(lambda: storage.download_file("no/such.txt"), "download"),
+                            (lambda: storage.get_file_metadata("no/such.txt"), "stat"),
+                            (lambda: storage.delete_file("no/such.txt"), "delete")]:
+        with pytest.raises(StorageNotFoundError) as info:
+            call()
+        error = info.value
+        assert isinstance(error, FileNotFoundError) and isinstance(error, StorageError)
+        assert (error.backend, error.operation, error.key) == (backend.name, operation,
+                                                               "no/such.txt")
+        assert backend.name in str(error) and "no/such.txt" in str(error)
+
+
+def test_directory_is_not_a_file(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"x", "folder/inner.txt")
+    assert storage.file_exists("folder") is False
+    for call in (lambda: storage.download_file("folder"),
+                 lambda: storage.get_file_metadata("folder"),
+                 lambda: storage.delete_file("folder")):
+        with pytest.raises(StorageNotFoundError):
+            call()
+    assert storage.download_file("folder/inner.txt") == b"x"
+
+
+@pytest.mark.parametrize("key", INVALID_KEYS, ids=repr)
+def test_invalid_keys_are_refused_before_any_io(storage: BaseStorageAdapter, key: Any) -> None:
+    calls = [
+        lambda: storage.upload_file(b"data", key),
+        lambda: storage.download_file(key),
+        lambda: storage.delete_file(key),
+        lambda: storage.file_exists(key),
+        lambda: storage.get_file_metadata(key),
+        lambda: storage.generate_presigned_url(key),
+    ]
+    for call in calls:
+        with pytest.raises(StorageValidationError) as info:
+            call()
+        assert isinstance(info.value, ValueError)
+    assert storage.list_files() == []
+
+
+@pytest.mark.parametrize("prefix", ["/x", "a//b", "../", "a/../b", "a\\b", "n\x00"], ids=repr)
+def test_invalid_list_prefix_is_refused(storage: BaseStorageAdapter, prefix: str) -> None:
+    with pytest.raises(StorageValidationError):
+        storage.list_files(prefix)
+
+
+# --- metadata ---------------------------------------------------------------------------
+
+
+def test_metadata_fields(storage: BaseStorageAdapter) -> None:
+    before = datetime.now(timezone.utc) - timedelta(seconds=5)
+    storage.upload_file(b"1,2\n", "m/data.csv", metadata={"owner": "ana", "run_id": "42"})
+    info = storage.get_file_metadata("m/data.csv")
+    assert info.key == "m/data.csv" and info.size == 4
+    assert info.last_modified.tzinfo is not None
+    assert info.last_modified.utcoffset() == timedelta(0)
+    assert before <= info.last_modified <= datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert info.etag and '"' not in info.etag
+    assert info.content_type == "text/csv"
+    assert info.metadata == {"owner": "ana", "run_id": "42"}
+
+
+def test_etag_changes_with_content(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"one", "e.bin")
+    first = storage.get_file_metadata("e.bin").etag
+    storage.upload_file(b"two!", "e.bin")
+    assert storage.get_file_metadata("e.bin").etag != first
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("a.json", "application/json"), ("b.png", "image/png"), ("c.csv", "text/csv"),
+    ("noext", "application/octet-stream"), ("d.parquet", "application/octet-stream"),
+])
+def test_default_content_type_from_extension(storage: BaseStorageAdapter, key: str,
+                                             expected: str) -> None:
+    storage.upload_file(b"x", key)
+    assert storage.get_file_metadata(key).content_type == expected
+
+
+def test_explicit_content_type_wins(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"{}", "x.txt", content_type="application/json; charset=utf-8")
+    assert storage.get_file_metadata("x.txt").content_type == "application/json; charset=utf-8"
+
+
+@pytest.mark.parametrize("metadata", [
+    {"Owner": "upper-case name"}, {"my-key": "hyphen"}, {"1st": "digit first"},
+    {"k": "é non-ascii"}, {"k": " padded "}, {"k": 5}, {"is_directory": "true"},
+    {"k": "line\nbreak"}, {"big": "x" * 3000},
+], ids=repr)
+def test_unportable_metadata_is_refused_before_upload(storage: BaseStorageAdapter,
+                                                      metadata: Any) -> None:
+    with pytest.raises(StorageValidationError):
+        storage.upload_file(b"x", "meta.bin", metadata=metadata)
+    assert not storage.file_exists("meta.bin")
+
+
+def test_bad_content_type_is_refused(storage: BaseStorageAdapter) -> None:
+    with pytest.raises(StorageValidationError, match="content_type"):
+        storage.upload_file(b"x", "ct.bin", content_type="not a type\r\nX-Evil: 1")
+    assert not storage.file_exists("ct.bin")
+
+
+# --- delete and exists -------------------------------------------------------------------
+
+
+def test_delete_then_exists(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"x", "d/k")
+    assert storage.file_exists("d/k") is True
+    assert storage.delete_file("d/k") is True
+    assert storage.file_exists("d/k") is False
+    with pytest.raises(StorageNotFoundError):
+        storage.delete_file("d/k")
+
+
+# --- listing ----------------------------------------------------------------------------
+
+LISTED = ["a-b", "a/b", "a/c/d.txt", "a0", "data/file.csv", "data/file2.csv",
+          "data/fig.png", "data/other/x", ".hidden", "notes.meta", "z"]
+
+
+def _seed(storage: BaseStorageAdapter) -> None:
+    for key in reversed(LISTED):
+        storage.upload_file(key.encode(), key)
+
+
+def test_list_is_recursive_sorted_and_shows_dot_and_meta_files(
+        storage: BaseStorageAdapter) -> None:
+    _seed(storage)
+    objects = storage.list_files()
+    assert [o.key for o in objects] == sorted(LISTED)
+    assert all(o.size == len(o.key) for o in objects)
+    assert all(o.last_modified.tzinfo is not None for o in objects)
+
+
+@pytest.mark.parametrize("prefix, expected", [
+    ("data/", ["data/fig.png", "data/file.csv", "data/file2.csv", "data/other/x"]),
+    ("data/fi", ["data/fig.png", "data/file.csv", "data/file2.csv"]),
+    ("data/file", ["data/file.csv", "data/file2.csv"]),
+    ("a", ["a-b", "a/b", "a/c/d.txt", "a0"]),
+    ("a/", ["a/b", "a/c/d.txt"]),
+    ("a/c/d.txt", ["a/c/d.txt"]),
+    ("nothing", []),
+    ("no/such/dir/", []),
+])
+def test_list_prefix_is_a_string_prefix(storage: BaseStorageAdapter, prefix: str,
+                                        expected: list[str]) -> None:
+    _seed(storage)
+    assert [o.key for o in storage.list_files(prefix=prefix)] == expected
+
+
+def test_list_max_results_and_unbounded_iterator(storage: BaseStorageAdapter) -> None:
+    _seed(storage)
+    assert [o.key for o in storage.list_files(max_results=3)] == sorted(LISTED)[:3]
+    assert storage.list_files(max_results=0) == []
+    iterator = storage.iter_files()
+    assert next(iterator).key == sorted(LISTED)[0]
+    assert [o.key for o in storage.iter_files("data/")] == \
+        [k for k in sorted(LISTED) if k.startswith("data/")]
+    with pytest.raises(StorageValidationError):
+        storage.list_files(max_results=-1)
+
+
+def test_listing_does_not_fetch_per_object_properties(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"x", "l.csv", metadata={"a": "b"})
+    (listed,) = storage.list_files()
+    assert listed.content_type is None and listed.metadata is None
+    assert listed.etag == storage.get_file_metadata("l.csv").etag
+
+
+# --- prefix scoping ---------------------------------------------------------------------
+
+
+def test_prefix_scopes_an_adapter_to_a_subtree(backend: Backend) -> None:
+    root = backend.make()
+    tenant_a = backend.make("tenants/a")
+    tenant_b = backend.make("/tenants/b/")
+    tenant_a.upload_file(b"A", "report.csv", metadata={"t": "a"})
+    tenant_b.upload_file(b"B", "report.csv")
+    assert tenant_a.download_file("report.csv") == b"A"
+    assert tenant_b.download_file("report.csv") == b"B"
+    assert [o.key for o in tenant_a.list_files()] == ["report.csv"]
+    assert tenant_a.get_file_metadata("report.csv").key == "report.csv"
+    assert [o.key for o in root.list_files()] == ["tenants/a/report.csv",
+                                                  "tenants/b/report.csv"]
+    tenant_a.delete_file("report.csv")
+    assert tenant_b.file_exists("report.csv")
+    with pytest.raises(StorageValidationError):
+        tenant_a.download_file("../b/report.csv")
+
+
+def test_bad_prefix_config_is_refused(backend: Backend) -> None:
+    for prefix in ("a/../b", "a//b", "x\x00"):
+        with pytest.raises(StorageValidationError, match="prefix"):
+            backend.make(prefix)
+
+
+# --- presigned and public URLs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("expiration", [0, -1, 604801, 1.5, "60", True])
+def test_presign_expiration_out_of_range(storage: BaseStorageAdapter, expiration: Any) -> None:
+    with pytest.raises(StorageValidationError, match="expiration"):
+        storage.generate_presigned_url("k", expiration=expiration)
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "get me", 1])
+def test_presign_unknown_method(storage: BaseStorageAdapter, method: Any) -> None:
+    with pytest.raises(StorageValidationError, match="method"):
+        storage.generate_presigned_url("k", method=method)
+
+
+def test_presigned_get_works_with_plain_http_or_is_refused_clearly(
+        backend: Backend, storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"shared bytes", "share/me.txt")
+    if "GET" not in backend.presign_methods:
+        with pytest.raises(StorageOperationError) as info:
+            storage.generate_presigned_url("share/me.txt")
+        assert backend.name in str(info.value)
+        return
+    signed = storage.generate_presigned_url("share/me.txt", expiration=600)
+    assert isinstance(signed, PresignedUrl) and signed.method == "GET"
+    assert signed.expires_at.tzinfo is not None
+    remaining = signed.expires_at - datetime.now(timezone.utc)
+    assert timedelta(seconds=590) < remaining <= timedelta(seconds=600)
+    request = urllib.request.Request(signed.url, headers=signed.headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.read() == b"shared bytes"
+
+
+def test_public_url_is_none_or_a_url(storage: BaseStorageAdapter) -> None:
+    url = storage.get_public_url("pub/x.txt")
+    assert url is None or "pub/x.txt" in url
+    with pytest.raises(StorageValidationError):
+        storage.get_public_url("../x")
+
+
+# --- life cycle -------------------------------------------------------------------------
+
+
+def test_context_manager_closes_and_adapter_stays_usable(backend: Backend) -> None:
+    with backend.make() as adapter:
+        adapter.upload_file(b"in", "ctx.txt")
+    assert adapter.download_file("ctx.txt") == b"in"
+
+
+def test_test_connection(storage: BaseStorageAdapter) -> None:
+    assert storage.test_connection() is True
+    assert storage.test_connection(timeout=2) is True
+    with pytest.raises(StorageValidationError, match="timeout"):
+        storage.test_connection(timeout=0)
+
+
+def test_pickled_adapter_reads_the_same_objects(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"shipped to a worker", "p/k.bin")
+    clone = pickle.loads(pickle.dumps(storage))
+    assert clone.download_file("p/k.bin") == b"shipped to a worker"
+    assert [o.key for o in clone.list_files()] == ["p/k.bin"]
+
+
+def test_adapters_are_thread_safe(storage: BaseStorageAdapter) -> None:
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(10):
+                key = f"threads/{n}/{i}"
+                payload = f"{n}-{i}".encode() * (i + 1)
+                storage.upload_file(payload, key)
+                assert storage.download_file(key) == payload
+                assert storage.file_exists(key)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(storage.list_files(prefix="threads/")) == 80
+
+
+def test_concurrent_readers_never_see_a_torn_object(storage: BaseStorageAdapter) -> None:
+    size = 2 * 1024 * 1024
+    versions = [bytes([n]) * size for n in range(1, 6)]
+    storage.upload_file(versions[0], "torn.bin")
+    stop = threading.Event()
+    seen: list[bytes] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(storage.download_file("torn.bin"))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for version in versions[1:]:
+        storage.upload_file(version, "torn.bin")
+    stop.set()
+    reader.join()
+    assert seen and all(data in versions for data in seen)
+
+
+def test_repr_and_errors_hold_no_secrets(backend: Backend, storage: BaseStorageAdapter) -> None:
+    text = repr(storage)
+    assert backend.name in text
+    with pytest.raises(StorageError) as info:
+        storage.download_file("missing/for/secret/check")
+    for secret in backend.secrets:
+        assert secret not in text and secret not in str(info.value)
+
+
+def test_one_debug_record_per_operation_and_nothing_louder(
+        backend: Backend, storage: BaseStorageAdapter, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="perceptra_storage"):
+        storage.upload_file(b"log me", "logs/k.txt")
+        storage.download_file("logs/k.txt")
+        with pytest.raises(StorageNotFoundError):
+            storage.download_file("logs/missing.txt")
+    ours = [r for r in caplog.records if r.name.startswith("perceptra_storage")]
+    assert [r.levelno for r in ours] == [logging.DEBUG] * 3
+    messages = [r.getMessage() for r in ours]
+    assert "upload" in messages[0] and "logs/k.txt" in messages[0] and "ms" in messages[0]
+    assert "download" in messages[2] and "failed" in messages[2]
+    assert all(backend.name in m for m in messages)
+    for secret in backend.secrets:
+        assert all(secret not in m for m in messages)
+
+
+# --- file objects, copy, fsspec interop ---------------------------------------------------
+
+
+def test_open_read_and_write(storage: BaseStorageAdapter) -> None:
+    with storage.open("o/file.txt", "wb") as f:
+        f.write(b"line one\n")
+        f.write(b"line two\n")
+    with storage.open("o/file.txt", "rb") as f:
+        assert f.read(4) == b"line"
+        f.seek(5)
+        assert f.read() == b"one\nline two\n"
+    with pytest.raises(StorageNotFoundError):
+        storage.open("o/missing.txt")
+    with pytest.raises(StorageValidationError):
+        storage.open("o/file.txt", "r")
+
+
+def test_open_write_that_fails_keeps_previous_version(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"old", "o/keep.txt")
+    with pytest.raises(RuntimeError), storage.open("o/keep.txt", "wb") as f:
+        f.write(b"new but unfinished")
+        raise RuntimeError("writer crashed")
+    assert storage.download_file("o/keep.txt") == b"old"
+    assert [o.key for o in storage.list_files()] == ["o/keep.txt"]
+
+
+def test_copy_keeps_content_type_and_metadata(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"{}", "src.json", content_type="application/json",
+                        metadata={"owner": "ana"})
+    assert storage.copy_file("src.json", "copies/dst.bin") == "copies/dst.bin"
+    info = storage.get_file_metadata("copies/dst.bin")
+    assert storage.download_file("copies/dst.bin") == b"{}"
+    assert (info.content_type, info.metadata) == ("application/json", {"owner": "ana"})
+    with pytest.raises(StorageNotFoundError):
+        storage.copy_file("nope", "x")
+
+
+def test_fsspec_url_and_storage_options_reach_the_same_object(
+        storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"via fsspec", "interop/x.bin")
+    url = storage.url("interop/x.bin")  # type: ignore[attr-defined]
+    with fsspec.open(url, "rb", **storage.storage_options) as f:  # type: ignore[attr-defined]
+        assert f.read() == b"via fsspec"
+    assert storage.fs.cat_file("interop/x.bin") == b"via fsspec"  # type: ignore[attr-defined]
+
+
+# --- properties -------------------------------------------------------------------------
+
+_SEGMENT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\"),
+    min_size=1, max_size=20,
+).filter(lambda s: s not in (".", "..") and "%2e" not in s.lower()
+         and not s.startswith(".~ps."))
+_KEYS = st.lists(_SEGMENT, min_size=1, max_size=4).map("/".join).filter(
+    lambda k: len(k.encode()) <= 1024)
+_PAYLOADS = st.one_of(st.just(b""), st.binary(min_size=1, max_size=1),
+                      st.binary(max_size=4096),
+                      st.integers(1, 3 * 1024 * 1024).map(lambda n: b"\xa5" * n))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=_KEYS, payload=_PAYLOADS)
+def test_property_round_trip(storage: BaseStorageAdapter, key: str, payload: bytes) -> None:
+    storage.upload_file(payload, key)
+    try:
+        assert storage.download_file(key) == payload
+        assert key in [o.key for o in storage.list_files(prefix=key)]
+    finally:
+        storage.delete_file(key)
+
+
+_BAD_KEYS = st.one_of(
+    st.sampled_from(INVALID_KEYS),
+    _KEYS.map(lambda k: k + "/"), _KEYS.map(lambda k: "/" + k),
+    st.tuples(_KEYS, st.sampled_from(["..", ".", "", "%2E%2E"]), _KEYS).map("/".join),
+    st.tuples(_KEYS, st.characters(min_codepoint=0, max_codepoint=31)).map("".join),
+)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=_BAD_KEYS)
+def test_property_invalid_keys_store_nothing(storage: BaseStorageAdapter, key: Any) -> None:
+    with pytest.raises(StorageValidationError):
+        storage.upload_file(b"payload", key)
+    assert storage.list_files() == []
+
+
+def test_upload_does_not_hold_the_whole_file_in_memory(storage: BaseStorageAdapter,
+                                                       tmp_path: Path) -> None:
+    import tracemalloc
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        for _ in range(48):
+            f.write(b"\x01" * 1024 * 1024)
+    # The memory backend keeps the object itself in memory (and a growing buffer
+    # may briefly hold it twice); every other backend must stream.
+    allowance = 2 * 48 * 1024 * 1024 if storage.backend_name == "memory" else 0
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        with open(big, "rb") as f:
+            storage.upload_file(f, "big.bin")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 60
+    assert peak < allowance + 40 * 1024 * 1024
+    assert storage.get_file_metadata("big.bin").size == 48 * 1024 * 1024
+
+
+def test_deleting_the_last_key_under_a_folder_frees_the_name(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(b"inner", "p/q")
+    storage.delete_file("p/q")
+    storage.upload_file(b"now a file", "p")
+    assert storage.download_file("p") == b"now a file"
+    assert [o.key for o in storage.list_files()] == ["p"]
