@@ -8,6 +8,7 @@ fails under CI (CI=true), so CI never passes on a silently skipped backend.
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -61,10 +62,19 @@ def _memory(tmp_path: Path) -> Backend:
     return Backend("memory", lambda p: get_storage_adapter("memory", _with_prefix(config, p)))
 
 
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
+BackendFactory = Callable[[pytest.FixtureRequest, Path], Backend]
+
+BACKENDS: dict[str, BackendFactory] = {
     "local": lambda request, tmp_path: _local(tmp_path),
     "memory": lambda request, tmp_path: _memory(tmp_path),
 }
+
+# Server-backed backends: each module holds its session fixtures (servers) and a
+# BACKENDS dict of factories that reach them through ``request.getfixturevalue``.
+CASE_MODULES = ["tests.cases_s3", "tests.cases_azure"]
+pytest_plugins = CASE_MODULES
+for _module in CASE_MODULES:
+    BACKENDS.update(importlib.import_module(_module).BACKENDS)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
