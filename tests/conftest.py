@@ -73,6 +73,7 @@ BACKENDS: dict[str, BackendFactory] = {
 # BACKENDS dict of factories that reach them through ``request.getfixturevalue``.
 CASE_MODULES = ["tests.cases_s3", "tests.cases_azure"]
 pytest_plugins = CASE_MODULES
+pytest.register_assert_rewrite(*CASE_MODULES)
 for _module in CASE_MODULES:
     BACKENDS.update(importlib.import_module(_module).BACKENDS)
 

@@ -148,7 +148,12 @@ class _AtomicWriter(io.RawIOBase):
         self._content_type = content_type or default_content_type(target)
         self._metadata = dict(metadata or {})
         for attempt in (1, 2):
-            os.makedirs(folder, exist_ok=True)
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise StorageOperationError(
+                    "local: a parent of this key is a file; a local file cannot also be "
+                    "a directory") from exc
             try:
                 self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close/discard
                 break

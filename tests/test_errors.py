@@ -1,0 +1,102 @@
+"""The one translation table: SDK exceptions in, typed StorageErrors out, no secrets."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from botocore import exceptions as bce
+
+from perceptra_storage.errors import (
+    StorageConnectionError,
+    StorageError,
+    StorageNotFoundError,
+    StorageOperationError,
+    StoragePermissionError,
+    StorageTimeoutError,
+    StorageValidationError,
+    build_error,
+    redact,
+    translate_errors,
+)
+
+
+def _client_error(code: str, status: int) -> bce.ClientError:
+    return bce.ClientError({"Error": {"Code": code, "Message": "m"},
+                            "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+
+@pytest.mark.parametrize("exc, expected", [
+    (FileNotFoundError(2, "nope"), StorageNotFoundError),
+    (IsADirectoryError(21, "dir"), StorageNotFoundError),
+    (PermissionError(13, "denied"), StoragePermissionError),
+    (TimeoutError("slow"), StorageTimeoutError),
+    (ConnectionResetError("reset"), StorageConnectionError),
+    (OSError(5, "io"), StorageOperationError),
+    (RuntimeError("boom"), StorageOperationError),
+    (_client_error("NoSuchKey", 404), StorageNotFoundError),
+    (_client_error("NoSuchBucket", 404), StorageNotFoundError),
+    (_client_error("AccessDenied", 403), StoragePermissionError),
+    (_client_error("SignatureDoesNotMatch", 403), StoragePermissionError),
+    (_client_error("InvalidAccessKeyId", 403), StoragePermissionError),
+    (_client_error("SlowDown", 503), StorageOperationError),
+    (_client_error("", 404), StorageNotFoundError),
+    (bce.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), StorageConnectionError),
+    (bce.ConnectTimeoutError(endpoint_url="http://10.255.255.1"), StorageTimeoutError),
+    (bce.ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), StorageTimeoutError),
+    (bce.NoCredentialsError(), StoragePermissionError),
+])
+def test_table_maps_each_sdk_error(exc: BaseException, expected: type[StorageError]) -> None:
+    error = build_error(exc, "s3", "download", "k")
+    assert type(error) is expected
+    assert error.backend == "s3" and error.operation == "download" and error.key == "k"
+
+
+def test_azure_errors_by_status() -> None:
+    from azure.core import exceptions as ace
+
+    assert isinstance(build_error(ace.ResourceNotFoundError("gone"), "azure", "stat", "k"),
+                      StorageNotFoundError)
+    assert isinstance(build_error(ace.ClientAuthenticationError("no"), "azure", "stat", "k"),
+                      StoragePermissionError)
+    assert isinstance(build_error(ace.ServiceRequestError("dns"), "azure", "stat", "k"),
+                      StorageConnectionError)
+    denied = ace.HttpResponseError("denied")
+    denied.status_code = 403
+    assert isinstance(build_error(denied, "azure", "stat", "k"), StoragePermissionError)
+
+
+def test_translate_keeps_cause_and_passes_our_errors_through() -> None:
+    original = FileNotFoundError("/root/x")
+    with pytest.raises(StorageNotFoundError) as info, translate_errors("local", "stat", "x"):
+        raise original
+    assert info.value.__cause__ is original
+    with pytest.raises(StorageValidationError) as ours, translate_errors("local", "upload", "k"):
+        raise StorageValidationError("bad")
+    assert (ours.value.backend, ours.value.operation, ours.value.key) == ("local", "upload", "k")
+    assert str(ours.value) == "bad"
+
+
+def test_messages_never_hold_secrets() -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    leaky = RuntimeError(
+        f"GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abcdef0123&X-Amz-Credential=AKIA "
+        f"AccountKey=Zm9vYmFy== sig=Q%2Bxyz password: hunter22 key {secret} "
+        "https://user:pa55@host/")
+    with pytest.raises(StorageError) as info, \
+            translate_errors("s3", "download", "k", secrets=[secret]):
+        raise leaky
+    text = str(info.value)
+    for needle in (secret, "abcdef0123", "Zm9vYmFy", "Q%2Bxyz", "hunter22", "pa55"):
+        assert needle not in text
+    assert "s3: download 'k'" in text
+
+
+def test_redact_leaves_plain_text_alone() -> None:
+    assert redact("no such key 'data/file.csv'") == "no such key 'data/file.csv'"
+
+
+def test_errors_pickle_with_context() -> None:
+    error = build_error(_client_error("NoSuchKey", 404), "s3", "download", "k")
+    clone = pickle.loads(pickle.dumps(error))
+    assert type(clone) is StorageNotFoundError and clone.key == "k" and str(clone) == str(error)
