@@ -11,6 +11,7 @@ and logging live here, so every backend behaves the same.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import io
@@ -19,7 +20,7 @@ import shutil
 import threading
 import typing
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
@@ -27,14 +28,28 @@ from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Optional, TypedDict, Union
 from urllib.parse import quote
 
-from .base import BaseStorageAdapter, PresignedUrl, Source, StorageObject
+from .base import (
+    BaseStorageAdapter,
+    PresignedUrl,
+    Source,
+    StorageObject,
+)
 from .errors import (
     StorageAdapterError,
+    StorageError,
     StorageNotFoundError,
     StorageOperationError,
     StorageTimeoutError,
     StorageValidationError,
     translate_errors,
+)
+from .transfer import (
+    BatchResult,
+    Progress,
+    ProgressArg,
+    check_concurrency,
+    collect,
+    source_size,
 )
 from .validation import (
     RESERVED_METADATA,
@@ -272,76 +287,161 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         key: str,
         content_type: Optional[str] = None,
         metadata: Optional[dict[str, str]] = None,
+        *,
+        progress: ProgressArg = None,
     ) -> str:
+        """Store ``file_obj`` under ``key``; ``progress`` counts bytes (see transfer.py)."""
         with self._operation("upload", key if isinstance(key, str) else None):
-            key = self._check_key(key)
-            ctype = validate_content_type(content_type, key, self.backend_name)
-            meta = validate_metadata(metadata, self.backend_name)
-            source = _classify_source(file_obj, self.backend_name, key)
-            fs = self.filesystem
-            path = self._path(key)
-            if isinstance(source, bytes):
-                fs.pipe_file(path, source, **self._write_options("pipe_file", ctype, meta))
-            elif isinstance(source, str):
-                fs.put_file(source, path, **self._write_options("put_file", ctype, meta))
-            else:
-                self._write_stream(path, source, self._write_options("open", ctype, meta))
+            key, source, options = self._plan_upload(file_obj, key, content_type, metadata)
+            sink = Progress(progress, source_size(source), "B", key)
+            try:
+                fs, path = self.filesystem, self._path(key)
+                if isinstance(source, bytes):
+                    fs.pipe_file(path, source, **options("pipe_file"))
+                    sink.advance(len(source))
+                elif isinstance(source, str):
+                    fs.put_file(source, path, callback=sink.fsspec_callback(),
+                                **options("put_file"))
+                else:
+                    self._write_stream(path, source, options("open"), sink)
+            finally:
+                sink.close()
         return key
 
-    def _write_stream(self, path: str, source: IO[bytes], options: dict[str, Any]) -> None:
+    def _plan_upload(
+        self, file_obj: Any, key: Any, content_type: Any, metadata: Any
+    ) -> tuple[str, Union[bytes, str, IO[bytes]], Callable[[str], dict[str, Any]]]:
+        """Validate everything an upload needs before a byte moves."""
+        key = self._check_key(key)
+        ctype = validate_content_type(content_type, key, self.backend_name)
+        meta = validate_metadata(metadata, self.backend_name)
+        source = _classify_source(file_obj, self.backend_name, key)
+        return key, source, lambda how: self._write_options(how, ctype, meta)
+
+    def _write_stream(self, path: str, source: IO[bytes], options: dict[str, Any],
+                      sink: Optional[Progress] = None) -> None:
         """Copy a file object into a new object; a failure stores nothing."""
         target = self.filesystem.open(path, "wb", **options)
         try:
             while chunk := source.read(_COPY_CHUNK):
                 target.write(chunk)
+                if sink is not None:
+                    sink.advance(len(chunk))
         except BaseException:
             _abandon(target)
             raise
         target.close()
 
-    def download_file(self, key: str, destination: Optional[Any] = None) -> Any:
+    def download_file(self, key: str, destination: Optional[Any] = None, *,
+                      progress: ProgressArg = None) -> Any:
         """The object's bytes; or, with ``destination``, stream it there.
 
         A path destination is written to a temporary file beside it and renamed at
         the end, so it is never left half-written; a writable binary file object
-        is written in chunks. Returns the bytes, or the destination (a path as str).
+        is written in chunks. Returns the bytes, or the destination (a path as
+        str). ``progress`` counts bytes.
         """
         with self._operation("download", key if isinstance(key, str) else None):
             key = self._check_key(key)
             path = self._path(key)
-            if destination is None:
-                return self.filesystem.cat_file(path)
-            if isinstance(destination, (str, os.PathLike)):
-                return self._download_to_path(key, path, os.fspath(destination))
-            if not callable(getattr(destination, "write", None)) or \
-                    isinstance(destination, io.TextIOBase):
-                raise StorageValidationError(
-                    f"{self.backend_name}: destination must be a path or a binary file "
-                    f"object, not {type(destination).__name__}")
-            with self.filesystem.open(path, "rb") as source:
-                shutil.copyfileobj(source, destination, _COPY_CHUNK)
-            return destination
+            sink = Progress(progress, None, "B", key)
+            try:
+                if destination is None:
+                    data = self.filesystem.cat_file(path)
+                    sink.advance(len(data))
+                    return data
+                if isinstance(destination, (str, os.PathLike)):
+                    with _staged(os.fspath(destination), key, self.backend_name) as temp:
+                        self.filesystem.get_file(path, temp, callback=sink.fsspec_callback())
+                    return str(os.fspath(destination))
+                if not callable(getattr(destination, "write", None)) or \
+                        isinstance(destination, io.TextIOBase):
+                    raise StorageValidationError(
+                        f"{self.backend_name}: destination must be a path or a binary file "
+                        f"object, not {type(destination).__name__}")
+                with self.filesystem.open(path, "rb") as source:
+                    while chunk := source.read(_COPY_CHUNK):
+                        destination.write(chunk)
+                        sink.advance(len(chunk))
+                return destination
+            finally:
+                sink.close()
 
-    def _download_to_path(self, key: str, path: str, destination: Any) -> str:
-        target = os.path.abspath(str(destination))
-        if os.path.isdir(target):
-            raise StorageValidationError(
-                f"{self.backend_name}: destination {str(destination)!r} is a directory; "
-                "give a file path")
-        folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
-        temp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.part")
+    def _run_batch(self, kind: str, items: list[tuple[str, Any]], concurrency: int,
+                   progress: Progress) -> BatchResult:
+        """On an async filesystem (s3fs, adlfs) run all items as coroutines on its
+        event loop, at most ``concurrency`` at once; otherwise use the thread pool."""
+        fs = self.filesystem
+        if not getattr(fs, "async_impl", False):
+            return super()._run_batch(kind, items, concurrency, progress)
+        from fsspec.asyn import sync
+
+        gate_size = check_concurrency(concurrency, self.backend_name)
+        outcomes: dict[int, Optional[StorageError]] = {}
+
+        async def one(gate: asyncio.Semaphore, index: int, key: Any, arg: Any) -> None:
+            async with gate:
+                try:
+                    with translate_errors(self.backend_name, kind,
+                                          key if isinstance(key, str) else None,
+                                          secrets=self._secret_values()):
+                        await self._batch_item_async(fs, kind, key, arg, progress)
+                    outcomes[index] = None
+                except StorageError as exc:
+                    outcomes[index] = exc
+
+        async def run_all() -> None:
+            gate = asyncio.Semaphore(gate_size)
+            await asyncio.gather(*(one(gate, index, key, arg)
+                                   for index, (key, arg) in enumerate(items)))
+
         try:
-            self.filesystem.get_file(path, temp)
-            if not os.path.isfile(temp):
-                raise StorageNotFoundError(f"{self.backend_name}: {key!r} is not a file")
-            os.replace(temp, target)
+            sync(fs.loop, run_all)
         finally:
-            if os.path.isdir(temp):
-                shutil.rmtree(temp, ignore_errors=True)
-            elif os.path.lexists(temp):
-                os.unlink(temp)
-        return str(destination)
+            progress.close()
+        return collect(items, outcomes)
+
+    async def _batch_item_async(self, fs: Any, kind: str, key: Any, arg: Any,
+                                progress: Progress) -> None:
+        """One batch item through the filesystem's coroutines (same checks as the
+        one-item methods)."""
+        if kind == "upload":
+            key, source, options = self._plan_upload(arg, key, None, None)
+            path = self._path(key)
+            if isinstance(source, bytes):
+                await fs._pipe_file(path, source, **options("pipe_file"))
+                progress.advance(len(source))
+            elif isinstance(source, str):
+                await fs._put_file(source, path, callback=progress.fsspec_callback(),
+                                   **options("put_file"))
+            else:
+                await asyncio.to_thread(self._write_stream, path, source, options("open"),
+                                        progress)
+            return
+        key = self._check_key(key)
+        path = self._path(key)
+        if kind == "download":
+            with _staged(arg, key, self.backend_name) as temp:
+                await fs._get_file(path, temp, callback=progress.fsspec_callback())
+            return
+        if kind == "delete":
+            await self._require_file_async(fs, key, path)
+            await fs._rm_file(path)
+            progress.advance(1)
+            return
+        source_key = self._check_key(arg)
+        source_path = self._path(source_key)
+        await self._require_file_async(fs, source_key, source_path)
+        await fs._cp_file(source_path, path)
+        if kind == "move":
+            await fs._rm_file(source_path)
+        progress.advance(1)
+
+    async def _require_file_async(self, fs: Any, key: str, path: str) -> None:
+        info = await fs._info(path)
+        if info.get("type") != "file":
+            raise StorageNotFoundError(f"{self.backend_name}: {key!r} is a directory, "
+                                       "not a file")
 
     def delete_file(self, key: str) -> bool:
         with self._operation("delete", key if isinstance(key, str) else None):
@@ -606,3 +706,25 @@ def _utc(value: Any) -> datetime:
         return _utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
     return datetime.fromtimestamp(0, tz=UTC)
 
+
+@contextlib.contextmanager
+def _staged(destination: str, key: str, backend: str) -> Iterator[str]:
+    """A temporary path beside ``destination``, renamed over it if the block
+    succeeds and produced a file; removed otherwise."""
+    target = os.path.abspath(destination)
+    if os.path.isdir(target):
+        raise StorageValidationError(
+            f"{backend}: destination {destination!r} is a directory; give a file path")
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.part")
+    try:
+        yield temp
+        if not os.path.isfile(temp):
+            raise StorageNotFoundError(f"{backend}: {key!r} is not a file")
+        os.replace(temp, target)
+    finally:
+        if os.path.isdir(temp):
+            shutil.rmtree(temp, ignore_errors=True)
+        elif os.path.lexists(temp):
+            os.unlink(temp)

@@ -18,7 +18,8 @@ import os
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,10 +37,12 @@ from .errors import (
     StorageValidationError,
     translate_errors,
 )
+from .transfer import BatchResult, Progress, ProgressArg, check_concurrency, collect, source_size
 from .validation import validate_key
 
 __all__ = [
     "BaseStorageAdapter",
+    "BatchResult",
     "PresignedUrl",
     "Source",
     "StorageAdapterError",
@@ -184,6 +187,120 @@ class BaseStorageAdapter(ABC):
         self.upload_file(self.download_file(source_key), destination_key,
                          content_type=info.content_type, metadata=info.metadata)
         return destination_key
+
+    # -- batch operations: a bounded thread pool over the primitives; the generic
+    # adapter runs the same items on its filesystem's event loop instead.
+
+    def upload_files(
+        self,
+        items: Union[Mapping[str, Source], Iterable[tuple[Source, str]]],
+        *,
+        concurrency: int = 16,
+        progress: ProgressArg = None,
+    ) -> BatchResult:
+        """Upload many sources: ``{key: source}`` or ``[(source, key), ...]``.
+
+        Every item is attempted; the result lists what succeeded and, per key,
+        the typed error of what did not. ``progress`` counts bytes.
+        """
+        pairs = [(key, source) for key, source in items.items()] if isinstance(items, Mapping) \
+            else [(key, source) for source, key in items]
+        total = sum(source_size(source) for _, source in pairs)
+        return self._run_batch("upload", pairs, concurrency,
+                               Progress(progress, total, "B", "upload"))
+
+    def download_files(
+        self,
+        keys: Iterable[str],
+        destination_dir: Union[str, os.PathLike[str]],
+        *,
+        concurrency: int = 16,
+        progress: ProgressArg = None,
+    ) -> BatchResult:
+        """Download keys into ``destination_dir``, keeping the key layout
+        (``a/b.csv`` lands in ``destination_dir/a/b.csv``). ``progress`` counts bytes."""
+        folder = os.fspath(destination_dir)
+        pairs = [(key, os.path.join(folder, *key.split("/")) if isinstance(key, str) else "")
+                 for key in keys]
+        return self._run_batch("download", pairs, concurrency,
+                               Progress(progress, None, "B", "download"))
+
+    def delete_files(self, keys: Iterable[str], *, concurrency: int = 16,
+                     progress: ProgressArg = None) -> BatchResult:
+        """Delete keys; a missing key is reported as failed (StorageNotFoundError)."""
+        pairs = [(key, None) for key in keys]
+        return self._run_batch("delete", pairs, concurrency,
+                               Progress(progress, len(pairs), "it", "delete"))
+
+    def copy_files(
+        self,
+        pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]],
+        *,
+        concurrency: int = 16,
+        progress: ProgressArg = None,
+    ) -> BatchResult:
+        """Copy ``{source: destination}`` or ``[(source, destination), ...]``;
+        the result is keyed by destination."""
+        return self._pairs_batch("copy", pairs, concurrency, progress)
+
+    def move_files(
+        self,
+        pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]],
+        *,
+        concurrency: int = 16,
+        progress: ProgressArg = None,
+    ) -> BatchResult:
+        """Copy then delete each source; a failed copy leaves its source in place."""
+        return self._pairs_batch("move", pairs, concurrency, progress)
+
+    def _pairs_batch(self, kind: str, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]],
+                     concurrency: int, progress: ProgressArg) -> BatchResult:
+        items = [(destination, source) for source, destination in
+                 (pairs.items() if isinstance(pairs, Mapping) else pairs)]
+        return self._run_batch(kind, items, concurrency,
+                               Progress(progress, len(items), "it", kind))
+
+    def _batch_item(self, kind: str, key: str, arg: Any, progress: Progress) -> None:
+        """One item of a batch, through the public primitives."""
+        if kind == "upload":
+            self.upload_file(arg, key)
+            progress.advance(source_size(arg))
+        elif kind == "download":
+            self.download_file(key, arg)
+            progress.advance(os.path.getsize(arg))
+        elif kind == "delete":
+            self.delete_file(key)
+            progress.advance(1)
+        else:
+            self.copy_file(arg, key)
+            if kind == "move":
+                self.delete_file(arg)
+            progress.advance(1)
+
+    def _run_batch(self, kind: str, items: list[tuple[str, Any]], concurrency: int,
+                   progress: Progress) -> BatchResult:
+        """Run every item on a bounded thread pool; collect results in input order."""
+        workers = check_concurrency(concurrency, self.backend_name)
+        outcomes: dict[int, Optional[StorageError]] = {}
+
+        def run(index: int, key: str, arg: Any) -> None:
+            try:
+                with translate_errors(self.backend_name, kind,
+                                      key if isinstance(key, str) else None,
+                                      secrets=self._secret_values()):
+                    self._batch_item(kind, validate_key(key, self.backend_name), arg, progress)
+                outcomes[index] = None
+            except StorageError as exc:
+                outcomes[index] = exc
+
+        try:
+            with ThreadPoolExecutor(max_workers=workers,
+                                    thread_name_prefix="perceptra-batch") as pool:
+                for index, (key, arg) in enumerate(items):
+                    pool.submit(run, index, key, arg)
+        finally:
+            progress.close()
+        return collect(items, outcomes)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; the adapter rebuilds them if used again."""

@@ -46,7 +46,7 @@ def test_all_is_complete_and_exact() -> None:
     public = {name for name, value in vars(perceptra_storage).items()
               if not name.startswith("_") and not inspect.ismodule(value)}
     assert set(perceptra_storage.__all__) == public | {"__version__"}
-    assert PROMISED <= set(perceptra_storage.__all__)
+    assert set(perceptra_storage.__all__) >= PROMISED
     assert len(perceptra_storage.__all__) == len(set(perceptra_storage.__all__))
 
 

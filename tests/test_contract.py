@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import logging
 import pickle
 import threading
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -214,13 +215,13 @@ def test_invalid_list_prefix_is_refused(storage: BaseStorageAdapter, prefix: str
 
 
 def test_metadata_fields(storage: BaseStorageAdapter) -> None:
-    before = datetime.now(timezone.utc) - timedelta(seconds=5)
+    before = datetime.now(UTC) - timedelta(seconds=5)
     storage.upload_file(b"1,2\n", "m/data.csv", metadata={"owner": "ana", "run_id": "42"})
     info = storage.get_file_metadata("m/data.csv")
     assert info.key == "m/data.csv" and info.size == 4
     assert info.last_modified.tzinfo is not None
     assert info.last_modified.utcoffset() == timedelta(0)
-    assert before <= info.last_modified <= datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert before <= info.last_modified <= datetime.now(UTC) + timedelta(seconds=5)
     assert info.etag and '"' not in info.etag
     assert info.content_type == "text/csv"
     assert info.metadata == {"owner": "ana", "run_id": "42"}
@@ -386,7 +387,7 @@ def test_presigned_get_works_with_plain_http_or_is_refused_clearly(
     signed = storage.generate_presigned_url("share/me.txt", expiration=600)
     assert isinstance(signed, PresignedUrl) and signed.method == "GET"
     assert signed.expires_at.tzinfo is not None
-    remaining = signed.expires_at - datetime.now(timezone.utc)
+    remaining = signed.expires_at - datetime.now(UTC)
     assert timedelta(seconds=590) < remaining <= timedelta(seconds=600)
     request = urllib.request.Request(signed.url, headers=signed.headers)
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -611,3 +612,90 @@ def test_deleting_the_last_key_under_a_folder_frees_the_name(storage: BaseStorag
     storage.upload_file(b"now a file", "p")
     assert storage.download_file("p") == b"now a file"
     assert [o.key for o in storage.list_files()] == ["p"]
+
+
+# --- batch operations -----------------------------------------------------------------------
+
+
+def test_batch_upload_download_delete_200_files(storage: BaseStorageAdapter,
+                                                tmp_path: Path) -> None:
+    payloads = {f"batch/{n // 50}/file-{n:03d}.bin": os.urandom(64 + n) for n in range(200)}
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    as_paths = []
+    for n, (key, data) in enumerate(payloads.items()):
+        if n % 2:
+            (sources / f"{n}.bin").write_bytes(data)
+            as_paths.append((str(sources / f"{n}.bin"), key))
+    as_bytes = {key: data for n, (key, data) in enumerate(payloads.items()) if not n % 2}
+    seen: list[tuple[int, Any]] = []
+    first = storage.upload_files(as_paths, concurrency=8,
+                                 progress=lambda done, total: seen.append((done, total)))
+    second = storage.upload_files(as_bytes)
+    assert first.ok and second.ok and not first.failed
+    assert len(first.succeeded) == 100 and len(second.succeeded) == 100
+    assert seen[-1][0] == seen[-1][1] == sum(len(payloads[k]) for _, k in as_paths)
+    assert [o.key for o in storage.list_files("batch/")] == sorted(payloads)
+
+    target = tmp_path / "downloaded"
+    result = storage.download_files(list(payloads), target, concurrency=16)
+    assert result.ok and result.succeeded == list(payloads)
+    for key, data in payloads.items():
+        assert (target / key).read_bytes() == data
+
+    deleted = storage.delete_files(list(payloads), progress=True)
+    assert deleted.ok and len(deleted.succeeded) == 200
+    assert storage.list_files("batch/") == []
+
+
+def test_batch_reports_failures_and_completes_the_rest(storage: BaseStorageAdapter,
+                                                       tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"good")
+    result = storage.upload_files([(str(good), "ok/1.txt"),
+                                   (str(tmp_path / "missing.txt"), "ok/2.txt"),
+                                   (b"bytes", "../escape"),
+                                   (b"more", "ok/3.txt")])
+    assert result.succeeded == ["ok/1.txt", "ok/3.txt"]
+    assert set(result.failed) == {"ok/2.txt", "../escape"}
+    assert all(isinstance(e, StorageValidationError) for e in result.failed.values())
+    with pytest.raises(StorageValidationError, match="1 more failed"):
+        result.raise_for_errors()
+
+    downloaded = storage.download_files(["ok/1.txt", "ok/nope.txt", "a//b"], tmp_path / "out")
+    assert downloaded.succeeded == ["ok/1.txt"]
+    assert isinstance(downloaded.failed["ok/nope.txt"], StorageNotFoundError)
+    assert isinstance(downloaded.failed["a//b"], StorageValidationError)
+    assert sorted(p.name for p in (tmp_path / "out" / "ok").iterdir()) == ["1.txt"]
+
+    deleted = storage.delete_files(["ok/1.txt", "ok/nope.txt"])
+    assert deleted.succeeded == ["ok/1.txt"]
+    assert isinstance(deleted.failed["ok/nope.txt"], StorageNotFoundError)
+    assert deleted.failed["ok/nope.txt"].key == "ok/nope.txt"
+    assert [o.key for o in storage.list_files()] == ["ok/3.txt"]
+
+
+def test_batch_copy_and_move(storage: BaseStorageAdapter) -> None:
+    storage.upload_files({"src/a.json": b"{}", "src/b.txt": b"b"})
+    copied = storage.copy_files({"src/a.json": "dst/a.json", "src/missing": "dst/m"})
+    assert copied.succeeded == ["dst/a.json"] and list(copied.failed) == ["dst/m"]
+    assert storage.get_file_metadata("dst/a.json").content_type == "application/json"
+    moved = storage.move_files([("src/b.txt", "moved/b.txt")])
+    assert moved.ok
+    assert [o.key for o in storage.list_files()] == ["dst/a.json", "moved/b.txt", "src/a.json"]
+
+
+def test_single_transfer_progress_counts_bytes(storage: BaseStorageAdapter,
+                                               tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    local = tmp_path / "p.bin"
+    local.write_bytes(data)
+    ups: list[tuple[int, Any]] = []
+    storage.upload_file(str(local), "p.bin",  # type: ignore[call-arg]
+                        progress=lambda done, total: ups.append((done, total)))
+    assert ups and ups[-1] == (len(data), len(data))
+    downs: list[int] = []
+    storage.download_file("p.bin", tmp_path / "back.bin",  # type: ignore[call-arg]
+                          progress=lambda done, total: downs.append(done))
+    assert downs and downs[-1] == len(data)
+    assert (tmp_path / "back.bin").read_bytes() == data

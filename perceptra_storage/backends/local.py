@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +36,7 @@ __all__ = ["LocalConfig", "LocalStorageAdapter"]
 _TEMP_NAME = re.compile(r"\.~ps\.[0-9a-f]{32}\.tmp\Z")
 _XATTR = "user.perceptra_storage.meta"
 _NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+_CHUNK = 8 * 1024 * 1024
 
 
 class LocalConfig(TypedDict, total=False):
@@ -230,13 +230,18 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
 
     def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
         with open(lpath, "rb") as source, self._open(rpath, "wb", **kwargs) as target:
-            shutil.copyfileobj(source, target, 8 * 1024 * 1024)
+            _copy(source, target, callback)
+
+    def get_file(self, rpath: str, lpath: str, callback: Any = None, **kwargs: Any) -> None:
+        """A plain copy out (the caller stages and renames); stored properties stay here."""
+        with open(self._strip_protocol(rpath), "rb") as source, open(lpath, "wb") as target:
+            _copy(source, target, callback)
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         path1 = self._strip_protocol(path1)
         with open(path1, "rb") as source, \
                 self._open(path2, "wb", **_read_properties(path1)) as target:
-            shutil.copyfileobj(source, target, 8 * 1024 * 1024)
+            _copy(source, target, None)
 
     def rm_file(self, path: str) -> None:
         """Delete a file and the directories it leaves empty: on an object store a
@@ -264,3 +269,11 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
                 result["size"] = os.stat(real).st_size
         result["etag"] = f"{result['ino']:x}-{round(result['mtime'] * 1e6):x}-{result['size']:x}"
         return result
+
+
+def _copy(source: Any, target: Any, callback: Any) -> None:
+    """Chunked copy that reports each chunk to an fsspec callback when given."""
+    while chunk := source.read(_CHUNK):
+        target.write(chunk)
+        if callback is not None:
+            callback.relative_update(len(chunk))
