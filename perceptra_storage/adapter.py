@@ -185,8 +185,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         key = validate_key(key, self.backend_name)
         protocol = self.filesystem.protocol
         name = protocol if isinstance(protocol, str) else protocol[0]
-        return f"{name}://{self._path(key).lstrip('/')}" if name != "file" \
-            else f"file://{self._path(key)}"
+        return f"{name}://{self._path(key)}"
 
     @property
     def storage_options(self) -> dict[str, Any]:

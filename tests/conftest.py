@@ -86,6 +86,18 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         step()
 
 
+SHARED_ACROSS_PROCESSES = sorted(name for name in BACKENDS if name != "memory")
+"""Backends whose store other processes reach (memory lives in one process)."""
+
+
+@pytest.fixture(params=SHARED_ACROSS_PROCESSES)
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    case = BACKENDS[request.param](request, tmp_path)
+    yield case
+    for step in case.cleanup:
+        step()
+
+
 @pytest.fixture
 def storage(backend: Backend) -> BaseStorageAdapter:
     """An adapter on an empty store of the backend under test."""

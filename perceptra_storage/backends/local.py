@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Optional, Required, TypedDict, Union
 
+import fsspec
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
@@ -37,6 +38,7 @@ _TEMP_NAME = re.compile(r"\.~ps\.[0-9a-f]{32}\.tmp\Z")
 _XATTR = "user.perceptra_storage.meta"
 _NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 _CHUNK = 8 * 1024 * 1024
+PROTOCOL = "perceptra-local"
 
 
 class LocalConfig(TypedDict, total=False):
@@ -98,10 +100,6 @@ class LocalStorageAdapter(FsspecStorageAdapter):
         self.filesystem  # noqa: B018 - builds it, creating base_path when create_dirs
         if not os.path.isdir(self._base()):
             raise StorageNotFoundError(f"local: directory {self._base()!r} does not exist")
-
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        return {}
 
     def get_public_url(self, key: str) -> Optional[str]:
         """A ``file://`` URI: usable by programs on this machine, by no one else."""
@@ -209,7 +207,14 @@ class _AtomicWriter(io.RawIOBase):
 
 class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
     """fsspec's LocalFileSystem with atomic writes, stored properties and
-    symlinks followed only while they stay inside ``confine``."""
+    symlinks followed only while they stay inside ``confine``.
+
+    Registered as the ``perceptra-local`` protocol, so ``adapter.url(key)`` with
+    ``adapter.storage_options`` gives pandas and Dask these same writes (plain
+    ``file://`` would bypass them, and pandas would not create folders).
+    """
+
+    protocol = (PROTOCOL, "file", "local")
 
     def __init__(self, confine: str, keep: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -277,3 +282,6 @@ def _copy(source: Any, target: Any, callback: Any) -> None:
         target.write(chunk)
         if callback is not None:
             callback.relative_update(len(chunk))
+
+
+fsspec.register_implementation(PROTOCOL, _AtomicLocalFileSystem, clobber=True)

@@ -78,7 +78,7 @@ class MemoryStorageAdapter(FsspecStorageAdapter):
         return _MemoryFileSystem(store_id=self._store_id, skip_instance_cache=True)
 
     def _root(self) -> str:
-        return ""
+        return "/store"
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
