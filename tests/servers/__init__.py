@@ -1,0 +1,1 @@
+"""Real servers on loopback for the test suite (no Docker): moto, Ceph RGW, Azurite."""
