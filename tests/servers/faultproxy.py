@@ -15,6 +15,7 @@ traffic through again):
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -139,10 +140,8 @@ def _pump(source: socket.socket, target: socket.socket, limit: Optional[int],
         _close(source, reset=bool(abort))
         _close(target, reset=bool(abort))
         return
-    try:
+    with contextlib.suppress(OSError):
         target.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
 
 
 def _drain(sock: socket.socket) -> None:
