@@ -145,6 +145,20 @@ def _by_status(status: Optional[int]) -> Optional[tuple[type[StorageError], str]
     return None
 
 
+def _answered(not_found: bool, denied: bool, code: str,
+              status: Optional[int]) -> tuple[type[StorageError], str]:
+    """Classify an error response the server sent: by the SDK's verdict, else by status."""
+    label = code or str(status)
+    if not_found:
+        return StorageNotFoundError, f"not found ({label})"
+    if denied:
+        return StoragePermissionError, f"permission denied ({label})"
+    found = _by_status(status)
+    if found:
+        return found[0], f"{found[1]} ({label})"
+    return StorageOperationError, f"refused ({label})"
+
+
 _BOTO_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
 _BOTO_DENIED = {
     "AccessDenied", "403", "401", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -165,14 +179,7 @@ def _botocore_rules() -> list[_Rule]:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _BOTO_NOT_FOUND:
-            return StorageNotFoundError, f"not found ({code})"
-        if code in _BOTO_DENIED:
-            return StoragePermissionError, f"permission denied ({code})"
-        found = _by_status(status)
-        if found:
-            return found[0], f"{found[1]} ({code or status})"
-        return StorageOperationError, f"refused ({code or status})"
+        return _answered(code in _BOTO_NOT_FOUND, code in _BOTO_DENIED, code, status)
 
     return [
         client_error,
@@ -202,14 +209,8 @@ def _azure_rules() -> list[_Rule]:
             return None
         code = getattr(exc, "error_code", None) or ""
         status = getattr(exc, "status_code", None)
-        if isinstance(exc, ace.ResourceNotFoundError):
-            return StorageNotFoundError, f"not found ({code or status})"
-        if isinstance(exc, ace.ClientAuthenticationError):
-            return StoragePermissionError, f"permission denied ({code or status})"
-        found = _by_status(status)
-        if found:
-            return found[0], f"{found[1]} ({code or status})"
-        return StorageOperationError, f"refused ({code or status})"
+        return _answered(isinstance(exc, ace.ResourceNotFoundError),
+                         isinstance(exc, ace.ClientAuthenticationError), code, status)
 
     return [
         http_error,
