@@ -41,6 +41,7 @@ from .errors import (
     StorageOperationError,
     StorageTimeoutError,
     StorageValidationError,
+    guard_sdk_logs,
     translate_errors,
 )
 from .transfer import (
@@ -165,6 +166,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                 with translate_errors(self.backend_name, "connect",
                                       secrets=self._secret_values()):
                     self._fs = self._make_filesystem()
+                self._secret_holder = guard_sdk_logs(self._secret_values())
                 self._fs_pid = os.getpid()
             return self._fs
 

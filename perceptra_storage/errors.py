@@ -22,12 +22,15 @@ azure.core, then aiohttp; each SDK's rules only when that SDK is installed) and
 raises the first match, keeping the original exception as ``__cause__``.
 Anything unmatched becomes :class:`StorageOperationError`.  Messages name the
 backend, the operation and the key, and are scrubbed of anything that looks
-like a credential before they are built.
+like a credential before they are built; :func:`guard_sdk_logs` does the same
+for the SDKs' own log records.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -42,6 +45,7 @@ __all__ = [
     "StoragePermissionError",
     "StorageTimeoutError",
     "StorageValidationError",
+    "guard_sdk_logs",
     "redact",
     "translate_errors",
 ]
@@ -323,3 +327,49 @@ def translate_errors(
         raise
     except Exception as exc:
         raise build_error(exc, backend, operation, key, secrets) from exc
+
+
+_SDK_LOGGERS = ("botocore", "aiobotocore", "boto3", "s3transfer", "s3fs", "adlfs", "azure",
+                "urllib3", "aiohttp", "fsspec")
+_live_secrets: weakref.WeakValueDictionary[int, _SecretSet] = weakref.WeakValueDictionary()
+
+
+class _SecretSet:
+    """The credential values of one adapter; gone when the adapter is."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.values = tuple(values)
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks credentials in SDK log records (signed URLs, keys, tokens) before any
+    handler sees them; costs nothing unless those loggers are enabled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [value for entry in list(_live_secrets.values()) for value in entry.values]
+        message = record.getMessage()
+        cleaned = redact(message, secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTER = _RedactingFilter()
+
+
+def guard_sdk_logs(secrets: Iterable[str]) -> Optional[_SecretSet]:
+    """Register credential values to mask and put the redacting filter on every SDK
+    logger that exists now (SDK modules create their loggers when imported, so
+    adapters call this after building their filesystem). Keep the returned
+    holder alive as long as the secrets are in use."""
+    values = tuple(secrets)
+    holder = _SecretSet(values) if values else None
+    if holder is not None:
+        _live_secrets[id(holder)] = holder
+    names = [name for name in list(logging.Logger.manager.loggerDict)
+             if name.split(".")[0] in _SDK_LOGGERS]
+    for name in (*_SDK_LOGGERS, *names):
+        found = logging.getLogger(name)
+        if _FILTER not in found.filters:
+            found.addFilter(_FILTER)
+    return holder

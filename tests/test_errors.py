@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 
 import pytest
@@ -100,3 +101,19 @@ def test_errors_pickle_with_context() -> None:
     error = build_error(_client_error("NoSuchKey", 404), "s3", "download", "k")
     clone = pickle.loads(pickle.dumps(error))
     assert type(clone) is StorageNotFoundError and clone.key == "k" and str(clone) == str(error)
+
+
+def test_sdk_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    from perceptra_storage.errors import guard_sdk_logs
+
+    secret = "an-account-key-value-0123456789"
+    holder = guard_sdk_logs([secret])
+    child = logging.getLogger("botocore.endpoint.perceptra_test")
+    guard_sdk_logs([])
+    with caplog.at_level(logging.DEBUG):
+        child.debug("sending %s to https://h/k?X-Amz-Signature=%s", secret, "feedbeef")
+        logging.getLogger("urllib3.connectionpool").debug("GET /c/b?sig=%s HTTP/1.1", "Zm9v")
+    text = caplog.text
+    assert secret not in text and "feedbeef" not in text and "Zm9v" not in text
+    assert "sending *** to" in text
+    del holder
