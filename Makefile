@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(PY) examples/quickstart.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check perceptra_storage tests examples benchmarks
+	$(PY) -m ruff check .
 	$(PY) -m mypy --strict perceptra_storage
 
 test: lint

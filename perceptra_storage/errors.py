@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = [
     "StorageAdapterError",
@@ -341,35 +342,43 @@ class _SecretSet:
         self.values = tuple(values)
 
 
-class _RedactingFilter(logging.Filter):
-    """Masks credentials in SDK log records (signed URLs, keys, tokens) before any
-    handler sees them; costs nothing unless those loggers are enabled."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [value for entry in list(_live_secrets.values()) for value in entry.values]
-        message = record.getMessage()
-        cleaned = redact(message, secrets)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
+_factory_lock = threading.Lock()
+_installed = False
 
 
-_FILTER = _RedactingFilter()
+_Factory = Callable[..., logging.LogRecord]
+
+
+def _redacting_factory(previous: _Factory) -> _Factory:
+    """Wrap the record factory so SDK records are masked as they are created, on any
+    logger of those SDKs, including ones created after this was installed."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.name.split(".")[0] in _SDK_LOGGERS:
+            secrets = [value for entry in list(_live_secrets.values())
+                       for value in entry.values]
+            message = record.getMessage()
+            cleaned = redact(message, secrets)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return record
+
+    return make
 
 
 def guard_sdk_logs(secrets: Iterable[str]) -> Optional[_SecretSet]:
-    """Register credential values to mask and put the redacting filter on every SDK
-    logger that exists now (SDK modules create their loggers when imported, so
-    adapters call this after building their filesystem). Keep the returned
-    holder alive as long as the secrets are in use."""
+    """Register credential values to mask in the SDKs' log records (signed URLs,
+    keys, tokens), installing the masking once per process. Keep the returned
+    holder alive as long as the secrets are in use. Costs nothing unless those
+    SDK loggers are enabled."""
+    global _installed
     values = tuple(secrets)
     holder = _SecretSet(values) if values else None
     if holder is not None:
         _live_secrets[id(holder)] = holder
-    names = [name for name in list(logging.Logger.manager.loggerDict)
-             if name.split(".")[0] in _SDK_LOGGERS]
-    for name in (*_SDK_LOGGERS, *names):
-        found = logging.getLogger(name)
-        if _FILTER not in found.filters:
-            found.addFilter(_FILTER)
+    with _factory_lock:
+        if not _installed:
+            logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
+            _installed = True
     return holder
