@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib.util
 import io
 import os
 import shutil
+import tempfile
 import threading
 import typing
 import uuid
@@ -53,6 +55,7 @@ from .transfer import (
     source_size,
 )
 from .validation import (
+    CHECKSUM_FIELD,
     RESERVED_METADATA,
     validate_content_type,
     validate_expiration,
@@ -290,10 +293,17 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         metadata: Optional[dict[str, str]] = None,
         *,
         progress: ProgressArg = None,
+        checksum: bool = False,
     ) -> str:
-        """Store ``file_obj`` under ``key``; ``progress`` counts bytes (see transfer.py)."""
+        """Store ``file_obj`` under ``key``; ``progress`` counts bytes (see transfer.py).
+
+        ``checksum=True`` stores the SHA-256 of what was sent with the object and
+        reads the object back to check it (twice the traffic); downloads with
+        ``checksum=True`` check against it.
+        """
         with self._operation("upload", key if isinstance(key, str) else None):
-            key, source, options = self._plan_upload(file_obj, key, content_type, metadata)
+            key, source, options, digest = self._plan_upload(
+                file_obj, key, content_type, metadata, checksum)
             sink = Progress(progress, source_size(source), "B", key)
             try:
                 fs, path = self.filesystem, self._path(key)
@@ -307,17 +317,37 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                     self._write_stream(path, source, options("open"), sink)
             finally:
                 sink.close()
+            if digest is not None:
+                with self.filesystem.open(path, "rb") as stored:
+                    _expect_digest(_sha256(stored), digest, key, "stored object")
         return key
 
     def _plan_upload(
-        self, file_obj: Any, key: Any, content_type: Any, metadata: Any
-    ) -> tuple[str, Union[bytes, str, IO[bytes]], Callable[[str], dict[str, Any]]]:
-        """Validate everything an upload needs before a byte moves."""
+        self, file_obj: Any, key: Any, content_type: Any, metadata: Any, checksum: bool = False
+    ) -> tuple[str, Union[bytes, str, IO[bytes]], Callable[[str], dict[str, Any]],
+               Optional[str]]:
+        """Validate everything an upload needs before a byte moves; with ``checksum``,
+        hash the source (a file object is spooled so it can be read twice)."""
         key = self._check_key(key)
         ctype = validate_content_type(content_type, key, self.backend_name)
         meta = validate_metadata(metadata, self.backend_name)
         source = _classify_source(file_obj, self.backend_name, key)
-        return key, source, lambda how: self._write_options(how, ctype, meta)
+        digest = None
+        if checksum:
+            if isinstance(source, bytes):
+                digest = hashlib.sha256(source).hexdigest()
+            elif isinstance(source, str):
+                with open(source, "rb") as local:
+                    digest = _sha256(local)
+            else:
+                spool = tempfile.SpooledTemporaryFile(max_size=_COPY_CHUNK)  # noqa: SIM115
+                shutil.copyfileobj(source, spool, _COPY_CHUNK)
+                spool.seek(0)
+                digest = _sha256(spool)
+                spool.seek(0)
+                source = typing.cast(IO[bytes], spool)
+            meta[CHECKSUM_FIELD] = digest
+        return key, source, lambda how: self._write_options(how, ctype, meta), digest
 
     def _write_stream(self, path: str, source: IO[bytes], options: dict[str, Any],
                       sink: Optional[Progress] = None) -> None:
@@ -334,36 +364,50 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         target.close()
 
     def download_file(self, key: str, destination: Optional[Any] = None, *,
-                      progress: ProgressArg = None) -> Any:
+                      progress: ProgressArg = None, checksum: bool = False) -> Any:
         """The object's bytes; or, with ``destination``, stream it there.
 
         A path destination is written to a temporary file beside it and renamed at
         the end, so it is never left half-written; a writable binary file object
         is written in chunks. Returns the bytes, or the destination (a path as
-        str). ``progress`` counts bytes.
+        str). ``progress`` counts bytes. ``checksum=True`` checks the bytes against
+        the SHA-256 stored by an upload with ``checksum=True``; a mismatch raises
+        StorageOperationError (and a path destination is left untouched).
         """
         with self._operation("download", key if isinstance(key, str) else None):
             key = self._check_key(key)
             path = self._path(key)
+            expected = self._stored_digest(key) if checksum else None
             sink = Progress(progress, None, "B", key)
             try:
                 if destination is None:
                     data = self.filesystem.cat_file(path)
                     sink.advance(len(data))
+                    if expected is not None:
+                        _expect_digest(hashlib.sha256(data).hexdigest(), expected, key,
+                                       "downloaded bytes")
                     return data
                 if isinstance(destination, (str, os.PathLike)):
                     with _staged(os.fspath(destination), key, self.backend_name) as temp:
                         self.filesystem.get_file(path, temp, callback=sink.fsspec_callback())
+                        if expected is not None:
+                            with open(temp, "rb") as written:
+                                _expect_digest(_sha256(written), expected, key,
+                                               "downloaded file")
                     return str(os.fspath(destination))
                 if not callable(getattr(destination, "write", None)) or \
                         isinstance(destination, io.TextIOBase):
                     raise StorageValidationError(
                         f"{self.backend_name}: destination must be a path or a binary file "
                         f"object, not {type(destination).__name__}")
+                hasher = hashlib.sha256()
                 with self.filesystem.open(path, "rb") as source:
                     while chunk := source.read(_COPY_CHUNK):
                         destination.write(chunk)
+                        hasher.update(chunk)
                         sink.advance(len(chunk))
+                if expected is not None:
+                    _expect_digest(hasher.hexdigest(), expected, key, "downloaded stream")
                 return destination
             finally:
                 sink.close()
@@ -407,7 +451,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         """One batch item through the filesystem's coroutines (same checks as the
         one-item methods)."""
         if kind == "upload":
-            key, source, options = self._plan_upload(arg, key, None, None)
+            key, source, options, _ = self._plan_upload(arg, key, None, None)
             path = self._path(key)
             if isinstance(source, bytes):
                 await fs._pipe_file(path, source, **options("pipe_file"))
@@ -443,6 +487,16 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         if info.get("type") != "file":
             raise StorageNotFoundError(f"{self.backend_name}: {key!r} is a directory, "
                                        "not a file")
+
+    def _stored_digest(self, key: str) -> str:
+        info = self._file_info(key)
+        metadata = _first(info, "Metadata", "metadata") or {}
+        digest = {str(k).lower(): v for k, v in metadata.items()}.get(CHECKSUM_FIELD)
+        if not digest:
+            raise StorageOperationError(
+                f"{self.backend_name}: {key!r} has no stored checksum; upload it with "
+                "checksum=True to verify downloads")
+        return str(digest)
 
     def delete_file(self, key: str) -> bool:
         with self._operation("delete", key if isinstance(key, str) else None):
@@ -729,3 +783,17 @@ def _staged(destination: str, key: str, backend: str) -> Iterator[str]:
             shutil.rmtree(temp, ignore_errors=True)
         elif os.path.lexists(temp):
             os.unlink(temp)
+
+
+def _sha256(stream: IO[bytes]) -> str:
+    hasher = hashlib.sha256()
+    while chunk := stream.read(_COPY_CHUNK):
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _expect_digest(actual: str, expected: str, key: str, what: str) -> None:
+    if actual != expected:
+        raise StorageOperationError(
+            f"checksum mismatch for {key!r}: the {what} hash to sha256 {actual[:16]}..., "
+            f"expected {expected[:16]}...", key=key)

@@ -34,8 +34,11 @@ _METADATA_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _METADATA_VALUE = re.compile(r"[\x20-\x7e]*\Z")
 _CONTENT_TYPE = re.compile(
     r"[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]+=(\"[^\"\r\n]*\"|[\w.+-]+))*\Z")
-RESERVED_METADATA = frozenset({"is_directory", "hdi_isfolder"})
-"""Names the SDKs use for their own bookkeeping (adlfs, Data Lake), so not ours to round-trip."""
+CHECKSUM_FIELD = "perceptra_sha256"
+"""Metadata name under which ``checksum=True`` uploads store the SHA-256 of the content."""
+RESERVED_METADATA = frozenset({"is_directory", "hdi_isfolder", CHECKSUM_FIELD})
+"""Names kept for bookkeeping (adlfs, Data Lake, our checksums): not the user's to set,
+and never shown in ``metadata``."""
 
 # The builtin table only: system mime.types files differ between machines, and the
 # same key must get the same content type on every machine and backend.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -799,3 +800,45 @@ def test_forked_child_uses_the_parents_adapter(shared_backend: Backend) -> None:
             process.kill()
     assert outcome == (b"before fork", ["fork/child.txt", "fork/parent.txt"])
     assert storage.download_file("fork/child.txt") == b"from child"
+
+
+# --- integrity -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bytes", "path", "stream"])
+def test_checksum_round_trip(storage: BaseStorageAdapter, tmp_path: Path, kind: str) -> None:
+    data = os.urandom(300_000)
+    local = tmp_path / "c.bin"
+    local.write_bytes(data)
+    source: Any = {"bytes": data, "path": str(local), "stream": io.BytesIO(data)}[kind]
+    storage.upload_file(source, "c/obj.bin", metadata={"m": "1"},  # type: ignore[call-arg]
+                        checksum=True)
+    assert storage.get_file_metadata("c/obj.bin").metadata == {"m": "1"}
+    assert storage.download_file("c/obj.bin", checksum=True) == data  # type: ignore[call-arg]
+    out = tmp_path / "out.bin"
+    storage.download_file("c/obj.bin", out, checksum=True)  # type: ignore[call-arg]
+    assert out.read_bytes() == data
+    sink = io.BytesIO()
+    storage.download_file("c/obj.bin", sink, checksum=True)  # type: ignore[call-arg]
+    assert sink.getvalue() == data
+
+
+def test_checksum_mismatch_and_missing_are_errors(storage: BaseStorageAdapter,
+                                                  tmp_path: Path) -> None:
+    storage.upload_file(b"plain", "c/plain.bin")
+    with pytest.raises(StorageOperationError, match="no stored checksum"):
+        storage.download_file("c/plain.bin", checksum=True)  # type: ignore[call-arg]
+    storage.upload_file(b"original", "c/tampered.bin", checksum=True)  # type: ignore[call-arg]
+    original_sum = hashlib.sha256(b"original").hexdigest()
+    # Someone rewrites the bytes behind our back but keeps the stored checksum.
+    options = storage._write_options(  # type: ignore[attr-defined]
+        "pipe_file", "application/octet-stream", {"perceptra_sha256": original_sum})
+    storage.fs.pipe_file("c/tampered.bin", b"changed", **options)  # type: ignore[attr-defined]
+    assert storage.get_file_metadata("c/tampered.bin").size == len(b"changed")
+    target = tmp_path / "t.bin"
+    target.write_bytes(b"keep me")
+    with pytest.raises(StorageOperationError, match="checksum mismatch"):
+        storage.download_file("c/tampered.bin", target, checksum=True)  # type: ignore[call-arg]
+    assert target.read_bytes() == b"keep me"
+    with pytest.raises(StorageValidationError, match="reserved"):
+        storage.upload_file(b"x", "c/x", metadata={"perceptra_sha256": "0" * 64})
