@@ -74,6 +74,9 @@ if TYPE_CHECKING:
 __all__ = ["FsspecStorageAdapter", "NoCredentials"]
 
 _COPY_CHUNK = 8 * 1024 * 1024
+_STREAM_CHUNK = 1024 * 1024
+"""Read size when copying a file object into a new object: small, so the target's own
+write buffer (a multipart part on object stores) bounds the memory, not this copy."""
 
 
 class NoCredentials(TypedDict):
@@ -114,8 +117,13 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
     # -- construction ---------------------------------------------------------------
 
+    @classmethod
+    def missing_modules(cls) -> list[str]:
+        """The modules in :attr:`requires` that are not installed."""
+        return [name for name in cls.requires if not _importable(name)]
+
     def _validate_config(self) -> None:
-        missing = [name for name in self.requires if importlib.util.find_spec(name) is None]
+        missing = self.missing_modules()
         if missing:
             raise StorageAdapterError(
                 f"{self.backend_name}: backend needs {', '.join(missing)}, which is not "
@@ -351,17 +359,18 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
     def _write_stream(self, path: str, source: IO[bytes], options: dict[str, Any],
                       sink: Optional[Progress] = None) -> None:
-        """Copy a file object into a new object; a failure stores nothing."""
+        """Copy a file object into a new object; a failure stores nothing, also when
+        the final commit fails (an unfinished multipart upload is aborted)."""
         target = self.filesystem.open(path, "wb", **options)
         try:
-            while chunk := source.read(_COPY_CHUNK):
+            while chunk := source.read(_STREAM_CHUNK):
                 target.write(chunk)
                 if sink is not None:
                     sink.advance(len(chunk))
+            target.close()
         except BaseException:
             _abandon(target)
             raise
-        target.close()
 
     def download_file(self, key: str, destination: Optional[Any] = None, *,
                       progress: ProgressArg = None, checksum: bool = False) -> Any:
@@ -551,9 +560,10 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
     def _find_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         options: dict[str, Any] = {}
-        partial = prefix.rpartition("/")[2]
-        if partial and self.find_accepts_prefix:
-            options["prefix"] = partial
+        if prefix and self.find_accepts_prefix:
+            # The whole prefix from the root: the store filters just as well, and adlfs
+            # answers a find from a path that is itself an object with that object alone.
+            start, options["prefix"] = self._base(), prefix
         try:
             found = self.filesystem.find(start, detail=True, **options)
         except FileNotFoundError:
@@ -695,7 +705,12 @@ class _GuardedFile(io.RawIOBase):
             return
         try:
             with self._guard("write" if self.mode == "wb" else "read"):
-                self._raw.close()
+                try:
+                    self._raw.close()
+                except BaseException:
+                    if self.mode == "wb":
+                        _abandon(self._raw)  # a failed commit leaves no upload behind
+                    raise
         finally:
             super().close()
 
@@ -741,6 +756,15 @@ def _classify_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str,
             f"{backend}: cannot upload a {type(file_obj).__name__}; give bytes, a path "
             "or a binary file object", backend=backend, key=key)
     return file_obj  # type: ignore[no-any-return]
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` is installed; a dotted name whose parent is missing is not
+    (``find_spec`` raises for it rather than answering None)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _first(info: Mapping[str, Any], *names: str) -> Any:

@@ -283,6 +283,10 @@ def classify(exc: BaseException) -> tuple[type[StorageError], str]:
         found = rule(exc)
         if found:
             return found
+    if exc.__cause__ is not None:
+        # A wrapper the table does not know (adlfs raises RuntimeError("Failed to upload
+        # block") from the SDK's error): what it wraps says what happened.
+        return classify(exc.__cause__)
     return StorageOperationError, "failed"
 
 

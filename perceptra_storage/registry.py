@@ -10,7 +10,6 @@ case-insensitive.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import itertools
 import threading
 from collections.abc import Mapping
@@ -114,8 +113,8 @@ def get_storage_adapter(
 
 
 def _installed(cls: type[BaseStorageAdapter]) -> bool:
-    return all(importlib.util.find_spec(module) is not None
-               for module in getattr(cls, "requires", ()))
+    missing = getattr(cls, "missing_modules", None)
+    return not missing() if callable(missing) else True
 
 
 def list_available_backends() -> list[str]:

@@ -1,7 +1,62 @@
-"""Backends of the contract suite that need a server: filled in by the azure backend work."""
+"""The ``azure`` backend of the contract suite, on Azurite over loopback HTTP.
+
+Azurite starts once per session; each test gets a fresh, uniquely named
+container, created here with the SDK and deleted after the test.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
 
-BACKENDS: dict[str, Any] = {}
+import pytest
+
+from perceptra_storage import get_storage_adapter
+from tests.conftest import Backend, unavailable
+from tests.servers.common import AzuriteServer, ServerUnavailable
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[AzuriteServer]:
+    from tests.servers.azurite import start_azurite
+
+    try:
+        server = start_azurite()
+    except ServerUnavailable as exc:
+        unavailable(f"Azurite: {exc}")
+    yield server
+    server.stop()
+
+
+def new_container(server: AzuriteServer) -> tuple[str, Any]:
+    """A fresh container on ``server`` and a callable that deletes it."""
+    from azure.storage.blob import BlobServiceClient
+
+    name = f"t{uuid.uuid4().hex}"
+    service = BlobServiceClient.from_connection_string(server.connection_string)
+    service.create_container(name)
+
+    def delete() -> None:
+        service.delete_container(name)
+        service.close()
+
+    return name, delete
+
+
+def _azure(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    server: AzuriteServer = request.getfixturevalue("azurite_server")
+    container, delete = new_container(server)
+    config = {"container_name": container, "account_url": server.account_url}
+    credentials = {"account_key": server.account_key}
+
+    def make(prefix: Optional[str]) -> Any:
+        return get_storage_adapter("azure", {**config, "prefix": prefix} if prefix else config,
+                                   credentials)
+
+    return Backend("azure", make, presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
+                   secrets=(server.account_key,), cleanup=[delete])
+
+
+BACKENDS = {"azure": _azure}
