@@ -153,9 +153,18 @@ def _type_name(expected: Any) -> str:
 
 def schema_fields(schema: type) -> dict[str, tuple[Any, bool]]:
     """``{field: (type, required)}`` of a TypedDict schema."""
-    hints = typing.get_type_hints(schema)
+    hints = typing.get_type_hints(schema, include_extras=True)
     required: frozenset[str] = getattr(schema, "__required_keys__", frozenset())
-    return {name: (hint, name in required) for name, hint in hints.items()}
+    fields = {}
+    for name, hint in hints.items():
+        # ``Required[...]`` written under ``from __future__ import annotations`` is a
+        # string when the class is built, so ``__required_keys__`` misses it.
+        origin = typing.get_origin(hint)
+        if origin in (typing.Required, typing.NotRequired):
+            fields[name] = (typing.get_args(hint)[0], origin is typing.Required)
+        else:
+            fields[name] = (hint, name in required)
+    return fields
 
 
 def validate_options(

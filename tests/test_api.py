@@ -270,3 +270,14 @@ def test_core_only_install_imports_and_names_the_missing_extra(tmp_path: Path) -
     assert "pip install 'perceptra-storage[s3]'" in lines[2]
     assert "pip install 'perceptra-storage[minio]'" in lines[3]
     assert "pip install 'perceptra-storage[azure]'" in lines[4]
+
+
+@pytest.mark.parametrize("backend, field", [
+    ("local", "base_path"), ("s3", "bucket_name"), ("minio", "bucket_name"),
+    ("azure", "container_name"),
+])
+def test_every_builtin_backend_enforces_its_required_fields(backend: str, field: str) -> None:
+    assert get_adapter_info(backend)["config"][field]["required"] is True
+    with pytest.raises(StorageValidationError) as info:
+        get_storage_adapter(backend, {})
+    assert f"'{field}' is required" in str(info.value) and backend in str(info.value)

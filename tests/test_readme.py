@@ -98,4 +98,7 @@ def test_every_python_example_runs(request: pytest.FixtureRequest, tmp_path: Pat
     assert "Temporary URL: http" in out and "X-Amz-Signature=" in out
     assert "File not found" in out
     assert "Uploaded local/file2.txt -> remote/file2.txt" in out
+    assert "True ['raw/a.csv', 'raw/b.csv']" in out
+    assert "['raw/a.csv'] {'raw/missing.csv': 'StorageNotFoundError'}" in out
+    assert (work / "downloads" / "raw" / "a.csv").read_bytes() == b"a\n1\n"
     assert os.path.exists(work / "storage" / "data.csv")

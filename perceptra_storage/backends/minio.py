@@ -1,0 +1,70 @@
+"""MinIO and other self-hosted S3-compatible servers, configured the MinIO way.
+
+The config names are MinIO's own: ``endpoint_url`` as ``host:port`` with
+``secure`` choosing https or http, and ``access_key``/``secret_key``.  They
+translate into the S3 backend's target; everything else (s3fs options, the
+SigV4 signer, path-style URLs) is the S3 backend's.
+"""
+
+from typing import Any, Optional, Required, TypedDict
+
+from ..errors import StorageValidationError
+from .s3 import S3StorageAdapter, Target, check_bucket_name, check_endpoint, key_pair
+
+__all__ = ["MinIOConfig", "MinIOCredentials", "MinIOStorageAdapter"]
+
+
+class MinIOConfig(TypedDict, total=False):
+    """``config`` of the ``minio`` backend."""
+
+    bucket_name: Required[str]
+    """The bucket that holds the objects."""
+    endpoint_url: Required[str]
+    """The server as 'host:port' (the scheme comes from secure) or a full http(s) URL."""
+    secure: bool
+    """Use HTTPS (default True); with a full URL it may be left out, or must agree."""
+    region: str
+    """Region the server signs for; default 'us-east-1', as MinIO's own default."""
+    prefix: str
+    """Key prefix this adapter is confined to, e.g. one tenant."""
+    public_base_url: str
+    """URL that serves the bucket publicly (a CDN or reverse proxy); default path-style."""
+
+
+class MinIOCredentials(TypedDict, total=False):
+    """``credentials`` of the ``minio`` backend; none at all means the standard AWS chain."""
+
+    access_key: str
+    """Access key (user name); needs secret_key."""
+    secret_key: str
+    """Secret key of access_key."""
+
+
+class MinIOStorageAdapter(S3StorageAdapter):
+    """Objects in one bucket of a MinIO (or other S3-compatible) server, path-style."""
+
+    backend_name = "minio"
+    config_schema = MinIOConfig
+    credentials_schema = MinIOCredentials
+    extra = "minio"
+
+    def _resolve(self) -> Target:
+        key, secret = key_pair(self.credentials, "access_key", "secret_key", self.backend_name)
+        return Target(bucket=check_bucket_name(self.config["bucket_name"], self.backend_name),
+                      endpoint=self._endpoint(), region=self.config.get("region") or "us-east-1",
+                      key=key, secret=secret, token=None)
+
+    def _endpoint(self) -> str:
+        """``http(s)://host:port`` from ``endpoint_url`` and ``secure``."""
+        endpoint = str(self.config["endpoint_url"]).strip()
+        secure: Optional[Any] = self.config.get("secure")
+        if "://" not in endpoint:
+            scheme = "https" if secure is None or secure else "http"
+            return check_endpoint(f"{scheme}://{endpoint}", self.backend_name)
+        url = check_endpoint(endpoint, self.backend_name)
+        if secure is not None and url.startswith("https://") != secure:
+            raise StorageValidationError(
+                f"minio: config field 'secure' is {secure} but 'endpoint_url' says "
+                f"{url.split(':')[0]}; give the endpoint as host:port, or drop 'secure'",
+                backend=self.backend_name)
+        return url

@@ -1,0 +1,370 @@
+"""What only the ``s3`` backend has: config translation, the SigV4 signer, URL shapes,
+connection failures, multipart uploads.  Runs against moto's S3 server over HTTP."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+
+from perceptra_storage import (
+    StorageConnectionError,
+    StorageError,
+    StorageNotFoundError,
+    StoragePermissionError,
+    StorageTimeoutError,
+    StorageValidationError,
+    get_storage_adapter,
+)
+from perceptra_storage.backends.s3 import PART_SIZE, S3StorageAdapter
+from tests.cases_s3 import fetch, new_bucket, s3_client, s3_config, s3_credentials
+from tests.servers.common import S3Server, free_port
+from tests.servers.faultproxy import FaultProxy
+
+MiB = 2**20
+
+
+@pytest.fixture
+def bucket(moto_server: S3Server) -> Iterator[str]:
+    name, remove = new_bucket(moto_server)
+    yield name
+    remove()
+
+
+@pytest.fixture
+def s3(moto_server: S3Server, bucket: str) -> S3StorageAdapter:
+    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket),
+                                  s3_credentials(moto_server))
+    assert isinstance(adapter, S3StorageAdapter)
+    return adapter
+
+
+# --- config translation ---------------------------------------------------------------
+
+
+def test_config_is_translated_without_touching_the_callers_dicts() -> None:
+    config = {"bucket_name": "my-bucket", "region": "eu-west-1", "prefix": "/tenant/a/",
+              "endpoint_url": "https://s3.example.com:9000/"}
+    credentials = {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cr3t-value",
+                   "session_token": "tok3n-value"}
+    before = (dict(config), dict(credentials))
+    adapter = get_storage_adapter("s3", config, credentials)
+    assert (config, credentials) == before
+    options = adapter.storage_options  # type: ignore[attr-defined]
+    assert options["endpoint_url"] == "https://s3.example.com:9000"
+    assert (options["key"], options["secret"], options["token"]) == (
+        "AKIAEXAMPLE", "s3cr3t-value", "tok3n-value")
+    assert options["client_kwargs"] == {"region_name": "eu-west-1"}
+    assert options["config_kwargs"]["signature_version"] == "s3v4"
+    assert options["config_kwargs"]["s3"] == {"addressing_style": "path"}
+    assert options["use_listings_cache"] is False
+    twin = get_storage_adapter("s3", config, credentials)
+    assert twin.filesystem is not adapter.filesystem  # type: ignore[attr-defined]
+    assert adapter.url("k.csv") == "s3://my-bucket/tenant/a/k.csv"  # type: ignore[attr-defined]
+    assert "s3cr3t" not in repr(adapter) and "tok3n" not in repr(adapter)
+
+
+def test_no_credentials_leave_the_aws_chain_to_botocore() -> None:
+    options = get_storage_adapter("s3", {"bucket_name": "b-1"}).storage_options  # type: ignore[attr-defined]
+    assert not {"key", "secret", "token", "anon"} & set(options)
+    assert "s3" not in options["config_kwargs"]  # AWS itself: botocore picks the style
+
+
+def test_unknown_field_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(StorageValidationError) as info:
+        get_storage_adapter("s3", {"bucket": "my-bucket"})
+    message = str(info.value)
+    assert "'bucket'" in message and "bucket_name" in message and "endpoint_url" in message
+    with pytest.raises(StorageValidationError, match="access_key_id"):
+        get_storage_adapter("s3", {"bucket_name": "b-1"}, {"aws_access_key_id": "x"})
+
+
+@pytest.mark.parametrize("name", ["ab", "x" * 64, "My-Bucket", "under_score", "-start",
+                                  "end-", "a..b", "192.168.1.10", "sp ace", "dot."])
+def test_invalid_bucket_names_are_refused_at_construction(name: str) -> None:
+    with pytest.raises(StorageValidationError, match="bucket_name"):
+        get_storage_adapter("s3", {"bucket_name": name})
+
+
+@pytest.mark.parametrize("name", ["abc", "x" * 63, "my.bucket-1", "0day", "a-b.c-d"])
+def test_valid_bucket_names_are_accepted(name: str) -> None:
+    assert get_storage_adapter("s3", {"bucket_name": name}).get_public_url("k")
+
+
+@pytest.mark.parametrize("credentials, field", [
+    ({"access_key_id": "AKIA"}, "secret_access_key"),
+    ({"secret_access_key": "s3cr3t-only"}, "access_key_id"),
+    ({"session_token": "tok3n-only"}, "session_token"),
+])
+def test_incomplete_credentials_name_the_missing_field(credentials: dict[str, str],
+                                                       field: str) -> None:
+    with pytest.raises(StorageValidationError, match=field) as info:
+        get_storage_adapter("s3", {"bucket_name": "b-1"}, credentials)
+    assert "s3cr3t" not in str(info.value) and "tok3n" not in str(info.value)
+
+
+@pytest.mark.parametrize("endpoint", ["s3.example.com", "ftp://s3.example.com",
+                                      "https://s3.example.com/some/path", "https://:9000",
+                                      "https://host:notaport", "https://user:pw@host"])
+def test_bad_endpoint_is_refused(endpoint: str) -> None:
+    with pytest.raises(StorageValidationError, match="endpoint_url") as info:
+        get_storage_adapter("s3", {"bucket_name": "b-1", "endpoint_url": endpoint})
+    assert ":pw@" not in str(info.value)
+
+
+def test_construction_never_touches_the_network() -> None:
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    adapter = get_storage_adapter("s3", {"bucket_name": "b-1", "endpoint_url": unreachable})
+    assert adapter.get_public_url("k") == f"{unreachable}/b-1/k"
+
+
+# --- URLs --------------------------------------------------------------------------------
+
+
+def test_public_url_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def url(config: dict[str, Any], key: str = "dir/a b+c.txt") -> str | None:
+        return get_storage_adapter("s3", config).get_public_url(key)
+
+    assert url({"bucket_name": "my-bucket", "region": "us-west-2"}) == \
+        "https://my-bucket.s3.us-west-2.amazonaws.com/dir/a%20b%2Bc.txt"
+    assert url({"bucket_name": "my-bucket", "region": "us-west-2", "prefix": "t/1"}) == \
+        "https://my-bucket.s3.us-west-2.amazonaws.com/t/1/dir/a%20b%2Bc.txt"
+    assert url({"bucket_name": "my.dotted.bucket", "region": "eu-central-1"}, "k") == \
+        "https://s3.eu-central-1.amazonaws.com/my.dotted.bucket/k"
+    assert url({"bucket_name": "r2-bucket", "endpoint_url": "https://acct.r2.example.com"},
+               "k") == "https://acct.r2.example.com/r2-bucket/k"
+    assert url({"bucket_name": "my-bucket", "prefix": "p",
+                "public_base_url": "https://cdn.example.com/assets/"}, "x/y.png") == \
+        "https://cdn.example.com/assets/p/x/y.png"
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    assert url({"bucket_name": "my-bucket"}, "k") == "https://my-bucket.s3.amazonaws.com/k"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    assert url({"bucket_name": "my-bucket"}, "k") == \
+        "https://my-bucket.s3.ap-south-1.amazonaws.com/k"
+    with pytest.raises(StorageValidationError, match="public_base_url"):
+        get_storage_adapter("s3", {"bucket_name": "b-1", "public_base_url": "cdn.example.com"})
+
+
+def test_presigned_urls_for_every_method_work_with_plain_http(s3: S3StorageAdapter) -> None:
+    put = s3.generate_presigned_url("up/new.bin", expiration=300, method="PUT")
+    assert (put.method, put.headers, put.scoped, put.expiry_enforced) == ("PUT", {}, True, True)
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in put.url and "X-Amz-Expires=300" in put.url
+    assert fetch(put.url, "PUT", b"uploaded with urllib")[0] == 200
+    assert s3.download_file("up/new.bin") == b"uploaded with urllib"
+
+    get = s3.generate_presigned_url("up/new.bin", expiration=300)
+    assert fetch(get.url) == (200, b"uploaded with urllib")
+    head = s3.generate_presigned_url("up/new.bin", method="head")
+    assert fetch(head.url, "HEAD")[0] == 200
+    delete = s3.generate_presigned_url("up/new.bin", method="DELETE")
+    assert fetch(delete.url, "DELETE")[0] == 204
+    assert not s3.file_exists("up/new.bin")
+
+
+def test_presigned_url_expiry_is_the_signed_one(s3: S3StorageAdapter) -> None:
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import parse_qs, urlsplit
+
+    signed = s3.generate_presigned_url("k", expiration=7 * 24 * 3600)
+    query = parse_qs(urlsplit(signed.url).query)
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert signed.expires_at == signed_at + timedelta(days=7)
+    assert query["X-Amz-Expires"] == ["604800"]
+
+
+# --- test_connection ----------------------------------------------------------------------
+
+
+def test_connection_missing_bucket_is_not_found(moto_server: S3Server) -> None:
+    adapter = get_storage_adapter("s3", s3_config(moto_server, "no-such-bucket-here"),
+                                  s3_credentials(moto_server))
+    start = time.monotonic()
+    with pytest.raises(StorageNotFoundError) as info:
+        adapter.test_connection(timeout=5)
+    assert time.monotonic() - start < 7
+    assert info.value.operation == "test_connection"
+    assert moto_server.secret_key not in str(info.value)
+
+
+def test_connection_to_a_closed_port_fails_fast(moto_server: S3Server) -> None:
+    config = {"bucket_name": "b-1", "endpoint_url": f"http://127.0.0.1:{free_port()}"}
+    adapter = get_storage_adapter("s3", config, s3_credentials(moto_server))
+    start = time.monotonic()
+    with pytest.raises(StorageConnectionError) as info:
+        adapter.test_connection(timeout=5)
+    assert time.monotonic() - start < 3
+    assert not isinstance(info.value.__cause__, StorageError)  # translated, with the cause
+    start = time.monotonic()
+    with pytest.raises(StorageConnectionError) as info:
+        adapter.download_file("k")
+    assert time.monotonic() - start < 10
+    assert moto_server.secret_key not in str(info.value)
+
+
+def test_connection_to_a_silent_server_times_out(moto_server: S3Server) -> None:
+    host, port = moto_server.endpoint_url.rsplit("/", 1)[1].split(":")
+    proxy = FaultProxy(host, int(port))
+    try:
+        proxy.set("blackhole")
+        config = {"bucket_name": "b-1", "endpoint_url": f"http://{proxy.address}"}
+        adapter = get_storage_adapter("s3", config, s3_credentials(moto_server))
+        start = time.monotonic()
+        with pytest.raises(StorageTimeoutError):
+            adapter.test_connection(timeout=2)
+        assert time.monotonic() - start < 4
+    finally:
+        proxy.close()
+
+
+def test_aws_credential_chain_is_used_without_credentials(
+        moto_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_server.secret_key)
+    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket))
+    assert adapter.test_connection(timeout=5)
+    adapter.upload_file(b"chain", "c.txt")
+    assert adapter.download_file("c.txt") == b"chain"
+    assert "X-Amz-Credential=" + moto_server.access_key in \
+        adapter.generate_presigned_url("c.txt").url
+
+
+def test_no_credentials_anywhere_is_a_permission_error(
+        moto_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket))
+    with pytest.raises(StoragePermissionError, match="credentials"):
+        adapter.test_connection(timeout=5)
+    with pytest.raises(StoragePermissionError):
+        adapter.upload_file(b"x", "k")
+
+
+# --- multipart uploads --------------------------------------------------------------------
+
+
+def _uploads(moto_server: S3Server, bucket: str) -> list[dict[str, Any]]:
+    return list(s3_client(moto_server).list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+def test_large_file_goes_up_in_concurrent_parts(s3: S3StorageAdapter, moto_server: S3Server,
+                                                bucket: str, tmp_path: Path) -> None:
+    local = tmp_path / "big.bin"
+    with open(local, "wb") as f:
+        for n in range(100):
+            f.write(bytes([n]) * MiB)
+    in_flight: list[int] = []
+
+    def progress(done: int, total: Any) -> None:
+        if done < total and len(in_flight) < 1:
+            in_flight.append(len(_uploads(moto_server, bucket)))
+
+    s3.upload_file(local, "big/100mib.bin", progress=progress)  # type: ignore[call-arg]
+    assert in_flight == [1]  # a multipart upload was open while parts went up
+    parts = -(-100 * MiB // PART_SIZE)
+    info = s3.get_file_metadata("big/100mib.bin")
+    assert info.size == 100 * MiB and info.etag and info.etag.endswith(f"-{parts}")
+    assert _uploads(moto_server, bucket) == []
+    with s3.open("big/100mib.bin") as f:
+        f.seek(99 * MiB)
+        assert f.read(4) == bytes([99]) * 4
+
+
+class _BreaksAfter(io.RawIOBase):
+    """A source that gives ``good`` bytes and then fails, recording whether a
+    multipart upload was open at that moment."""
+
+    def __init__(self, good: int, check: Any) -> None:
+        self._left = good
+        self._check = check
+        self.open_uploads: list[int] = []
+        self.mode = "rb"
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            self.open_uploads.append(self._check())
+            raise OSError("source connection dropped")
+        chunk = b"\x07" * min(self._left, MiB if size is None or size < 0 else size)
+        self._left -= len(chunk)
+        return chunk
+
+
+def test_failed_stream_upload_aborts_its_multipart_upload(
+        s3: S3StorageAdapter, moto_server: S3Server, bucket: str) -> None:
+    source = _BreaksAfter(12 * MiB, lambda: len(_uploads(moto_server, bucket)))
+    with pytest.raises(StorageError) as info:
+        s3.upload_file(source, "broken/stream.bin")
+    assert isinstance(info.value.__cause__, OSError)
+    assert source.open_uploads == [1]
+    assert _uploads(moto_server, bucket) == []
+    assert not s3.file_exists("broken/stream.bin")
+
+
+def test_failed_file_upload_aborts_its_multipart_upload(
+        s3: S3StorageAdapter, moto_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    local = tmp_path / "twenty.bin"
+    local.write_bytes(b"\x01" * 20 * MiB)
+    seen: list[int] = []
+
+    def cancel(done: int, total: Any) -> None:
+        seen.append(len(_uploads(moto_server, bucket)))
+        raise RuntimeError("cancelled by the user")
+
+    with pytest.raises(StorageError, match="cancelled"):
+        s3.upload_file(local, "broken/file.bin", progress=cancel)  # type: ignore[call-arg]
+    assert seen and seen[0] == 1
+    deadline = time.monotonic() + 5
+    while _uploads(moto_server, bucket) and time.monotonic() < deadline:
+        time.sleep(0.1)  # parts still in flight when the abort was sent
+    assert _uploads(moto_server, bucket) == []
+    assert not s3.file_exists("broken/file.bin")
+
+
+def test_failed_open_write_aborts_its_multipart_upload(
+        s3: S3StorageAdapter, moto_server: S3Server, bucket: str) -> None:
+    with pytest.raises(RuntimeError), s3.open("broken/open.bin", "wb") as f:
+        for _ in range(12):
+            f.write(b"\x02" * MiB)
+        assert len(_uploads(moto_server, bucket)) == 1
+        raise RuntimeError("writer crashed")
+    assert _uploads(moto_server, bucket) == []
+    assert not s3.file_exists("broken/open.bin")
+
+
+def test_twenty_mib_file_is_multipart_and_reachable_through_fsspec(
+        s3: S3StorageAdapter, tmp_path: Path) -> None:
+    local = tmp_path / "twenty.bin"
+    data = bytes(range(256)) * (20 * MiB // 256)
+    local.write_bytes(data)
+    s3.upload_file(str(local), "twenty.bin", metadata={"kind": "blob"})
+    info = s3.get_file_metadata("twenty.bin")
+    assert info.etag and info.etag.endswith("-3") and info.metadata == {"kind": "blob"}
+    with fsspec.open(s3.url("twenty.bin"), "rb", **s3.storage_options) as f:
+        assert f.read() == data
+
+
+def test_parts_grow_when_a_file_would_need_more_than_the_part_limit(
+        s3: S3StorageAdapter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import perceptra_storage.backends.s3 as module
+
+    monkeypatch.setattr(module, "MAX_PARTS", 2)  # as if 20 MiB were past 10,000 parts
+    local = tmp_path / "twenty.bin"
+    local.write_bytes(b"\x03" * 20 * MiB)
+    s3.upload_file(local, "grown.bin")
+    etag = s3.get_file_metadata("grown.bin").etag
+    assert etag and etag.endswith("-2")
