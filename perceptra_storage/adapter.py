@@ -22,7 +22,7 @@ import tempfile
 import threading
 import typing
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
@@ -553,10 +553,32 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         """``(key, info)`` of each file under ``prefix``, sorted by key."""
         folder = prefix.rpartition("/")[0]
         start = self._path(folder) if folder else self._base()
-        if self.flat_namespace:
+        pages = self._pages(prefix) if self.flat_namespace else None
+        if pages is not None:
+            yield from self._paged_entries(pages, prefix)
+        elif self.flat_namespace:
             yield from self._find_entries(start, prefix)
         else:
             yield from self._walk_entries(start, prefix)
+
+    def _pages(self, prefix: str) -> Optional[AsyncIterator[list[dict[str, Any]]]]:
+        """Info dicts (``name`` is the full path) of the objects whose key starts with
+        ``prefix``, one listing page at a time, in key order; stores that list this way
+        override it so listings stay lazy. None: one ``find`` gets everything."""
+        return None
+
+    def _paged_entries(self, pages: AsyncIterator[list[dict[str, Any]]],
+                       prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Pull one page at a time from the filesystem's event loop."""
+        from fsspec.asyn import sync
+
+        fs = self.filesystem
+        while (page := sync(fs.loop, _next_page, pages)) is not None:
+            for info in page:
+                key = self._key_of(info["name"])
+                if info.get("type") == "file" and key.startswith(prefix) and \
+                        not self._is_internal(key):
+                    yield key, info
 
     def _find_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         options: dict[str, Any] = {}
@@ -821,3 +843,10 @@ def _expect_digest(actual: str, expected: str, key: str, what: str) -> None:
         raise StorageOperationError(
             f"checksum mismatch for {key!r}: the {what} hash to sha256 {actual[:16]}..., "
             f"expected {expected[:16]}...", key=key)
+
+
+async def _next_page(pages: AsyncIterator[list[dict[str, Any]]]) -> Optional[list[dict[str, Any]]]:
+    try:
+        return await pages.__anext__()
+    except StopAsyncIteration:
+        return None

@@ -842,3 +842,12 @@ def test_checksum_mismatch_and_missing_are_errors(storage: BaseStorageAdapter,
     assert target.read_bytes() == b"keep me"
     with pytest.raises(StorageValidationError, match="reserved"):
         storage.upload_file(b"x", "c/x", metadata={"perceptra_sha256": "0" * 64})
+
+
+def test_listing_crosses_result_pages_in_key_order(storage: BaseStorageAdapter) -> None:
+    keys = [f"many/{n % 7}/{n:05d}" for n in range(1050)]  # past one 1000-key S3 page
+    assert storage.upload_files({key: b"" for key in keys}, concurrency=32).ok
+    lazy = storage.iter_files("many/")
+    assert next(lazy).key == min(keys)
+    assert [o.key for o in storage.iter_files("many/")] == sorted(keys)
+    assert len(storage.list_files("many/", max_results=1020)) == 1020

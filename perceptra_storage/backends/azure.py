@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Optional, Required, TypedDict
 from urllib.parse import parse_qs, quote, urlsplit
@@ -274,11 +275,26 @@ class AzureStorageAdapter(FsspecStorageAdapter):
         except ResourceNotFoundError as exc:
             raise FileNotFoundError(2, "no such blob", path) from exc
         metadata = dict(props.metadata or {})
-        flags = {name.lower(): value.lower() for name, value in metadata.items()}
-        marker = "true" in (flags.get("is_directory"), flags.get("hdi_isfolder"))
-        return {"name": path, "type": "directory" if marker else "file", "size": props.size,
+        return {"name": path, "type": "directory" if _is_marker(metadata) else "file",
+                "size": props.size,
                 "etag": props.etag, "last_modified": props.last_modified,
                 "content_type": props.content_settings.content_type, "metadata": metadata}
+
+    def _pages(self, prefix: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """List Blobs pages (flat, in name order) with metadata, so folder markers can
+        be told from files without a request per blob."""
+        fs = self.filesystem
+        container = self._root()
+        start = f"{self.prefix}/{prefix}" if self.prefix else prefix
+
+        async def pages() -> AsyncIterator[list[dict[str, Any]]]:
+            async with fs.service_client.get_container_client(container) as client:
+                listing = client.list_blobs(name_starts_with=start, include=["metadata"])
+                async for page in listing.by_page():
+                    yield [_listed(container, blob) async for blob in page
+                           if not blob.name.endswith("/")]
+
+        return pages()
 
     def _probe(self) -> None:
         """List at most one blob under the root, once, without retries: proves the
@@ -403,3 +419,16 @@ def _sas_expiry(token: str) -> Optional[datetime]:
     if not ends:
         return None
     return datetime.fromisoformat(ends[0].replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _is_marker(metadata: Optional[dict[str, str]]) -> bool:
+    """adlfs and Data Lake tag the blobs that stand for folders."""
+    flags = {name.lower(): value.lower() for name, value in (metadata or {}).items()}
+    return "true" in (flags.get("is_directory"), flags.get("hdi_isfolder"))
+
+
+def _listed(container: str, blob: Any) -> dict[str, Any]:
+    """The info dict of one listed blob (a folder marker is a directory)."""
+    return {"name": f"{container}/{blob.name}",
+            "type": "directory" if _is_marker(blob.metadata) else "file",
+            "size": blob.size, "etag": blob.etag, "last_modified": blob.last_modified}

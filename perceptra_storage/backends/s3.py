@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Required, TypedDict
 from urllib.parse import parse_qs, quote, urlsplit
@@ -41,6 +41,8 @@ ATTEMPTS = 3
 """botocore's total attempts per request (its default is 5, with long back-offs)."""
 PROBE_TIMEOUT = 5
 """Connect and read timeout of ``test_connection``'s single, unretried request."""
+_PAGE = 1000
+"""Objects handed to the listing iterator at a time (one ListObjectsV2 page)."""
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _SIGNED_CALLS = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object",
@@ -284,6 +286,26 @@ class S3StorageAdapter(FsspecStorageAdapter):
         return {"name": path, "type": "file", "size": head.get("ContentLength", 0),
                 "ETag": head.get("ETag"), "LastModified": head.get("LastModified"),
                 "ContentType": head.get("ContentType"), "Metadata": metadata}
+
+    def _pages(self, prefix: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """ListObjectsV2 pages, flat (no delimiter), in the store's key order; folder
+        marker objects (keys ending in '/') are left out."""
+        fs = self.filesystem
+        bucket, _, root = self._base().partition("/")
+        start = f"{root}/{prefix}" if root else prefix
+
+        async def pages() -> AsyncIterator[list[dict[str, Any]]]:
+            page: list[dict[str, Any]] = []
+            async for info in fs._iterdir(bucket, delimiter="", prefix=start):
+                if not info["Key"].endswith("/"):
+                    page.append(info)
+                if len(page) == _PAGE:
+                    yield page
+                    page = []
+            if page:
+                yield page
+
+        return pages()
 
     def get_public_url(self, key: str) -> Optional[str]:
         """``public_base_url`` when set; else path-style on a custom endpoint, and AWS's
