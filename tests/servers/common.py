@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,19 +34,23 @@ def free_port() -> int:
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a server's log, for error messages."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
 
 
-def wait_for_http(url: str, timeout: float, process: Optional[subprocess.Popen[bytes]] = None,
+def wait_for_http(url: str, timeout: float, proc: Optional[subprocess.Popen[bytes]] = None,
                   log: Optional[Path] = None) -> None:
-    """Return once ``url`` answers any HTTP status; raise ServerUnavailable otherwise."""
+    """Return once ``url`` answers any HTTP status; raise ServerUnavailable otherwise.
+
+    A dead ``proc`` ends the wait at once, with the tail of ``log`` in the message.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise ServerUnavailable(f"server exited with {process.returncode} before "
+        if proc is not None and proc.poll() is not None:
+            raise ServerUnavailable(f"server exited with {proc.returncode} before "
                                     f"answering {url}:\n{log_tail(log) if log else ''}")
         try:
             with urllib.request.urlopen(url, timeout=2):
@@ -55,11 +63,30 @@ def wait_for_http(url: str, timeout: float, process: Optional[subprocess.Popen[b
                             f"{log_tail(log) if log else ''}")
 
 
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: get SIGTERM when the test process dies (Linux only)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def start_process(command: list[str], log: Path, cwd: Optional[Path] = None
+                  ) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group, its output in ``log``.
+
+    Its own group lets stop_process end its children too; on Linux it also dies
+    with the test process, so a killed pytest leaves no server behind.
+    """
+    parent = os.getpid()
+    guard = (lambda: _die_with_parent(parent)) if sys.platform == "linux" else None
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=guard)
+
+
 def stop_process(process: subprocess.Popen[bytes], grace: float = 10) -> None:
     """Terminate a server process (its whole process group), killing it if it lingers."""
-    import os
-    import signal
-
     if process.poll() is not None:
         return
     try:

@@ -6,14 +6,21 @@ unpatched and gives the server its own interpreter and GIL.
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
-import subprocess
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
-from .common import S3Server, ServerUnavailable, free_port, stop_process, wait_for_http
+from .common import (
+    S3Server,
+    ServerUnavailable,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for_http,
+)
 
 _CHILD = """
 import sys, threading
@@ -25,22 +32,22 @@ threading.Event().wait()
 
 
 def start_moto() -> S3Server:
-    """Start moto's S3 server on a free loopback port and wait until it answers."""
-    try:
-        import moto.server  # noqa: F401
-    except ImportError as exc:
+    """Start moto's S3 server on a free loopback port and wait until it answers.
+
+    moto is looked up, not imported: importing it hooks the test process's botocore.
+    """
+    if any(importlib.util.find_spec(name) is None for name in ("moto", "flask", "flask_cors")):
         raise ServerUnavailable("moto[server] is not installed; run `make test`, which "
-                                "installs the dev extras") from exc
+                                "installs the dev extras")
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1])
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-c", _CHILD, str(port)], stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process = start_process([sys.executable, "-c", _CHILD, str(port)], log)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{endpoint}/moto-api/", 60, process, log)
     except ServerUnavailable:
         stop_process(process)
+        log.unlink(missing_ok=True)
         raise
 
     def reset() -> None:
