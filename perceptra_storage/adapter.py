@@ -154,6 +154,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         """
         return {"content_type": content_type, "metadata": metadata}
 
+    def _read_options(self, how: str) -> dict[str, Any]:
+        """Keyword arguments for a read: ``how`` is ``get_file`` or ``open``. Backends
+        use them to bound a download's memory (part size, parts in flight, read-ahead)."""
+        return {}
+
     def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
         """A signed URL for ``path``; backends that cannot sign explain why."""
         raise StorageOperationError(
@@ -326,7 +331,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             finally:
                 sink.close()
             if digest is not None:
-                with self.filesystem.open(path, "rb") as stored:
+                with self.filesystem.open(path, "rb", **self._read_options("open")) as stored:
                     _expect_digest(_sha256(stored), digest, key, "stored object")
         return key
 
@@ -398,7 +403,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                     return data
                 if isinstance(destination, (str, os.PathLike)):
                     with _staged(os.fspath(destination), key, self.backend_name) as temp:
-                        self.filesystem.get_file(path, temp, callback=sink.fsspec_callback())
+                        self.filesystem.get_file(path, temp, callback=sink.fsspec_callback(),
+                                                 **self._read_options("get_file"))
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 _expect_digest(_sha256(written), expected, key,
@@ -410,7 +416,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                         f"{self.backend_name}: destination must be a path or a binary file "
                         f"object, not {type(destination).__name__}")
                 hasher = hashlib.sha256()
-                with self.filesystem.open(path, "rb") as source:
+                with self.filesystem.open(path, "rb", **self._read_options("open")) as source:
                     while chunk := source.read(_COPY_CHUNK):
                         destination.write(chunk)
                         hasher.update(chunk)
@@ -476,7 +482,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         path = self._path(key)
         if kind == "download":
             with _staged(arg, key, self.backend_name) as temp:
-                await fs._get_file(path, temp, callback=progress.fsspec_callback())
+                await fs._get_file(path, temp, callback=progress.fsspec_callback(),
+                                   **self._read_options("get_file"))
             return
         if kind == "delete":
             await self._require_file_async(fs, key, path)
@@ -646,7 +653,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             path = self._path(key)
             if mode == "rb":
                 self._file_info(key)
-                raw = self.filesystem.open(path, "rb")
+                raw = self.filesystem.open(path, "rb", **self._read_options("open"))
             else:
                 options = self._write_options(
                     "open", validate_content_type(None, key, self.backend_name), {})

@@ -26,14 +26,17 @@ if TYPE_CHECKING:
 
 __all__ = ["S3Config", "S3Credentials", "S3StorageAdapter"]
 
-PART_SIZE = 8 * 2**20
-"""Part size of a local file's multipart upload (larger for files over 10,000 parts): a
-20 MiB file already goes up in concurrent parts, and memory stays bounded."""
+PART_SIZE = 5 * 2**20
+"""Part size of a local file's multipart upload (larger for files over 10,000 parts):
+S3's minimum, so a 20 MiB file already goes up in concurrent parts, and memory stays
+small (each part in flight is held about twice: read buffer and request body)."""
 PART_CONCURRENCY = 4
 """Parts of one local file in flight at once (memory: this times the part size)."""
 STREAM_PART_SIZE = 5 * 2**20
 """Buffer, and part size, of a file-object upload: S3's minimum, so a stream's memory stays
 small; a stream of unknown size can therefore reach 10,000 x 5 MiB (48.8 GiB)."""
+READ_BLOCK = 5 * 2**20
+"""Read-ahead of a file opened for reading (s3fs's default is 50 MiB)."""
 MAX_PARTS = 10_000
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 20
@@ -260,6 +263,14 @@ class S3StorageAdapter(FsspecStorageAdapter):
         elif how == "open":
             options["block_size"] = STREAM_PART_SIZE
         return options
+
+    def _read_options(self, how: str) -> dict[str, Any]:
+        """Downloads stream in one GET (s3fs would otherwise fetch 50 MiB ranges, several
+        at once, each held whole in memory); reads through ``open`` fetch READ_BLOCK at
+        a time."""
+        if how == "get_file":
+            return {"max_concurrency": 1}
+        return {"block_size": READ_BLOCK}
 
     def _plan_upload(self, *args: Any, **kwargs: Any) -> Any:
         """The generic plan, with a local file's parts grown when PART_SIZE would need
