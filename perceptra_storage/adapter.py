@@ -327,7 +327,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                     fs.put_file(source, path, callback=sink.fsspec_callback(),
                                 **options("put_file"))
                 else:
-                    self._write_stream(path, source, options("open"), sink)
+                    self._write_stream(path, source, options, sink)
             finally:
                 sink.close()
             if digest is not None:
@@ -362,16 +362,25 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             meta[CHECKSUM_FIELD] = digest
         return key, source, lambda how: self._write_options(how, ctype, meta), digest
 
-    def _write_stream(self, path: str, source: IO[bytes], options: dict[str, Any],
+    def _write_stream(self, path: str, source: IO[bytes],
+                      options: Callable[[str], dict[str, Any]],
                       sink: Optional[Progress] = None) -> None:
         """Copy a file object into a new object; a failure stores nothing, also when
-        the final commit fails (an unfinished multipart upload is aborted)."""
-        target = self.filesystem.open(path, "wb", **options)
+        the final commit fails (an unfinished multipart upload is aborted). An empty
+        stream is stored with ``pipe_file``: s3fs commits an empty write with a bare
+        touch that drops the content type and metadata."""
+        first = source.read(_STREAM_CHUNK)
+        if not first:
+            self.filesystem.pipe_file(path, b"", **options("pipe_file"))
+            return
+        target = self.filesystem.open(path, "wb", **options("open"))
         try:
-            while chunk := source.read(_STREAM_CHUNK):
+            chunk = first
+            while chunk:
                 target.write(chunk)
                 if sink is not None:
                     sink.advance(len(chunk))
+                chunk = source.read(_STREAM_CHUNK)
             target.close()
         except BaseException:
             _abandon(target)
@@ -475,7 +484,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                 await fs._put_file(source, path, callback=progress.fsspec_callback(),
                                    **options("put_file"))
             else:
-                await asyncio.to_thread(self._write_stream, path, source, options("open"),
+                await asyncio.to_thread(self._write_stream, path, source, options,
                                         progress)
             return
         key = self._check_key(key)

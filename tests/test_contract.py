@@ -154,6 +154,12 @@ def test_download_to_binary_file_object(storage: BaseStorageAdapter) -> None:
         storage.download_file("s.bin", io.StringIO())
 
 
+def test_empty_stream_keeps_content_type_and_metadata(storage: BaseStorageAdapter) -> None:
+    storage.upload_file(io.BytesIO(b""), "empty.json", metadata={"k": "v"})
+    info = storage.get_file_metadata("empty.json")
+    assert (info.size, info.content_type, info.metadata) == (0, "application/json", {"k": "v"})
+
+
 def test_empty_object_round_trips(storage: BaseStorageAdapter) -> None:
     storage.upload_file(b"", "empty")
     assert storage.download_file("empty") == b""
