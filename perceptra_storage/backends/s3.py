@@ -8,6 +8,7 @@ endpoint for a minute).  s3fs has no SigV4 presigner and no metadata in
 probes the bucket, and ``_head`` asks for the object's headers itself.
 """
 
+import functools
 import ipaddress
 import os
 import re
@@ -196,12 +197,21 @@ class S3StorageAdapter(FsspecStorageAdapter):
                               "retries": {"total_max_attempts": ATTEMPTS, "mode": "standard"}},
             "skip_instance_cache": True,
             "use_listings_cache": False,
+            "session": _sessions()[1],
         }
         if target.region:
             options["client_kwargs"] = {"region_name": target.region}
         if target.key:
             options.update(key=target.key, secret=target.secret, token=target.token)
         return S3FileSystem(**options)
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The filesystem's options without its session object, which stays in this
+        process (a Dask worker builds its own)."""
+        options = super().storage_options
+        options.pop("session", None)
+        return options
 
     # -- the botocore client: signing and probing ------------------------------------
 
@@ -210,13 +220,12 @@ class S3StorageAdapter(FsspecStorageAdapter):
         attempt, short timeouts.  Built on first use, again after fork; never pickled."""
         with self._client_lock:
             if self._client is None or self._client_pid != os.getpid():
-                import botocore.session
                 from botocore.config import Config
 
                 target = self.target
                 config = Config(**self._botocore_config(), connect_timeout=PROBE_TIMEOUT,
                                 read_timeout=PROBE_TIMEOUT, retries={"total_max_attempts": 1})
-                self._client = botocore.session.Session().create_client(
+                self._client = _sessions()[0].create_client(
                     "s3", region_name=target.region, endpoint_url=target.endpoint,
                     aws_access_key_id=target.key, aws_secret_access_key=target.secret,
                     aws_session_token=target.token, config=config)
@@ -345,7 +354,27 @@ def check_public_base(url: Any, backend: str) -> None:
 
 def _default_region() -> Optional[str]:
     """The region of the AWS chain (AWS_REGION, AWS_DEFAULT_REGION, profile), if any."""
-    import botocore.session
-
-    region = botocore.session.Session().get_config_variable("region")
+    region = _sessions()[0].get_config_variable("region")
     return str(region) if region else None
+
+
+@functools.lru_cache(maxsize=1)
+def _loader() -> Any:
+    """One botocore data loader for the process: it caches the parsed S3 service model,
+    which a fresh session otherwise reads and parses again (100-400 ms on each new
+    adapter's first request: a Django app's every request)."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
+
+
+def _sessions() -> tuple[Any, Any]:
+    """A new botocore and aiobotocore session (so each adapter resolves the AWS chain
+    itself) sharing the process's data loader."""
+    import botocore.session
+    from aiobotocore.session import AioSession
+
+    sessions = botocore.session.Session(), AioSession()
+    for session in sessions:
+        session.register_component("data_loader", _loader())
+    return sessions
