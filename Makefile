@@ -29,6 +29,7 @@ lint: $(DEV)
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) benchmarks/run.py --quick > /dev/null
 
 bench: $(DEV)
 	$(PY) benchmarks/run.py

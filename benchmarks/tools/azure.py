@@ -1,0 +1,449 @@
+"""The ``azure`` backend on Azurite against azure-storage-blob, raw adlfs, obstore and urllib.
+
+Every tool gets the same container names, blob names and local files from the spec.  Peers
+run with their own defaults; the SDK's big transfers use ``max_concurrency=8``, as a user
+moving a large file would set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.spec import Spec
+from benchmarks.tools import Registry, Run
+from benchmarks.tools.common import (
+    check,
+    gather_bounded,
+    http_get_to,
+    pooled,
+    read,
+    write,
+)
+
+REGISTRY = Registry()
+OBSTORE = ("obstore",)
+EXPIRY = 3600
+BATCH_LIMIT = 256
+"""Blobs per Blob Batch request (the service's limit)."""
+BIG_CONCURRENCY = 8
+
+
+# -- clients, each warmed with one request -------------------------------------------
+
+def container_client(spec: Spec, container: str) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(spec.store.server["connection_string"])
+    return service.get_container_client(container)
+
+
+def _container(spec: Spec, container: str) -> Any:
+    client = container_client(spec, container)
+    client.get_container_properties()
+    return client
+
+
+def make_adapter(spec: Spec, container: str) -> Any:
+    from perceptra_storage import get_storage_adapter
+
+    server = spec.store.server
+    adapter = get_storage_adapter(
+        "azure", {"container_name": container, "account_url": server["account_url"]},
+        {"account_key": server["account_key"]})
+    adapter.file_exists("warm-up")
+    return adapter
+
+
+def _adlfs(spec: Spec, container: str) -> Any:
+    from adlfs import AzureBlobFileSystem
+
+    fs = AzureBlobFileSystem(connection_string=spec.store.server["connection_string"],
+                             skip_instance_cache=True)
+    fs.exists(f"{container}/warm-up")
+    return fs
+
+
+def _obstore(spec: Spec, container: str) -> Any:
+    import obstore
+    from obstore.store import AzureStore
+
+    server = spec.store.server
+    store = AzureStore(container, account_name=server["account_name"],
+                       account_key=server["account_key"], endpoint=server["account_url"],
+                       client_options={"allow_http": True})
+    obstore.list(store, "warm-up").collect()
+    return store
+
+
+def _sas_url(spec: Spec, container: str, blob: str) -> str:
+    """A read-only SAS URL for ``blob``, signed with the account key."""
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+    server = spec.store.server
+    token = generate_blob_sas(server["account_name"], container, blob,
+                              account_key=server["account_key"],
+                              permission=BlobSasPermissions(read=True),
+                              expiry=datetime.now(UTC) + timedelta(seconds=EXPIRY))
+    return f"{server['account_url']}/{container}/{blob}?{token}"
+
+
+def bulk_put(spec: Spec, container: str, items: list[tuple[str, bytes]]) -> None:
+    """Untimed set-up writes: obstore async when installed (least client CPU), else the
+    SDK on 32 threads."""
+    if importlib.util.find_spec("obstore") is not None:
+        import obstore
+
+        store = _obstore(spec, container)
+        gather_bounded(lambda item: obstore.put_async(store, item[0], item[1]), items)
+        return
+    client = container_client(spec, container)
+    pooled(lambda item: client.upload_blob(item[0], item[1], overwrite=True), items)
+
+
+def _delete_blobs(client: Any, names: list[str]) -> None:
+    for start in range(0, len(names), BATCH_LIMIT):
+        client.delete_blobs(*names[start:start + BATCH_LIMIT])
+
+
+# -- 500 x 16 KiB upload -------------------------------------------------------------------
+
+def _upload_pairs(spec: Spec) -> list[tuple[str, str]]:
+    return list(zip(spec.small_sources(), spec.scratch_keys(spec.sizes.small_count),
+                    strict=True))
+
+
+@REGISTRY.tool("small_upload", "perceptra_batch")
+def _upload_batch(spec: Spec) -> Run:
+    adapter, pairs = make_adapter(spec, spec.store.scratch), _upload_pairs(spec)
+    return lambda: check(adapter.upload_files(pairs))
+
+
+@REGISTRY.tool("small_upload", "perceptra_loop")
+def _upload_loop(spec: Spec) -> Run:
+    adapter, pairs = make_adapter(spec, spec.store.scratch), _upload_pairs(spec)
+
+    def run() -> None:
+        for source, key in pairs:
+            adapter.upload_file(source, key)
+    return run
+
+
+@REGISTRY.tool("small_upload", "azure_blob_loop")
+def _upload_sdk(spec: Spec) -> Run:
+    client, pairs = _container(spec, spec.store.scratch), _upload_pairs(spec)
+
+    def run() -> None:
+        for source, key in pairs:
+            client.upload_blob(key, read(source), overwrite=True)
+    return run
+
+
+@REGISTRY.tool("small_upload", "adlfs_batch")
+def _upload_adlfs(spec: Spec) -> Run:
+    container, pairs = spec.store.scratch, _upload_pairs(spec)
+    fs = _adlfs(spec, container)
+    sources = [source for source, _ in pairs]
+    targets = [f"{container}/{key}" for _, key in pairs]
+    return lambda: fs.put(sources, targets)
+
+
+@REGISTRY.tool("small_upload", "obstore_loop", needs=OBSTORE)
+def _upload_obstore(spec: Spec) -> Run:
+    import obstore
+
+    store, pairs = _obstore(spec, spec.store.scratch), _upload_pairs(spec)
+
+    def run() -> None:
+        for source, key in pairs:
+            obstore.put(store, key, read(source))
+    return run
+
+
+@REGISTRY.tool("small_upload", "obstore_async32", needs=OBSTORE)
+def _upload_obstore_async(spec: Spec) -> Run:
+    import obstore
+
+    store, pairs = _obstore(spec, spec.store.scratch), _upload_pairs(spec)
+
+    async def one(pair: tuple[str, str]) -> None:
+        await obstore.put_async(store, pair[1], read(pair[0]))
+    return lambda: gather_bounded(one, pairs)
+
+
+# -- 500 x 16 KiB download -----------------------------------------------------------------
+
+def _download_pairs(spec: Spec) -> list[tuple[str, str]]:
+    out = spec.out_dir()
+    return [(key, os.path.join(out, key.rpartition("/")[2])) for key in spec.small_keys()]
+
+
+@REGISTRY.tool("small_download", "perceptra_batch")
+def _download_batch(spec: Spec) -> Run:
+    adapter, keys, out = make_adapter(spec, spec.store.data), spec.small_keys(), spec.out_dir()
+    return lambda: check(adapter.download_files(keys, out))
+
+
+@REGISTRY.tool("small_download", "perceptra_loop")
+def _download_loop(spec: Spec) -> Run:
+    adapter, pairs = make_adapter(spec, spec.store.data), _download_pairs(spec)
+
+    def run() -> None:
+        for key, target in pairs:
+            adapter.download_file(key, target)
+    return run
+
+
+@REGISTRY.tool("small_download", "azure_blob_loop")
+def _download_sdk(spec: Spec) -> Run:
+    client, pairs = _container(spec, spec.store.data), _download_pairs(spec)
+
+    def run() -> None:
+        for key, target in pairs:
+            write(target, client.download_blob(key).readall())
+    return run
+
+
+@REGISTRY.tool("small_download", "adlfs_batch")
+def _download_adlfs(spec: Spec) -> Run:
+    container, pairs = spec.store.data, _download_pairs(spec)
+    fs = _adlfs(spec, container)
+    sources = [f"{container}/{key}" for key, _ in pairs]
+    targets = [target for _, target in pairs]
+    return lambda: fs.get(sources, targets)
+
+
+@REGISTRY.tool("small_download", "obstore_loop", needs=OBSTORE)
+def _download_obstore(spec: Spec) -> Run:
+    import obstore
+
+    store, pairs = _obstore(spec, spec.store.data), _download_pairs(spec)
+
+    def run() -> None:
+        for key, target in pairs:
+            write(target, obstore.get(store, key).bytes().to_bytes())
+    return run
+
+
+@REGISTRY.tool("small_download", "obstore_async32", needs=OBSTORE)
+def _download_obstore_async(spec: Spec) -> Run:
+    import obstore
+
+    store, pairs = _obstore(spec, spec.store.data), _download_pairs(spec)
+
+    async def one(pair: tuple[str, str]) -> None:
+        result = await obstore.get_async(store, pair[0])
+        write(pair[1], (await result.bytes_async()).to_bytes())
+    return lambda: gather_bounded(one, pairs)
+
+
+@REGISTRY.tool("small_download", "urllib")
+def _download_http(spec: Spec) -> Run:
+    pairs = _download_pairs(spec)
+    urls = [_sas_url(spec, spec.store.data, key) for key, _ in pairs]
+
+    def run() -> None:
+        for (_, target), url in zip(pairs, urls, strict=True):
+            http_get_to(url, target)
+    return run
+
+
+# -- one big blob ----------------------------------------------------------------------
+
+@REGISTRY.tool("big_upload", "perceptra")
+def _big_upload(spec: Spec) -> Run:
+    adapter, key = make_adapter(spec, spec.store.scratch), spec.scratch_keys(1)[0]
+    return lambda: adapter.upload_file(spec.big_source(), key)
+
+
+@REGISTRY.tool("big_upload", "azure_upload_blob")
+def _big_upload_sdk(spec: Spec) -> Run:
+    client, key = _container(spec, spec.store.scratch), spec.scratch_keys(1)[0]
+
+    def run() -> None:
+        with open(spec.big_source(), "rb") as source:
+            client.upload_blob(key, source, overwrite=True, max_concurrency=BIG_CONCURRENCY)
+    return run
+
+
+@REGISTRY.tool("big_upload", "adlfs_put_file")
+def _big_upload_adlfs(spec: Spec) -> Run:
+    container, key = spec.store.scratch, spec.scratch_keys(1)[0]
+    fs = _adlfs(spec, container)
+    return lambda: fs.put_file(spec.big_source(), f"{container}/{key}")
+
+
+@REGISTRY.tool("big_upload", "obstore", needs=OBSTORE)
+def _big_upload_obstore(spec: Spec) -> Run:
+    import obstore
+
+    store, key = _obstore(spec, spec.store.scratch), spec.scratch_keys(1)[0]
+    return lambda: obstore.put(store, key, Path(spec.big_source()))
+
+
+def _big_target(spec: Spec) -> str:
+    return os.path.join(spec.out_dir(), "big")
+
+
+@REGISTRY.tool("big_download", "perceptra")
+def _big_download(spec: Spec) -> Run:
+    adapter, target = make_adapter(spec, spec.store.data), _big_target(spec)
+    return lambda: adapter.download_file("big", target)
+
+
+@REGISTRY.tool("big_download", "azure_download_blob")
+def _big_download_sdk(spec: Spec) -> Run:
+    client, target = _container(spec, spec.store.data), _big_target(spec)
+
+    def run() -> None:
+        with open(target, "wb") as out:
+            client.download_blob("big", max_concurrency=BIG_CONCURRENCY).readinto(out)
+    return run
+
+
+@REGISTRY.tool("big_download", "adlfs_get_file")
+def _big_download_adlfs(spec: Spec) -> Run:
+    container, target = spec.store.data, _big_target(spec)
+    fs = _adlfs(spec, container)
+    return lambda: fs.get_file(f"{container}/big", target)
+
+
+@REGISTRY.tool("big_download", "obstore", needs=OBSTORE)
+def _big_download_obstore(spec: Spec) -> Run:
+    import obstore
+
+    store, target = _obstore(spec, spec.store.data), _big_target(spec)
+
+    def run() -> None:
+        with open(target, "wb") as out:
+            for chunk in obstore.get(store, "big").stream():
+                out.write(chunk)
+    return run
+
+
+@REGISTRY.tool("big_download", "urllib")
+def _big_download_http(spec: Spec) -> Run:
+    target, url = _big_target(spec), _sas_url(spec, spec.store.data, "big")
+    return lambda: http_get_to(url, target)
+
+
+# -- listing -------------------------------------------------------------------------------
+
+def _expect(count: int, found: int) -> None:
+    if found != count:
+        raise RuntimeError(f"listed {found} blobs, expected {count}")
+
+
+@REGISTRY.tool("list", "perceptra")
+def _list(spec: Spec) -> Run:
+    adapter, count = make_adapter(spec, spec.store.listing), spec.sizes.list_count
+    return lambda: _expect(count, len(adapter.list_files(max_results=count)))
+
+
+@REGISTRY.tool("list", "azure_list_blobs")
+def _list_sdk(spec: Spec) -> Run:
+    client, count = _container(spec, spec.store.listing), spec.sizes.list_count
+    return lambda: _expect(count, sum(1 for _ in client.list_blobs()))
+
+
+@REGISTRY.tool("list", "adlfs_find")
+def _list_adlfs(spec: Spec) -> Run:
+    container, count = spec.store.listing, spec.sizes.list_count
+    fs = _adlfs(spec, container)
+    return lambda: _expect(count, len(fs.find(container, detail=True)))
+
+
+@REGISTRY.tool("list", "obstore", needs=OBSTORE)
+def _list_obstore(spec: Spec) -> Run:
+    import obstore
+
+    store, count = _obstore(spec, spec.store.listing), spec.sizes.list_count
+    return lambda: _expect(count, len(obstore.list(store).collect()))
+
+
+# -- presigned URLs ------------------------------------------------------------------------
+
+def _sign_keys(spec: Spec) -> list[str]:
+    return [f"small/k{i % spec.sizes.small_count:04d}" for i in range(spec.sizes.presign_count)]
+
+
+@REGISTRY.tool("presign", "perceptra")
+def _presign_adapter(spec: Spec) -> Run:
+    adapter, keys = make_adapter(spec, spec.store.data), _sign_keys(spec)
+    adapter.generate_presigned_url("warm-up", EXPIRY)
+
+    def run() -> None:
+        for key in keys:
+            adapter.generate_presigned_url(key, EXPIRY)
+    return run
+
+
+@REGISTRY.tool("presign", "azure_generate_blob_sas")
+def _presign_sdk(spec: Spec) -> Run:
+    container, keys = spec.store.data, _sign_keys(spec)
+    _sas_url(spec, container, "warm-up")
+
+    def run() -> None:
+        for key in keys:
+            _sas_url(spec, container, key)
+    return run
+
+
+@REGISTRY.tool("presign", "adlfs_url")
+def _presign_adlfs(spec: Spec) -> Run:
+    container, keys = spec.store.data, _sign_keys(spec)
+    fs = _adlfs(spec, container)
+    fs.url(f"{container}/warm-up", expires=EXPIRY)
+
+    def run() -> None:
+        for key in keys:
+            fs.url(f"{container}/{key}", expires=EXPIRY)
+    return run
+
+
+@REGISTRY.tool("presign", "obstore_sign", needs=OBSTORE)
+def _presign_obstore(spec: Spec) -> Run:
+    import obstore
+
+    store, keys = _obstore(spec, spec.store.data), _sign_keys(spec)
+    obstore.sign(store, "GET", "warm-up", timedelta(seconds=EXPIRY))
+    return lambda: obstore.sign(store, "GET", keys, timedelta(seconds=EXPIRY))
+
+
+# -- deleting ------------------------------------------------------------------------------
+
+def _delete_set(spec: Spec) -> list[str]:
+    """Create the blobs this measurement deletes (untimed)."""
+    keys = spec.scratch_keys(spec.sizes.delete_count)
+    bulk_put(spec, spec.store.scratch, [(key, b"x" * 64) for key in keys])
+    return keys
+
+
+@REGISTRY.tool("delete", "perceptra")
+def _delete(spec: Spec) -> Run:
+    adapter, keys = make_adapter(spec, spec.store.scratch), _delete_set(spec)
+    return lambda: check(adapter.delete_files(keys))
+
+
+@REGISTRY.tool("delete", "azure_delete_blobs")
+def _delete_sdk(spec: Spec) -> Run:
+    client, keys = _container(spec, spec.store.scratch), _delete_set(spec)
+    return lambda: _delete_blobs(client, keys)
+
+
+@REGISTRY.tool("delete", "adlfs_rm")
+def _delete_adlfs(spec: Spec) -> Run:
+    container, keys = spec.store.scratch, _delete_set(spec)
+    fs = _adlfs(spec, container)
+    return lambda: fs.rm([f"{container}/{key}" for key in keys])
+
+
+@REGISTRY.tool("delete", "obstore", needs=OBSTORE)
+def _delete_obstore(spec: Spec) -> Run:
+    import obstore
+
+    store, keys = _obstore(spec, spec.store.scratch), _delete_set(spec)
+    return lambda: obstore.delete(store, keys)

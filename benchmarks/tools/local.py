@@ -1,0 +1,215 @@
+"""The local backend (on tmpfs and on disk) against plain ``open`` and ``shutil``.
+
+``store.data`` holds the small files and the big one, ``store.listing`` the listing set,
+and ``store.scratch`` receives each measurement's writes under its own tag.  Sources and
+destinations sit in ``store.workdir`` on the same device, so both sides copy within it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from benchmarks.spec import Spec
+from benchmarks.tools import Registry, Run
+from benchmarks.tools.common import check, read, write
+
+REGISTRY = Registry()
+
+
+def make_adapter(root: str) -> Any:
+    from perceptra_storage import get_storage_adapter
+
+    adapter = get_storage_adapter("local", {"base_path": root})
+    adapter.file_exists("warm-up")
+    return adapter
+
+
+# -- 500 x 16 KiB -----------------------------------------------------------------------
+
+@REGISTRY.tool("small_upload", "perceptra_batch")
+def _upload_batch(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.scratch)
+    pairs = list(zip(spec.small_sources(), spec.scratch_keys(spec.sizes.small_count),
+                     strict=True))
+    return lambda: check(adapter.upload_files(pairs))
+
+
+@REGISTRY.tool("small_upload", "perceptra_loop")
+def _upload_loop(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.scratch)
+    pairs = list(zip(spec.small_sources(), spec.scratch_keys(spec.sizes.small_count),
+                     strict=True))
+
+    def run() -> None:
+        for source, key in pairs:
+            adapter.upload_file(source, key)
+    return run
+
+
+@REGISTRY.tool("small_upload", "plain_open")
+def _upload_plain(spec: Spec) -> Run:
+    targets = [os.path.join(spec.store.scratch, key)
+               for key in spec.scratch_keys(spec.sizes.small_count)]
+    pairs = list(zip(spec.small_sources(), targets, strict=True))
+
+    def run() -> None:
+        os.makedirs(os.path.dirname(targets[0]), exist_ok=True)
+        for source, target in pairs:
+            write(target, read(source))
+    return run
+
+
+def _download_pairs(spec: Spec) -> list[tuple[str, str]]:
+    out = spec.out_dir()
+    return [(key, os.path.join(out, key.rpartition("/")[2])) for key in spec.small_keys()]
+
+
+@REGISTRY.tool("small_download", "perceptra_batch")
+def _download_batch(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.data)
+    keys, out = spec.small_keys(), spec.out_dir()
+    return lambda: check(adapter.download_files(keys, out))
+
+
+@REGISTRY.tool("small_download", "perceptra_loop")
+def _download_loop(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.data)
+    pairs = _download_pairs(spec)
+
+    def run() -> None:
+        for key, target in pairs:
+            adapter.download_file(key, target)
+    return run
+
+
+@REGISTRY.tool("small_download", "plain_open")
+def _download_plain(spec: Spec) -> Run:
+    pairs = [(os.path.join(spec.store.data, key), target)
+             for key, target in _download_pairs(spec)]
+
+    def run() -> None:
+        for source, target in pairs:
+            write(target, read(source))
+    return run
+
+
+def _fsspec() -> Any:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return LocalFileSystem(auto_mkdir=True, skip_instance_cache=True)
+
+
+@REGISTRY.tool("small_upload", "fsspec")
+def _upload_fsspec(spec: Spec) -> Run:
+    fs = _fsspec()
+    targets = [os.path.join(spec.store.scratch, key)
+               for key in spec.scratch_keys(spec.sizes.small_count)]
+    return lambda: fs.put(spec.small_sources(), targets)
+
+
+@REGISTRY.tool("small_download", "fsspec")
+def _download_fsspec(spec: Spec) -> Run:
+    fs, pairs = _fsspec(), _download_pairs(spec)
+    sources = [os.path.join(spec.store.data, key) for key, _ in pairs]
+    return lambda: fs.get(sources, [target for _, target in pairs])
+
+
+# -- one big file ------------------------------------------------------------------------
+
+@REGISTRY.tool("big_upload", "perceptra")
+def _big_upload(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.scratch)
+    key = spec.scratch_keys(1)[0]
+    return lambda: adapter.upload_file(spec.big_source(), key)
+
+
+@REGISTRY.tool("big_upload", "shutil_copyfile")
+def _big_upload_shutil(spec: Spec) -> Run:
+    target = os.path.join(spec.store.scratch, spec.scratch_keys(1)[0])
+
+    def run() -> None:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(spec.big_source(), target)
+    return run
+
+
+@REGISTRY.tool("big_upload", "fsspec")
+def _big_upload_fsspec(spec: Spec) -> Run:
+    fs, target = _fsspec(), os.path.join(spec.store.scratch, spec.scratch_keys(1)[0])
+    return lambda: fs.put_file(spec.big_source(), target)
+
+
+@REGISTRY.tool("big_download", "perceptra")
+def _big_download(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.data)
+    target = os.path.join(spec.out_dir(), "big")
+    return lambda: adapter.download_file("big", target)
+
+
+@REGISTRY.tool("big_download", "shutil_copyfile")
+def _big_download_shutil(spec: Spec) -> Run:
+    source = os.path.join(spec.store.data, "big")
+    target = os.path.join(spec.out_dir(), "big")
+    return lambda: shutil.copyfile(source, target)
+
+
+@REGISTRY.tool("big_download", "fsspec")
+def _big_download_fsspec(spec: Spec) -> Run:
+    fs, source = _fsspec(), os.path.join(spec.store.data, "big")
+    target = os.path.join(spec.out_dir(), "big")
+    return lambda: fs.get_file(source, target)
+
+
+# -- listing, deleting -------------------------------------------------------------------
+
+def _expect(count: int, found: int) -> None:
+    if found != count:
+        raise RuntimeError(f"listed {found} files, expected {count}")
+
+
+@REGISTRY.tool("list", "perceptra")
+def _list(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.listing)
+    count = spec.sizes.list_count
+    return lambda: _expect(count, len(adapter.list_files(max_results=count)))
+
+
+@REGISTRY.tool("list", "fsspec_find")
+def _list_find(spec: Spec) -> Run:
+    fs, count = _fsspec(), spec.sizes.list_count
+    return lambda: _expect(count, len(fs.find(spec.store.listing, detail=True)))
+
+
+def _delete_set(spec: Spec) -> list[str]:
+    """Create the files this measurement deletes (untimed)."""
+    keys = spec.scratch_keys(spec.sizes.delete_count)
+    os.makedirs(os.path.join(spec.store.scratch, spec.tag), exist_ok=True)
+    for key in keys:
+        write(os.path.join(spec.store.scratch, key), b"x" * 64)
+    return keys
+
+
+@REGISTRY.tool("delete", "perceptra")
+def _delete(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.scratch)
+    keys = _delete_set(spec)
+    return lambda: check(adapter.delete_files(keys))
+
+
+@REGISTRY.tool("delete", "os_remove")
+def _delete_plain(spec: Spec) -> Run:
+    paths = [os.path.join(spec.store.scratch, key) for key in _delete_set(spec)]
+
+    def run() -> None:
+        for path in paths:
+            os.remove(path)
+    return run
+
+
+@REGISTRY.tool("delete", "fsspec")
+def _delete_fsspec(spec: Spec) -> Run:
+    fs = _fsspec()
+    paths = [os.path.join(spec.store.scratch, key) for key in _delete_set(spec)]
+    return lambda: fs.rm(paths)
