@@ -548,22 +548,23 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             raise StorageValidationError(
                 f"{self.backend_name}: max_results must be an int >= 0, not {max_results!r}",
                 backend=self.backend_name, operation="list")
-        return list(islice(self.iter_files(prefix), max_results))
+        with self._operation("list", prefix if isinstance(prefix, str) else None):
+            return list(islice(self._objects(prefix), max_results))
 
     def iter_files(self, prefix: str = "") -> Iterator[StorageObject]:
         """Every file whose key starts with ``prefix`` (a plain string prefix), by key.
 
         Lazy: directories (or result pages) are read as the iterator advances, so
-        listings of millions of objects run in bounded memory on local storage.
+        listings of millions of objects run in bounded memory. One log record for
+        the whole listing, when it is exhausted.
         """
+        with self._operation("list", prefix if isinstance(prefix, str) else None):
+            yield from self._objects(prefix)
+
+    def _objects(self, prefix: str) -> Iterator[StorageObject]:
         prefix = validate_prefix(prefix, self.backend_name)
-        entries = self._iter_entries(prefix)
-        while True:
-            with self._operation("list", prefix):
-                found = next(entries, None)
-            if found is None:
-                return
-            yield self._to_object(found[0], found[1], full=False)
+        for key, info in self._iter_entries(prefix):
+            yield self._to_object(key, info, full=False)
 
     def _iter_entries(self, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """``(key, info)`` of each file under ``prefix``, sorted by key."""

@@ -490,8 +490,9 @@ def test_one_debug_record_per_operation_and_nothing_louder(
         storage.download_file("logs/k.txt")
         with pytest.raises(StorageNotFoundError):
             storage.download_file("logs/missing.txt")
+        assert len(storage.list_files("logs/", max_results=1)) == 1
     ours = [r for r in caplog.records if r.name.startswith("perceptra_storage")]
-    assert [r.levelno for r in ours] == [logging.DEBUG] * 3
+    assert [r.levelno for r in ours] == [logging.DEBUG] * 4
     messages = [r.getMessage() for r in ours]
     assert "upload" in messages[0] and "logs/k.txt" in messages[0] and "ms" in messages[0]
     assert "download" in messages[2] and "failed" in messages[2]

@@ -58,6 +58,7 @@ class MemoryStorageAdapter(FsspecStorageAdapter):
     """Objects in a dict owned by the adapter."""
 
     backend_name = "memory"
+    batch_in_threads = False
     config_schema = MemoryConfig
     flat_namespace = True
 
