@@ -23,9 +23,9 @@ from benchmarks.tools.common import (
     read,
     write,
 )
+from benchmarks.tools.stores import OBSTORE, download_pairs, register_shared, upload_pairs
 
 REGISTRY = Registry()
-OBSTORE = ("obstore",)
 EXPIRY = 3600
 BATCH_LIMIT = 256
 """Blobs per Blob Batch request (the service's limit)."""
@@ -111,30 +111,10 @@ def _delete_blobs(client: Any, names: list[str]) -> None:
 
 # -- 500 x 16 KiB upload -------------------------------------------------------------------
 
-def _upload_pairs(spec: Spec) -> list[tuple[str, str]]:
-    return list(zip(spec.small_sources(), spec.scratch_keys(spec.sizes.small_count),
-                    strict=True))
-
-
-@REGISTRY.tool("small_upload", "perceptra_batch")
-def _upload_batch(spec: Spec) -> Run:
-    adapter, pairs = make_adapter(spec, spec.store.scratch), _upload_pairs(spec)
-    return lambda: check(adapter.upload_files(pairs))
-
-
-@REGISTRY.tool("small_upload", "perceptra_loop")
-def _upload_loop(spec: Spec) -> Run:
-    adapter, pairs = make_adapter(spec, spec.store.scratch), _upload_pairs(spec)
-
-    def run() -> None:
-        for source, key in pairs:
-            adapter.upload_file(source, key)
-    return run
-
 
 @REGISTRY.tool("small_upload", "azure_blob_loop")
 def _upload_sdk(spec: Spec) -> Run:
-    client, pairs = _container(spec, spec.store.scratch), _upload_pairs(spec)
+    client, pairs = _container(spec, spec.store.scratch), upload_pairs(spec)
 
     def run() -> None:
         for source, key in pairs:
@@ -144,62 +124,19 @@ def _upload_sdk(spec: Spec) -> Run:
 
 @REGISTRY.tool("small_upload", "adlfs_batch")
 def _upload_adlfs(spec: Spec) -> Run:
-    container, pairs = spec.store.scratch, _upload_pairs(spec)
+    container, pairs = spec.store.scratch, upload_pairs(spec)
     fs = _adlfs(spec, container)
     sources = [source for source, _ in pairs]
     targets = [f"{container}/{key}" for _, key in pairs]
     return lambda: fs.put(sources, targets)
 
 
-@REGISTRY.tool("small_upload", "obstore_loop", needs=OBSTORE)
-def _upload_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, pairs = _obstore(spec, spec.store.scratch), _upload_pairs(spec)
-
-    def run() -> None:
-        for source, key in pairs:
-            obstore.put(store, key, read(source))
-    return run
-
-
-@REGISTRY.tool("small_upload", "obstore_async32", needs=OBSTORE)
-def _upload_obstore_async(spec: Spec) -> Run:
-    import obstore
-
-    store, pairs = _obstore(spec, spec.store.scratch), _upload_pairs(spec)
-
-    async def one(pair: tuple[str, str]) -> None:
-        await obstore.put_async(store, pair[1], read(pair[0]))
-    return lambda: gather_bounded(one, pairs)
-
-
 # -- 500 x 16 KiB download -----------------------------------------------------------------
-
-def _download_pairs(spec: Spec) -> list[tuple[str, str]]:
-    out = spec.out_dir()
-    return [(key, os.path.join(out, key.rpartition("/")[2])) for key in spec.small_keys()]
-
-
-@REGISTRY.tool("small_download", "perceptra_batch")
-def _download_batch(spec: Spec) -> Run:
-    adapter, keys, out = make_adapter(spec, spec.store.data), spec.small_keys(), spec.out_dir()
-    return lambda: check(adapter.download_files(keys, out))
-
-
-@REGISTRY.tool("small_download", "perceptra_loop")
-def _download_loop(spec: Spec) -> Run:
-    adapter, pairs = make_adapter(spec, spec.store.data), _download_pairs(spec)
-
-    def run() -> None:
-        for key, target in pairs:
-            adapter.download_file(key, target)
-    return run
 
 
 @REGISTRY.tool("small_download", "azure_blob_loop")
 def _download_sdk(spec: Spec) -> Run:
-    client, pairs = _container(spec, spec.store.data), _download_pairs(spec)
+    client, pairs = _container(spec, spec.store.data), download_pairs(spec)
 
     def run() -> None:
         for key, target in pairs:
@@ -209,40 +146,16 @@ def _download_sdk(spec: Spec) -> Run:
 
 @REGISTRY.tool("small_download", "adlfs_batch")
 def _download_adlfs(spec: Spec) -> Run:
-    container, pairs = spec.store.data, _download_pairs(spec)
+    container, pairs = spec.store.data, download_pairs(spec)
     fs = _adlfs(spec, container)
     sources = [f"{container}/{key}" for key, _ in pairs]
     targets = [target for _, target in pairs]
     return lambda: fs.get(sources, targets)
 
 
-@REGISTRY.tool("small_download", "obstore_loop", needs=OBSTORE)
-def _download_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, pairs = _obstore(spec, spec.store.data), _download_pairs(spec)
-
-    def run() -> None:
-        for key, target in pairs:
-            write(target, obstore.get(store, key).bytes().to_bytes())
-    return run
-
-
-@REGISTRY.tool("small_download", "obstore_async32", needs=OBSTORE)
-def _download_obstore_async(spec: Spec) -> Run:
-    import obstore
-
-    store, pairs = _obstore(spec, spec.store.data), _download_pairs(spec)
-
-    async def one(pair: tuple[str, str]) -> None:
-        result = await obstore.get_async(store, pair[0])
-        write(pair[1], (await result.bytes_async()).to_bytes())
-    return lambda: gather_bounded(one, pairs)
-
-
 @REGISTRY.tool("small_download", "urllib")
 def _download_http(spec: Spec) -> Run:
-    pairs = _download_pairs(spec)
+    pairs = download_pairs(spec)
     urls = [_sas_url(spec, spec.store.data, key) for key, _ in pairs]
 
     def run() -> None:
@@ -447,3 +360,6 @@ def _delete_obstore(spec: Spec) -> Run:
 
     store, keys = _obstore(spec, spec.store.scratch), _delete_set(spec)
     return lambda: obstore.delete(store, keys)
+
+
+register_shared(REGISTRY, make_adapter, _obstore)

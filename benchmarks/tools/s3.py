@@ -25,9 +25,9 @@ from benchmarks.tools.common import (
     read,
     write,
 )
+from benchmarks.tools.stores import OBSTORE, download_pairs, register_shared, upload_pairs
 
 REGISTRY = Registry()
-OBSTORE = ("obstore",)
 EXPIRY = 3600
 
 
@@ -111,30 +111,10 @@ def bulk_put(spec: Spec, bucket: str, items: list[tuple[str, bytes]]) -> None:
 
 # -- 500 x 16 KiB upload -------------------------------------------------------------------
 
-def _upload_pairs(spec: Spec) -> list[tuple[str, str]]:
-    return list(zip(spec.small_sources(), spec.scratch_keys(spec.sizes.small_count),
-                    strict=True))
-
-
-@REGISTRY.tool("small_upload", "perceptra_batch")
-def _upload_batch(spec: Spec) -> Run:
-    adapter, pairs = make_adapter(spec, spec.store.scratch), _upload_pairs(spec)
-    return lambda: check(adapter.upload_files(pairs))
-
-
-@REGISTRY.tool("small_upload", "perceptra_loop")
-def _upload_loop(spec: Spec) -> Run:
-    adapter, pairs = make_adapter(spec, spec.store.scratch), _upload_pairs(spec)
-
-    def run() -> None:
-        for source, key in pairs:
-            adapter.upload_file(source, key)
-    return run
-
 
 @REGISTRY.tool("small_upload", "boto3_loop")
 def _upload_boto3(spec: Spec) -> Run:
-    bucket, pairs = spec.store.scratch, _upload_pairs(spec)
+    bucket, pairs = spec.store.scratch, upload_pairs(spec)
     client = _boto3(spec, bucket)
 
     def run() -> None:
@@ -145,7 +125,7 @@ def _upload_boto3(spec: Spec) -> Run:
 
 @REGISTRY.tool("small_upload", "boto3_pool32")
 def _upload_boto3_pool(spec: Spec) -> Run:
-    bucket, pairs = spec.store.scratch, _upload_pairs(spec)
+    bucket, pairs = spec.store.scratch, upload_pairs(spec)
     client = _boto3(spec, bucket)
 
     def one(pair: tuple[str, str]) -> None:
@@ -155,62 +135,19 @@ def _upload_boto3_pool(spec: Spec) -> Run:
 
 @REGISTRY.tool("small_upload", "s3fs_batch")
 def _upload_s3fs(spec: Spec) -> Run:
-    bucket, pairs = spec.store.scratch, _upload_pairs(spec)
+    bucket, pairs = spec.store.scratch, upload_pairs(spec)
     fs = _s3fs(spec, bucket)
     sources = [source for source, _ in pairs]
     targets = [f"{bucket}/{key}" for _, key in pairs]
     return lambda: fs.put(sources, targets)
 
 
-@REGISTRY.tool("small_upload", "obstore_loop", needs=OBSTORE)
-def _upload_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, pairs = _obstore(spec, spec.store.scratch), _upload_pairs(spec)
-
-    def run() -> None:
-        for source, key in pairs:
-            obstore.put(store, key, read(source))
-    return run
-
-
-@REGISTRY.tool("small_upload", "obstore_async32", needs=OBSTORE)
-def _upload_obstore_async(spec: Spec) -> Run:
-    import obstore
-
-    store, pairs = _obstore(spec, spec.store.scratch), _upload_pairs(spec)
-
-    async def one(pair: tuple[str, str]) -> None:
-        await obstore.put_async(store, pair[1], read(pair[0]))
-    return lambda: gather_bounded(one, pairs)
-
-
 # -- 500 x 16 KiB download -----------------------------------------------------------------
-
-def _download_pairs(spec: Spec) -> list[tuple[str, str]]:
-    out = spec.out_dir()
-    return [(key, os.path.join(out, key.rpartition("/")[2])) for key in spec.small_keys()]
-
-
-@REGISTRY.tool("small_download", "perceptra_batch")
-def _download_batch(spec: Spec) -> Run:
-    adapter, keys, out = make_adapter(spec, spec.store.data), spec.small_keys(), spec.out_dir()
-    return lambda: check(adapter.download_files(keys, out))
-
-
-@REGISTRY.tool("small_download", "perceptra_loop")
-def _download_loop(spec: Spec) -> Run:
-    adapter, pairs = make_adapter(spec, spec.store.data), _download_pairs(spec)
-
-    def run() -> None:
-        for key, target in pairs:
-            adapter.download_file(key, target)
-    return run
 
 
 @REGISTRY.tool("small_download", "boto3_loop")
 def _download_boto3(spec: Spec) -> Run:
-    bucket, pairs = spec.store.data, _download_pairs(spec)
+    bucket, pairs = spec.store.data, download_pairs(spec)
     client = _boto3(spec, bucket)
 
     def run() -> None:
@@ -221,7 +158,7 @@ def _download_boto3(spec: Spec) -> Run:
 
 @REGISTRY.tool("small_download", "boto3_pool32")
 def _download_boto3_pool(spec: Spec) -> Run:
-    bucket, pairs = spec.store.data, _download_pairs(spec)
+    bucket, pairs = spec.store.data, download_pairs(spec)
     client = _boto3(spec, bucket)
 
     def one(pair: tuple[str, str]) -> None:
@@ -231,40 +168,16 @@ def _download_boto3_pool(spec: Spec) -> Run:
 
 @REGISTRY.tool("small_download", "s3fs_batch")
 def _download_s3fs(spec: Spec) -> Run:
-    bucket, pairs = spec.store.data, _download_pairs(spec)
+    bucket, pairs = spec.store.data, download_pairs(spec)
     fs = _s3fs(spec, bucket)
     sources = [f"{bucket}/{key}" for key, _ in pairs]
     targets = [target for _, target in pairs]
     return lambda: fs.get(sources, targets)
 
 
-@REGISTRY.tool("small_download", "obstore_loop", needs=OBSTORE)
-def _download_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, pairs = _obstore(spec, spec.store.data), _download_pairs(spec)
-
-    def run() -> None:
-        for key, target in pairs:
-            write(target, obstore.get(store, key).bytes().to_bytes())
-    return run
-
-
-@REGISTRY.tool("small_download", "obstore_async32", needs=OBSTORE)
-def _download_obstore_async(spec: Spec) -> Run:
-    import obstore
-
-    store, pairs = _obstore(spec, spec.store.data), _download_pairs(spec)
-
-    async def one(pair: tuple[str, str]) -> None:
-        result = await obstore.get_async(store, pair[0])
-        write(pair[1], (await result.bytes_async()).to_bytes())
-    return lambda: gather_bounded(one, pairs)
-
-
 @REGISTRY.tool("small_download", "urllib")
 def _download_http(spec: Spec) -> Run:
-    pairs = _download_pairs(spec)
+    pairs = download_pairs(spec)
     urls = _presign(spec, spec.store.data, [key for key, _ in pairs])
 
     def run() -> None:
@@ -474,3 +387,6 @@ def _delete_obstore(spec: Spec) -> Run:
 
     store, keys = _obstore(spec, spec.store.scratch), _delete_set(spec)
     return lambda: obstore.delete(store, keys)
+
+
+register_shared(REGISTRY, make_adapter, _obstore)
