@@ -43,6 +43,7 @@ from .errors import (
     StorageOperationError,
     StorageTimeoutError,
     StorageValidationError,
+    classify,
     guard_sdk_logs,
     translate_errors,
 )
@@ -495,8 +496,13 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                                    **self._read_options("get_file"))
             return
         if kind == "delete":
-            await self._require_file_async(fs, key, path)
-            await fs._rm_file(path)
+            if not arg:
+                await self._require_file_async(fs, key, path)
+            try:
+                await fs._rm_file(path)
+            except Exception as exc:
+                if not (arg and issubclass(classify(exc)[0], StorageNotFoundError)):
+                    raise
             progress.advance(1)
             return
         source_key = self._check_key(arg)

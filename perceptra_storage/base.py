@@ -229,9 +229,11 @@ class BaseStorageAdapter(ABC):
                                Progress(progress, None, "B", "download"))
 
     def delete_files(self, keys: Iterable[str], *, concurrency: int = 16,
-                     progress: ProgressArg = None) -> BatchResult:
-        """Delete keys; a missing key is reported as failed (StorageNotFoundError)."""
-        pairs = [(key, None) for key in keys]
+                     progress: ProgressArg = None, missing_ok: bool = False) -> BatchResult:
+        """Delete keys; a missing key is reported as failed (StorageNotFoundError),
+        unless ``missing_ok``, which also saves the existence check (one request per
+        key instead of two on object stores)."""
+        pairs = [(key, bool(missing_ok)) for key in keys]
         return self._run_batch("delete", pairs, concurrency,
                                Progress(progress, len(pairs), "it", "delete"))
 
@@ -272,7 +274,11 @@ class BaseStorageAdapter(ABC):
             self.download_file(key, arg)
             progress.advance(os.path.getsize(arg))
         elif kind == "delete":
-            self.delete_file(key)
+            try:
+                self.delete_file(key)
+            except StorageNotFoundError:
+                if not arg:
+                    raise
             progress.advance(1)
         else:
             self.copy_file(arg, key)

@@ -46,6 +46,7 @@ __all__ = [
     "StoragePermissionError",
     "StorageTimeoutError",
     "StorageValidationError",
+    "classify",
     "guard_sdk_logs",
     "redact",
     "translate_errors",

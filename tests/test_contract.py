@@ -889,3 +889,13 @@ def test_large_transfers_use_bounded_memory(shared_backend: Backend, tmp_path: P
     assert (tmp_path / "back.bin").stat().st_size == size
     assert peaks["upload"] < 56 * 1024 * 1024
     assert peaks["download"] < 40 * 1024 * 1024
+
+
+def test_batch_delete_with_missing_ok(storage: BaseStorageAdapter) -> None:
+    storage.upload_files({"gone/a": b"a", "gone/b": b"b", "kept": b"k"})
+    result = storage.delete_files(["gone/a", "gone/missing", "gone/b"],  # type: ignore[call-arg]
+                                  missing_ok=True)
+    assert result.ok and result.succeeded == ["gone/a", "gone/missing", "gone/b"]
+    assert [o.key for o in storage.list_files()] == ["kept"]
+    invalid = storage.delete_files(["../x"], missing_ok=True)  # type: ignore[call-arg]
+    assert isinstance(invalid.failed["../x"], StorageValidationError)
