@@ -17,14 +17,17 @@ import hashlib
 import importlib.util
 import io
 import os
+import random
 import shutil
 import tempfile
 import threading
+import time
 import typing
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Optional, TypedDict, Union
@@ -43,8 +46,11 @@ from .errors import (
     StorageOperationError,
     StorageTimeoutError,
     StorageValidationError,
+    build_error,
     classify,
     guard_sdk_logs,
+    interrupted,
+    transient,
     translate_errors,
 )
 from .transfer import (
@@ -72,8 +78,9 @@ from .validation import (
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["FsspecStorageAdapter", "NoCredentials"]
+__all__ = ["FsspecStorageAdapter", "NoCredentials", "Resilience"]
 
+_T = typing.TypeVar("_T")
 _COPY_CHUNK = 8 * 1024 * 1024
 _STREAM_CHUNK = 1024 * 1024
 """Read size when copying a file object into a new object: small, so the target's own
@@ -82,6 +89,65 @@ write buffer (a multipart part on object stores) bounds the memory, not this cop
 
 class NoCredentials(TypedDict):
     """Backends that take no credentials accept only an empty dict (or None)."""
+
+
+@dataclass(frozen=True)
+class Resilience:
+    """Timeouts and retries of a network backend; each field is also a ``config`` field of
+    the same name on s3, minio and azure.  The defaults report a dead endpoint within
+    seconds and a server that stopped answering within about ``max_attempts`` x
+    ``read_timeout``."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    max_attempts: int = 3
+    retry_backoff: float = 0.5
+    operation_timeout: Optional[float] = None
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based): exponential from
+        ``retry_backoff``, jittered over its upper half so that clients that failed
+        together do not retry together."""
+        ceiling = self.retry_backoff * 2.0 ** (attempt - 1)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def retry_async(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Await ``call`` up to ``max_attempts`` times while it fails transiently."""
+        attempt = 1
+        while True:
+            try:
+                return await call(*args, **kwargs)
+            except Exception as exc:
+                if attempt >= self.max_attempts or not transient(exc):
+                    raise
+            await asyncio.sleep(self.delay(attempt))
+            attempt += 1
+
+    def retry(self, call: Callable[[], _T], when: Callable[[BaseException], bool]) -> _T:
+        """Run ``call`` up to ``max_attempts`` times while it fails with ``when(error)``."""
+        attempt = 1
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if attempt >= self.max_attempts or not when(exc):
+                    raise
+            time.sleep(self.delay(attempt))
+            attempt += 1
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], backend: str) -> Resilience:
+        """The fields given in ``config`` (already type-checked by the schema), range-checked;
+        the defaults for the rest."""
+        given = {item.name: config[item.name] for item in fields(cls)
+                 if config.get(item.name) is not None}
+        for name, value in given.items():
+            validate_positive(value, f"config field {name!r}", backend)
+        if given.get("max_attempts", 1) < 1 or given.get("max_attempts", 1) > 20:
+            raise StorageValidationError(
+                f"{backend}: config field 'max_attempts' must be from 1 to 20",
+                backend=backend)
+        return cls(**given)
 
 
 class FsspecStorageAdapter(BaseStorageAdapter):
@@ -134,6 +200,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         validate_options(self.credentials, self.credentials_schema, self.backend_name,
                          "credentials")
         self.prefix = validate_root_prefix(self.config.get("prefix"), self.backend_name)
+        self.resilience = Resilience.from_config(self.config, self.backend_name)
         self._check_config()
 
     def _check_config(self) -> None:
@@ -165,6 +232,16 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         raise StorageOperationError(
             f"{self.backend_name}: this backend cannot sign URLs", backend=self.backend_name,
             operation="presign", key=key)
+
+    BULK_DELETE: ClassVar[int] = 0
+    """Keys one bulk-delete request may carry (S3 1,000, Azure 256); 0 where the
+    filesystem has no such request and batch deletes go key by key."""
+
+    async def _remove_many(self, fs: Any, paths: list[str]) -> dict[str, BaseException]:
+        """Delete ``paths`` in one request (at most ``BULK_DELETE``) and return the
+        error of each path that was not deleted; a path already gone counts as
+        deleted. Raise when the request as a whole failed."""
+        raise NotImplementedError
 
     def _probe(self) -> None:
         """Raise unless the root is reachable; :meth:`test_connection` bounds its time."""
@@ -210,6 +287,22 @@ class FsspecStorageAdapter(BaseStorageAdapter):
     def storage_options(self) -> dict[str, Any]:
         """Options that rebuild this filesystem in pandas, pyarrow, Dask (``url`` + these)."""
         return dict(self.filesystem.storage_options)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``filesystem.<method>(...)``, given at most ``operation_timeout`` seconds on an
+        async filesystem, whose event loop then cancels it: the SDKs bound each request,
+        not a transfer that keeps trickling or a wait they never arm a timer for."""
+        fs = self.filesystem
+        limit = self.resilience.operation_timeout
+        if not (limit and getattr(fs, "async_impl", False)):
+            return getattr(fs, method)(*args, **kwargs)
+        from fsspec.exceptions import FSTimeoutError
+
+        try:
+            return getattr(fs, method)(*args, timeout=limit, **kwargs)
+        except FSTimeoutError as exc:
+            raise StorageTimeoutError(
+                f"{self.backend_name}: not done within operation_timeout={limit:g} s") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -320,13 +413,13 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                 file_obj, key, content_type, metadata, checksum)
             sink = Progress(progress, source_size(source), "B", key)
             try:
-                fs, path = self.filesystem, self._path(key)
+                path = self._path(key)
                 if isinstance(source, bytes):
-                    fs.pipe_file(path, source, **options("pipe_file"))
+                    self._call("pipe_file", path, source, **options("pipe_file"))
                     sink.advance(len(source))
                 elif isinstance(source, str):
-                    fs.put_file(source, path, callback=sink.fsspec_callback(),
-                                **options("put_file"))
+                    self._call("put_file", source, path, callback=sink.fsspec_callback(),
+                               **options("put_file"))
                 else:
                     self._write_stream(path, source, options, sink)
             finally:
@@ -405,7 +498,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             sink = Progress(progress, None, "B", key)
             try:
                 if destination is None:
-                    data = self.filesystem.cat_file(path)
+                    data: bytes = self.resilience.retry(
+                        lambda: self._call("cat_file", path), interrupted)
                     sink.advance(len(data))
                     if expected is not None:
                         _expect_digest(hashlib.sha256(data).hexdigest(), expected, key,
@@ -413,8 +507,9 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                     return data
                 if isinstance(destination, (str, os.PathLike)):
                     with _staged(os.fspath(destination), key, self.backend_name) as temp:
-                        self.filesystem.get_file(path, temp, callback=sink.fsspec_callback(),
-                                                 **self._read_options("get_file"))
+                        self.resilience.retry(lambda: self._call(
+                            "get_file", path, temp, callback=sink.fsspec_callback(),
+                            **self._read_options("get_file")), interrupted)
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 _expect_digest(_sha256(written), expected, key,
@@ -462,6 +557,9 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
         async def run_all() -> None:
             gate = asyncio.Semaphore(gate_size)
+            if kind == "delete" and self.BULK_DELETE:
+                await self._delete_in_bulk(fs, items, gate, outcomes, progress)
+                return
             await asyncio.gather(*(one(gate, index, key, arg)
                                    for index, (key, arg) in enumerate(items)))
 
@@ -513,6 +611,59 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             await fs._rm_file(source_path)
         progress.advance(1)
 
+    async def _delete_in_bulk(self, fs: Any, items: list[tuple[str, Any]],
+                              gate: asyncio.Semaphore,
+                              outcomes: dict[int, Optional[StorageError]],
+                              progress: Progress) -> None:
+        """A batch delete in ``BULK_DELETE``-sized requests. Each key is checked first
+        (and, unless ``missing_ok``, proven to exist, concurrently); the survivors go
+        in bulk, and every key the store refused is reported with its own typed
+        error. A chunk whose bulk request fails as a whole (a store or token without
+        bulk delete) is retried key by key, so each key still gets its own answer."""
+        secrets = self._secret_values()
+        targets: dict[str, list[int]] = {}
+
+        async def check(index: int, key: Any, missing_ok: bool) -> None:
+            async with gate:
+                try:
+                    with translate_errors(self.backend_name, "delete",
+                                          key if isinstance(key, str) else None,
+                                          secrets=secrets):
+                        path = self._path(self._check_key(key))
+                        if not missing_ok:
+                            await self._require_file_async(fs, key, path)
+                    targets.setdefault(path, []).append(index)
+                except StorageError as exc:
+                    outcomes[index] = exc
+
+        async def one_by_one(path: str) -> Optional[BaseException]:
+            try:
+                await fs._rm_file(path)
+            except Exception as exc:
+                return None if issubclass(classify(exc)[0], StorageNotFoundError) else exc
+            return None
+
+        async def remove(chunk: list[str]) -> None:
+            async with gate:
+                try:
+                    failures = await self._remove_many(fs, chunk)
+                except Exception:
+                    answers = await asyncio.gather(*(one_by_one(path) for path in chunk))
+                    failures = {path: error for path, error in zip(chunk, answers, strict=True)
+                                if error is not None}
+            for path in chunk:
+                for index in targets[path]:
+                    error = failures.get(path)
+                    outcomes[index] = None if error is None else build_error(
+                        error, self.backend_name, "delete", items[index][0], secrets)
+                progress.advance(len(targets[path]))
+
+        await asyncio.gather(*(check(index, key, bool(missing_ok))
+                               for index, (key, missing_ok) in enumerate(items)))
+        paths, size = list(targets), self.BULK_DELETE
+        await asyncio.gather(*(remove(paths[start:start + size])
+                               for start in range(0, len(paths), size)))
+
     async def _require_file_async(self, fs: Any, key: str, path: str) -> None:
         info = await fs._info(path)
         if info.get("type") != "file":
@@ -533,7 +684,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         with self._operation("delete", key if isinstance(key, str) else None):
             key = self._check_key(key)
             self._file_info(key)
-            self.filesystem.rm_file(self._path(key))
+            self._call("rm_file", self._path(key))
         return True
 
     def file_exists(self, key: str) -> bool:
@@ -682,7 +833,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             source_key = self._check_key(source_key)
             destination_key = self._check_key(destination_key)
             self._file_info(source_key)
-            self.filesystem.cp_file(self._path(source_key), self._path(destination_key))
+            self._call("cp_file", self._path(source_key), self._path(destination_key))
         return destination_key
 
     def __repr__(self) -> str:
@@ -730,8 +881,14 @@ class _GuardedFile(io.RawIOBase):
         return len(data)
 
     def write(self, data: Any) -> int:
+        """Buffer or send ``data``; when that fails, the whole write is discarded, so
+        a later ``close`` (or the garbage collector's) cannot commit part of it."""
         with self._guard("write"):
-            self._raw.write(data)
+            try:
+                self._raw.write(data)
+            except BaseException:
+                self.discard()
+                raise
         return len(memoryview(data).cast("B"))
 
     def seek(self, offset: int, whence: int = 0) -> int:

@@ -48,7 +48,9 @@ __all__ = [
     "StorageValidationError",
     "classify",
     "guard_sdk_logs",
+    "interrupted",
     "redact",
+    "transient",
     "translate_errors",
 ]
 
@@ -110,7 +112,7 @@ class StoragePermissionError(StorageOperationError, PermissionError):
 _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:sig|signature|x-amz-signature|x-amz-security-token|"
                r"x-amz-credential)=)[^&\s'\"]+"),
-    re.compile(r"(?i)((?:accountkey|sharedaccesssignature|password|secret|"
+    re.compile(r"(?i)((?:accountkey|sharedaccesssignature|password|secret|signature|"
                r"secret_access_key|aws_secret_access_key|client_secret|"
                r"session_token|aws_session_token|account_key|sas_token)\s*[=:]\s*['\"]?)"
                r"[^;&\s'\",}]+"),
@@ -129,6 +131,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
                            text)
     return text
 
+
+_CUT = "connection cut mid-transfer"
 
 # A rule maps an exception to (our class, short reason) or None when it does not apply.
 _Rule = Callable[[BaseException], Optional[tuple[type[StorageError], str]]]
@@ -187,8 +191,16 @@ def _botocore_rules() -> list[_Rule]:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return _answered(code in _BOTO_NOT_FOUND, code in _BOTO_DENIED, code, status)
 
+    def ours_inside(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+        # aiobotocore wraps whatever its HTTP session raises, our refusals included.
+        inner = getattr(exc, "kwargs", {}).get("error")
+        if isinstance(exc, bce.HTTPClientError) and isinstance(inner, StorageError):
+            return type(inner), inner.message
+        return None
+
     return [
         client_error,
+        ours_inside,
         _isinstance_rule(bce.ConnectTimeoutError, StorageTimeoutError, "connect timed out"),
         _isinstance_rule(bce.ReadTimeoutError, StorageTimeoutError, "read timed out"),
         _isinstance_rule(bce.EndpointConnectionError, StorageConnectionError,
@@ -215,10 +227,15 @@ def _azure_rules() -> list[_Rule]:
             return None
         code = getattr(exc, "error_code", None) or ""
         status = getattr(exc, "status_code", None)
+        if status is None and exc.__cause__ is not None:
+            # No answer at all: the storage SDK re-raises a transport failure (a cut
+            # download) as a bare HttpResponseError; the cause says what happened.
+            return None
         return _answered(isinstance(exc, ace.ResourceNotFoundError),
                          isinstance(exc, ace.ClientAuthenticationError), code, status)
 
     return [
+        _isinstance_rule(ace.IncompleteReadError, StorageConnectionError, _CUT),
         http_error,
         _isinstance_rule(ace.ClientAuthenticationError, StoragePermissionError,
                          "authentication failed"),
@@ -230,8 +247,6 @@ def _azure_rules() -> list[_Rule]:
                          "endpoint unreachable"),
         _isinstance_rule(ace.ServiceResponseError, StorageConnectionError,
                          "connection failed while reading the response"),
-        _isinstance_rule(ace.IncompleteReadError, StorageConnectionError,
-                         "connection cut mid-transfer"),
     ]
 
 
@@ -242,8 +257,7 @@ def _aiohttp_rules() -> list[_Rule]:
         return []
     return [
         _isinstance_rule(aiohttp.ServerTimeoutError, StorageTimeoutError, "timed out"),
-        _isinstance_rule(aiohttp.ClientPayloadError, StorageConnectionError,
-                         "connection cut mid-transfer"),
+        _isinstance_rule(aiohttp.ClientPayloadError, StorageConnectionError, _CUT),
         _isinstance_rule(aiohttp.ClientConnectionError, StorageConnectionError,
                          "connection failed"),
         _isinstance_rule(aiohttp.ClientResponseError, StorageOperationError, "refused"),
@@ -276,19 +290,77 @@ def _rules() -> tuple[_Rule, ...]:
     )
 
 
-def classify(exc: BaseException) -> tuple[type[StorageError], str]:
-    """Our exception class and a short reason for any exception a backend raised."""
-    if isinstance(exc, StorageError):
-        return type(exc), exc.message
+def _match(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+    """The first rule of the table that matches ``exc`` itself."""
     for rule in _rules():
         found = rule(exc)
         if found:
             return found
+    return None
+
+
+def classify(exc: BaseException) -> tuple[type[StorageError], str]:
+    """Our exception class and a short reason for any exception a backend raised."""
+    if isinstance(exc, StorageError):
+        return type(exc), exc.message
+    found = _match(exc)
+    if found:
+        return found
     if exc.__cause__ is not None:
         # A wrapper the table does not know (adlfs raises RuntimeError("Failed to upload
         # block") from the SDK's error): what it wraps says what happened.
         return classify(exc.__cause__)
     return StorageOperationError, "failed"
+
+
+# Error codes that mean "slow down" or "try again" whatever the status says.
+_RETRY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+                          "TooManyRequests", "ServerBusy", "RequestTimeout", "InternalError",
+                          "ServiceUnavailable", "OperationTimedOut"})
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from (cause, else context), without loops."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _response_of(exc: BaseException) -> tuple[Optional[int], str]:
+    """HTTP status and error code of an SDK exception that carries a response."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore's ClientError
+        meta = response.get("ResponseMetadata", {})
+        return meta.get("HTTPStatusCode"), str(response.get("Error", {}).get("Code", ""))
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    code = getattr(exc, "error_code", None) or ""
+    return (status if isinstance(status, int) else None), str(code)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether another attempt may succeed: the connection failed, timed out or was
+    cut, or the server failed or asked to slow down (5xx, 408, 429, throttling codes).
+    An answer such as 403 or 404, and anything we refused ourselves, is permanent:
+    another attempt would only repeat it."""
+    for error in _chain(exc):
+        if isinstance(error, StorageError):
+            return isinstance(error, StorageConnectionError)
+        status, code = _response_of(error)
+        if status is not None or code:
+            return code in _RETRY_CODES or status in (408, 429) or (status or 0) >= 500
+        found = _match(error)
+        if found and issubclass(found[0], StorageConnectionError):
+            return True
+    return False
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether the connection was cut while a response body was arriving, which the
+    SDKs report but do not retry (the request itself had succeeded)."""
+    return any((_match(error) or (None, ""))[1] == _CUT for error in _chain(exc))
 
 
 def _detail(exc: BaseException) -> str:
@@ -307,7 +379,10 @@ def build_error(
     """The :class:`StorageError` that stands for ``exc``, with context and a safe message."""
     error_class, reason = classify(exc)
     where = f"{backend}: {operation}" + (f" {key!r}" if key is not None else "")
-    message = redact(f"{where}: {reason}: {type(exc).__name__}: {_detail(exc)}", secrets)
+    detail = _detail(exc)
+    # A wrapper around one of our own refusals adds nothing but its class name.
+    said = reason if detail.endswith(reason) else f"{reason}: {type(exc).__name__}: {detail}"
+    message = redact(f"{where}: {said}", secrets)
     return error_class(message, backend=backend, operation=operation, key=key)
 
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -55,8 +56,25 @@ def _azure(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return get_storage_adapter("azure", {**config, "prefix": prefix} if prefix else config,
                                    credentials)
 
+    def via(endpoint: str, extra: dict[str, Any]) -> Any:
+        return get_storage_adapter("azure", {**config, **extra, "account_url":
+                                             f"{endpoint}/{server.account_name}"}, credentials)
+
+    def pending() -> int:
+        """Blobs that exist only as uncommitted blocks (an upload that never committed)."""
+        from azure.storage.blob import ContainerClient
+
+        with ContainerClient.from_connection_string(server.connection_string,
+                                                    container) as client:
+            every = {b.name for b in client.list_blobs(include=["uncommittedblobs"])}
+            committed = {b.name for b in client.list_blobs()}
+        return len(every - committed)
+
+    parts = urlsplit(server.account_url)
     return Backend("azure", make, presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
-                   secrets=(server.account_key,), cleanup=[delete])
+                   secrets=(server.account_key,), cleanup=[delete],
+                   server=(str(parts.hostname), int(parts.port or 80)), via=via,
+                   pending_uploads=pending)
 
 
 BACKENDS = {"azure": _azure}

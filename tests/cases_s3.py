@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -124,6 +125,18 @@ def fetch(url: str, method: str = "GET", data: Optional[bytes] = None) -> tuple[
         return error.code, error.read()
 
 
+def _address(server: S3Server) -> tuple[str, int]:
+    parts = urlsplit(server.endpoint_url)
+    return str(parts.hostname), int(parts.port or 80)
+
+
+def _pending(server: S3Server, bucket: str) -> Any:
+    def count() -> int:
+        return len(s3_client(server).list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+    return count
+
+
 def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     server: S3Server = request.getfixturevalue("moto_server")
     bucket, remove = new_bucket(server)
@@ -132,8 +145,13 @@ def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return get_storage_adapter("s3", s3_config(server, bucket, prefix),
                                    s3_credentials(server))
 
+    def via(endpoint: str, extra: dict[str, Any]) -> BaseStorageAdapter:
+        return get_storage_adapter("s3", {**s3_config(server, bucket), **extra,
+                                          "endpoint_url": endpoint}, s3_credentials(server))
+
     return Backend("s3", make, presign_methods=SIGNED_METHODS,
-                   secrets=(server.secret_key, server.access_key), cleanup=[remove])
+                   secrets=(server.secret_key, server.access_key), cleanup=[remove],
+                   server=_address(server), via=via, pending_uploads=_pending(server, bucket))
 
 
 def _minio(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
@@ -144,8 +162,14 @@ def _minio(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return get_storage_adapter("minio", minio_config(server, bucket, prefix),
                                    minio_credentials(server))
 
+    def via(endpoint: str, extra: dict[str, Any]) -> BaseStorageAdapter:
+        config = {**minio_config(server, bucket), **extra, "endpoint_url": endpoint}
+        config.pop("secure")
+        return get_storage_adapter("minio", config, minio_credentials(server))
+
     return Backend("minio", make, presign_methods=SIGNED_METHODS,
-                   secrets=(server.secret_key, server.access_key), cleanup=[remove])
+                   secrets=(server.secret_key, server.access_key), cleanup=[remove],
+                   server=_address(server), via=via, pending_uploads=_pending(server, bucket))
 
 
 BACKENDS = {"s3": _s3, "minio": _minio}

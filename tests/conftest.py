@@ -19,6 +19,7 @@ from typing import Any, Optional
 import pytest
 
 from perceptra_storage import BaseStorageAdapter, get_storage_adapter
+from tests.servers.faultproxy import FaultProxy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -34,6 +35,13 @@ class Backend:
     secrets: tuple[str, ...] = ()
     """Credential values that must never appear in reprs, messages or logs."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    server: Optional[tuple[str, int]] = None
+    """Host and port of the store's server; None for backends without a network."""
+    via: Optional[Callable[[str, dict[str, Any]], BaseStorageAdapter]] = None
+    """An adapter on the same store whose endpoint is the given ``http://host:port``
+    (a fault proxy), with extra ``config`` (timeouts, retries)."""
+    pending_uploads: Callable[[], int] = lambda: 0
+    """Unfinished multipart uploads (or uncommitted blobs) left in the store."""
 
     def make(self, prefix: Optional[str] = None) -> BaseStorageAdapter:
         """A new adapter on this test's store, optionally scoped to ``prefix``."""
@@ -94,6 +102,34 @@ SHARED_ACROSS_PROCESSES = sorted(name for name in BACKENDS if name != "memory")
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     case = BACKENDS[request.param](request, tmp_path)
     yield case
+    for step in case.cleanup:
+        step()
+
+
+NETWORK_BACKENDS = sorted(name for name in BACKENDS if name not in ("local", "memory"))
+"""Backends reached over HTTP: the ones with network faults to survive."""
+
+
+@dataclass
+class Faulty:
+    """A network backend reached through a fault-injecting proxy."""
+
+    backend: Backend
+    proxy: FaultProxy
+
+    def make(self, **config: Any) -> BaseStorageAdapter:
+        """A fresh adapter (no pooled connections) whose traffic crosses the proxy."""
+        assert self.backend.via is not None
+        return self.backend.via(f"http://{self.proxy.address}", config)
+
+
+@pytest.fixture(params=NETWORK_BACKENDS)
+def faulty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Faulty]:
+    case = BACKENDS[request.param](request, tmp_path)
+    assert case.server is not None
+    proxy = FaultProxy(*case.server)
+    yield Faulty(case, proxy)
+    proxy.close()
     for step in case.cleanup:
         step()
 

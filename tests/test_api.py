@@ -281,3 +281,39 @@ def test_every_builtin_backend_enforces_its_required_fields(backend: str, field:
     with pytest.raises(StorageValidationError) as info:
         get_storage_adapter(backend, {})
     assert f"'{field}' is required" in str(info.value) and backend in str(info.value)
+
+
+NETWORK_CONFIGS = {
+    "s3": {"bucket_name": "my-bucket"},
+    "minio": {"bucket_name": "my-bucket", "endpoint_url": "localhost:9000"},
+    "azure": {"container_name": "box", "account_name": "acct"},
+}
+
+
+@pytest.mark.parametrize("backend", sorted(NETWORK_CONFIGS))
+@pytest.mark.parametrize("field, value", [
+    ("connect_timeout", 0), ("read_timeout", -1), ("operation_timeout", 0),
+    ("retry_backoff", -0.5), ("max_attempts", 0), ("max_attempts", 21),
+    ("read_timeout", "10"), ("max_attempts", 2.5),
+])
+def test_timeouts_and_retries_are_checked_config(backend: str, field: str, value: Any) -> None:
+    config = {**NETWORK_CONFIGS[backend], field: value}
+    with pytest.raises(StorageValidationError) as info:
+        get_storage_adapter(backend, config)
+    assert field in str(info.value) and backend in str(info.value)
+
+
+@pytest.mark.parametrize("backend", sorted(NETWORK_CONFIGS))
+def test_resilience_defaults_report_a_dead_endpoint_in_seconds(backend: str) -> None:
+    adapter: Any = get_storage_adapter(backend, NETWORK_CONFIGS[backend])
+    policy = adapter.resilience
+    assert (policy.connect_timeout, policy.read_timeout, policy.max_attempts) == (5, 10, 3)
+    assert policy.operation_timeout is None
+    assert get_adapter_info(backend)["config"]["max_attempts"]["required"] is False
+    tuned: Any = get_storage_adapter(backend, {**NETWORK_CONFIGS[backend], "max_attempts": 1,
+                                               "read_timeout": 2.5})
+    assert (tuned.resilience.max_attempts, tuned.resilience.read_timeout) == (1, 2.5)
+    # Back-off doubles per attempt and is jittered over the upper half of each step.
+    delays = [policy.delay(attempt) for attempt in (1, 2, 3) for _ in range(50)]
+    assert all(0.25 <= d <= 0.5 for d in delays[:50]) and all(1 <= d <= 2 for d in delays[100:])
+    assert len(set(delays)) > 100

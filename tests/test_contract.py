@@ -10,9 +10,11 @@ import pickle
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlsplit
 
 import fsspec
 import pytest
@@ -22,13 +24,16 @@ from hypothesis import strategies as st
 from perceptra_storage import (
     BaseStorageAdapter,
     PresignedUrl,
+    StorageConnectionError,
     StorageError,
     StorageNotFoundError,
     StorageOperationError,
+    StoragePermissionError,
+    StorageTimeoutError,
     StorageValidationError,
 )
 
-from .conftest import Backend
+from .conftest import Backend, Faulty
 
 INVALID_KEYS = [
     "", "/abs", "a//b", "a/", "./a", "a/./b", "a/../b", "..", "a/%2e%2e/b", "a\\b",
@@ -899,3 +904,364 @@ def test_batch_delete_with_missing_ok(storage: BaseStorageAdapter) -> None:
     assert [o.key for o in storage.list_files()] == ["kept"]
     invalid = storage.delete_files(["../x"], missing_ok=True)  # type: ignore[call-arg]
     assert isinstance(invalid.failed["../x"], StorageValidationError)
+
+
+def test_batch_delete_spans_bulk_requests_and_reports_each_key(
+        storage: BaseStorageAdapter) -> None:
+    # 300 keys: more than one Azure batch (256), with characters a batch body must quote.
+    keys = [f"bulk/{n:03d} ü+&%.bin" for n in range(300)]
+    assert storage.upload_files({key: b"x" for key in keys}).ok
+    result = storage.delete_files([*keys[:150], "bulk/missing", "../bad", *keys[150:]])
+    assert result.succeeded == keys
+    assert set(result.failed) == {"bulk/missing", "../bad"}
+    assert isinstance(result.failed["bulk/missing"], StorageNotFoundError)
+    assert isinstance(result.failed["../bad"], StorageValidationError)
+    assert storage.list_files("bulk/") == []
+    again = storage.delete_files(keys[:3], missing_ok=True)  # type: ignore[call-arg]
+    assert again.ok and again.succeeded == keys[:3]
+
+
+# --- reliability: network faults (a fault proxy between adapter and server) ----------------
+
+FAST = {"read_timeout": 2, "max_attempts": 2, "retry_backoff": 0.1}
+"""Timeouts short enough for the fault tests; the defaults are checked separately."""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_refused_connection_is_reported_within_seconds(faulty: Faulty) -> None:
+    from tests.servers.common import free_port
+
+    adapter = faulty.backend.via(f"http://127.0.0.1:{free_port()}", {})  # type: ignore[misc]
+    start = time.monotonic()
+    with pytest.raises(StorageConnectionError) as info:
+        adapter.download_file("k")
+    assert time.monotonic() - start <= 5
+    assert info.value.backend == faulty.backend.name
+
+
+@pytest.mark.parametrize("operation", ["get", "put", "exists"])
+def test_no_response_is_a_timeout_within_seconds(faulty: Faulty, operation: str) -> None:
+    faulty.backend.make().upload_file(b"present", "k")
+    faulty.proxy.set("stall")
+    adapter = faulty.make(**FAST)
+    call = {"get": lambda: adapter.download_file("k"),
+            "put": lambda: adapter.upload_file(b"x" * 100_000, "k"),
+            "exists": lambda: adapter.file_exists("k")}[operation]
+    start = time.monotonic()
+    with pytest.raises(StorageTimeoutError):
+        call()
+    assert time.monotonic() - start <= 10
+    faulty.proxy.set("pass")
+    # A stalled server may still have stored the PUT; either version, never a part.
+    assert faulty.backend.make().download_file("k") in (b"present", b"x" * 100_000)
+
+
+def test_operation_timeout_bounds_a_whole_transfer(faulty: Faulty) -> None:
+    faulty.proxy.set("stall")
+    adapter = faulty.make(read_timeout=30, operation_timeout=2)
+    start = time.monotonic()
+    with pytest.raises(StorageTimeoutError, match="operation_timeout"):
+        adapter.download_file("k")
+    assert time.monotonic() - start <= 5
+
+
+def test_download_cut_once_is_retried_to_identical_bytes(faulty: Faulty,
+                                                         tmp_path: Path) -> None:
+    data = os.urandom(8 * 1024 * 1024)
+    faulty.backend.make().upload_file(data, "big.bin")
+    clean = faulty.make(**FAST)
+    assert _sha(clean.download_file("big.bin")) == _sha(data)
+    healthy = faulty.proxy.connections
+    for destination in (None, tmp_path / "out.bin"):
+        before = faulty.proxy.connections
+        faulty.proxy.set("cut", nbytes=1_000_000, times=1)
+        result = faulty.make(**FAST).download_file("big.bin", destination)
+        got = result if destination is None else destination.read_bytes()
+        assert _sha(got) == _sha(data)
+        # One extra connection at most: the cut one, then a healthy attempt.
+        assert faulty.proxy.connections - before <= healthy + 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_download_never_returns_short_bytes(faulty: Faulty, tmp_path: Path) -> None:
+    data = os.urandom(8 * 1024 * 1024)
+    faulty.backend.make().upload_file(data, "big.bin")
+    faulty.proxy.set("cut", nbytes=1_000_000)
+    adapter = faulty.make(**FAST)
+    with pytest.raises(StorageConnectionError):
+        adapter.download_file("big.bin")
+    target = tmp_path / "keep.bin"
+    target.write_bytes(b"mine")
+    with pytest.raises(StorageConnectionError):
+        adapter.download_file("big.bin", target)
+    assert target.read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.bin"]
+
+
+def test_server_errors_are_retried_and_refusals_are_not(faulty: Faulty) -> None:
+    faulty.backend.make().upload_file(b"payload", "k")
+    faulty.proxy.set("status", status=503, times=1)
+    assert faulty.make(**FAST).download_file("k") == b"payload"
+    for status, error in ((503, StorageError), (403, StoragePermissionError)):
+        faulty.proxy.set("status", status=status)
+        before = faulty.proxy.connections
+        with pytest.raises(error):
+            faulty.make(**FAST).download_file("k")
+        used = faulty.proxy.connections - before
+        assert used == (FAST["max_attempts"] if status == 503 else 1), (status, used)
+
+
+def test_file_exists_is_honest_about_403(faulty: Faulty) -> None:
+    faulty.proxy.set("status", status=403)
+    with pytest.raises(StoragePermissionError):
+        faulty.make(**FAST).file_exists("anything")
+
+
+def test_reset_during_part_two_leaves_no_object_and_no_upload(faulty: Faulty) -> None:
+    faulty.backend.make().upload_file(b"previous version", "mp.bin")
+    adapter = faulty.make(**FAST)
+    with pytest.raises(StorageConnectionError), adapter.open("mp.bin", "wb") as f:
+        f.write(os.urandom(6 * 1024 * 1024))  # part 1 goes up here
+        faulty.proxy.set("reset", nbytes=64 * 1024, direction="up", sever=True)
+        f.write(os.urandom(6 * 1024 * 1024))
+        f.write(os.urandom(1024))
+    faulty.proxy.set("pass")
+    assert faulty.backend.make().download_file("mp.bin") == b"previous version"
+    assert faulty.backend.pending_uploads() == 0
+
+
+def test_endpoints_must_be_http(faulty: Faulty) -> None:
+    assert faulty.backend.via is not None
+    for endpoint in ("ftp://127.0.0.1:21", "file:///etc", "gopher://x:70"):
+        with pytest.raises(StorageValidationError):
+            faulty.backend.via(endpoint, {})
+
+
+def test_redirect_to_another_host_is_not_followed(faulty: Faulty) -> None:
+    import http.server
+
+    received: list[str] = []
+
+    class Record(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            received.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        do_PUT = do_HEAD = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    second = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{second.server_port}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_PUT = do_HEAD = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (first, second):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        adapter = faulty.backend.via(f"http://127.0.0.1:{first.server_port}",  # type: ignore[misc]
+                                     FAST)
+        with pytest.raises(StorageError):
+            adapter.download_file("k")
+        with pytest.raises(StorageError):
+            adapter.upload_file(b"secret payload", "k")
+    finally:
+        first.shutdown()
+        second.shutdown()
+    assert received == []
+
+
+# --- reliability: atomic writes, concurrency, secrets, hostile keys ------------------------
+
+
+@pytest.mark.parametrize("size", [1024, 12 * 1024 * 1024], ids=["1KiB", "12MiB"])
+def test_exception_inside_open_write_stores_nothing(backend: Backend,
+                                                    storage: BaseStorageAdapter,
+                                                    size: int) -> None:
+    storage.upload_file(b"previous", "w/keep.bin")
+    for key in ("w/keep.bin", "w/new.bin"):
+        with pytest.raises(RuntimeError), storage.open(key, "wb") as f:
+            f.write(os.urandom(size))
+            raise RuntimeError("the writer crashed")
+    assert storage.download_file("w/keep.bin") == b"previous"
+    assert not storage.file_exists("w/new.bin")
+    assert [o.key for o in storage.list_files()] == ["w/keep.bin"]
+    # Azure has no call that drops staged blocks without also risking a blob another
+    # writer committed meanwhile; they stay invisible (never listed or readable) until
+    # the next commit of the name or the service's 7-day clean-up (README, Reliability).
+    if backend.name != "azure":
+        assert backend.pending_uploads() == 0
+
+
+def test_eight_threads_of_mixed_operations(storage: BaseStorageAdapter) -> None:
+    import random as random_module
+
+    rounds = 200
+    errors: list[BaseException] = []
+    mismatches: list[str] = []
+
+    def work(thread: int) -> None:
+        rng = random_module.Random(thread)
+        mine: dict[str, bytes] = {}
+        try:
+            for n in range(rounds):
+                choice = rng.random()
+                if choice < 0.4 or not mine:
+                    key = f"mixed/{thread}/{n % 20}"
+                    mine[key] = os.urandom(rng.randint(0, 64 * 1024))
+                    storage.upload_file(mine[key], key)
+                elif choice < 0.7:
+                    key = rng.choice(sorted(mine))
+                    if storage.download_file(key) != mine[key]:
+                        mismatches.append(key)
+                elif choice < 0.85:
+                    key = rng.choice(sorted(mine))
+                    storage.delete_file(key)
+                    del mine[key]
+                else:
+                    listed = {o.key for o in storage.list_files(f"mixed/{thread}/")}
+                    if listed != set(mine):
+                        mismatches.append(f"listing of thread {thread}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and mismatches == []
+
+
+def test_one_writer_two_readers_see_no_torn_object(storage: BaseStorageAdapter) -> None:
+    size = 4 * 1024 * 1024
+    versions = {_sha(bytes([n]) * size): n for n in range(1, 256)}
+    storage.upload_file(bytes([1]) * size, "torn4.bin")
+    stop = threading.Event()
+    reads: list[str] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                reads.append(_sha(storage.download_file("torn4.bin")))
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    deadline, version = time.monotonic() + 3, 1
+    try:
+        while time.monotonic() < deadline:
+            version = version % 255 + 1
+            storage.upload_file(bytes([version]) * size, "torn4.bin")
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    torn = [digest for digest in reads if digest not in versions]
+    assert errors == [] and reads and torn == []
+
+
+@pytest.fixture
+def debug_everywhere(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Every logger that exists (ours, botocore, aiobotocore, s3fs, adlfs, azure,
+    urllib3, aiohttp...) at DEBUG, as a user chasing a bug would set them."""
+    every = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    levels = [(logger, logger.level) for logger in every]
+    with caplog.at_level(logging.DEBUG):
+        for logger in every:
+            logger.setLevel(logging.DEBUG)
+        try:
+            yield caplog
+        finally:
+            for logger, level in levels:
+                logger.setLevel(level)
+
+
+def test_debug_logging_everywhere_leaks_no_secret(
+        backend: Backend, storage: BaseStorageAdapter,
+        debug_everywhere: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = [repr(storage), str(storage)]
+    storage.upload_file(b"secret check", "sec/a.txt", metadata={"m": "1"})
+    storage.upload_file(io.BytesIO(os.urandom(6 * 1024 * 1024)), "sec/big.bin")
+    storage.download_file("sec/a.txt")
+    storage.get_file_metadata("sec/a.txt")
+    storage.list_files("sec/")
+    storage.file_exists("sec/none")
+    storage.copy_file("sec/a.txt", "sec/b.txt")
+    signatures = []
+    if backend.presign_methods:
+        url = storage.generate_presigned_url("sec/a.txt").url
+        query = parse_qs(urlsplit(url).query)
+        signatures = query.get("sig", []) + query.get("X-Amz-Signature", [])
+        assert signatures or url.startswith("file:")
+    for call in (lambda: storage.download_file("sec/missing"),
+                 lambda: storage.delete_file("sec/missing")):
+        with pytest.raises(StorageError) as info:
+            call()
+        error: Optional[BaseException] = info.value
+        while error is not None:
+            seen += [str(error), repr(error)]
+            error = error.__cause__ or error.__context__
+    storage.delete_files(["sec/a.txt", "sec/b.txt", "sec/big.bin"])
+    records = debug_everywhere.records
+    seen += [record.getMessage() for record in records]
+    seen += [repr(record.args) for record in records if record.args]
+    text = "\n".join(seen)
+    for secret in (*backend.secrets, *signatures):
+        assert secret not in text
+    assert len(records) > 5
+
+
+HOSTILE_KEYS = ["../x", "a/../../x", "/etc/passwd", "C:\\x", "a\\..\\x", "%2e%2e/x",
+                "a/%2E%2E/x", "a/%2e%2e", "\x1b[2Jx", "a\r\nb", "x\u0085y", "é" * 513,
+                "a//b", "a/", "//x"]
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS, ids=repr)
+def test_hostile_keys_are_refused_before_any_io(storage: BaseStorageAdapter, key: str) -> None:
+    for call in (lambda: storage.upload_file(b"data", key), lambda: storage.download_file(key),
+                 lambda: storage.file_exists(key), lambda: storage.delete_file(key),
+                 lambda: storage.open(key, "wb")):
+        with pytest.raises(StorageValidationError):
+            call()
+    assert storage.list_files() == []
+
+
+@pytest.mark.parametrize("key", ["ünïcødé/ключ.txt", "with space/a b.txt", "plus+sign",
+                                 "amp&and", "per%cent", "per%2Fslash", "emoji/🚀🔥.bin",
+                                 "q?a=b#frag", "semi;colon,comma", "漢字/かな"])
+def test_unusual_keys_round_trip(storage: BaseStorageAdapter, key: str) -> None:
+    storage.upload_file(key.encode(), key)
+    assert storage.download_file(key) == key.encode()
+    assert storage.get_file_metadata(key).key == key
+    assert [o.key for o in storage.list_files()] == [key]
+    storage.delete_file(key)
+    assert storage.list_files() == []
+
+
+def test_listing_prefix_foo_versus_foo_dot_bar(storage: BaseStorageAdapter) -> None:
+    # A prefix is a string prefix, not a directory: "foo" takes "foo.bar/b" and "foobar",
+    # "foo/" only what lies under foo/.
+    for key in ("foo/a", "foo.bar/b", "foobar", "fo", "fop"):
+        storage.upload_file(b"x", key)
+    assert [o.key for o in storage.list_files("foo")] == ["foo.bar/b", "foo/a", "foobar"]
+    assert [o.key for o in storage.list_files("foo/")] == ["foo/a"]
+    assert [o.key for o in storage.list_files("foo.")] == ["foo.bar/b"]

@@ -300,3 +300,25 @@ def test_readme_minio_example_reaches_the_server(rgw_server: S3Server,
         adapter.delete_file("readme.txt")
     finally:
         client.delete_bucket(Bucket="my-bucket")
+
+
+def test_bulk_delete_reports_the_keys_a_bucket_policy_protects(
+        minio: MinIOStorageAdapter, rgw_server: S3Server, bucket: str) -> None:
+    # One DeleteObjects request answers per key; s3fs drops those answers, so a denied key
+    # would look deleted. An explicit Deny binds the bucket owner too.
+    import json
+
+    minio.upload_files({"open/a": b"a", "kept/b": b"b", "open/c": b"c"})
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": {"AWS": ["*"]}, "Action": ["s3:DeleteObject"],
+        "Resource": [f"arn:aws:s3:::{bucket}/kept/*"]}]}
+    admin = s3_client(rgw_server)
+    admin.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    try:
+        result = minio.delete_files(["open/a", "kept/b", "open/c"], missing_ok=True)
+    finally:
+        admin.delete_bucket_policy(Bucket=bucket)
+    assert result.succeeded == ["open/a", "open/c"]
+    assert isinstance(result.failed["kept/b"], StoragePermissionError)
+    assert "kept/b" in str(result.failed["kept/b"])
+    assert [o.key for o in minio.list_files()] == ["kept/b"]

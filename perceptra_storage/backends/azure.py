@@ -9,9 +9,10 @@ Shared-key and SAS forms travel as a connection string, because adlfs lets one
 in the environment (``AZURE_STORAGE_CONNECTION_STRING``) win over anything else.
 
 adlfs builds its SDK client with the SDK's defaults, which retry an unreachable
-endpoint for about a minute and read a 64 MiB upload into memory before sending
-it; the adapter swaps in a client of the same account with short retries and
-4 MiB blocks.
+endpoint for about a minute, wait 300 s for a server that stopped answering, and
+read a 64 MiB upload into memory before sending it; the adapter swaps in a client
+of the same account with its own timeouts and retries (``Resilience``) and 4 MiB
+blocks.
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ class AzureConfig(TypedDict, total=False):
     cloud or a private endpoint; default https://{account_name}.blob.core.windows.net."""
     public_base_url: str
     """Base of get_public_url (a CDN or custom domain) instead of the blob endpoint."""
+    connect_timeout: float
+    """Seconds to open a connection before the attempt fails (default 5)."""
+    read_timeout: float
+    """Seconds to wait for the next bytes of a response before the attempt fails (default 10)."""
+    max_attempts: int
+    """Tries per request, the first included, on connection failures, 5xx and throttling
+    (default 3)."""
+    retry_backoff: float
+    """Seconds before the first retry, doubling for each next one, jittered (default 0.5)."""
+    operation_timeout: float
+    """Overall limit in seconds on each request or transfer, retries included (default none)."""
 
 
 class AzureCredentials(TypedDict, total=False):
@@ -89,6 +101,7 @@ class AzureStorageAdapter(FsspecStorageAdapter):
     extra = "azure"
     flat_namespace = True
     find_accepts_prefix = True
+    BULK_DELETE = 256
 
     # -- construction ----------------------------------------------------------------
 
@@ -219,15 +232,26 @@ class AzureStorageAdapter(FsspecStorageAdapter):
         return fs
 
     def _service_client(self, fs: Any) -> Any:
-        """The async SDK client adlfs will use: this account, retries that give up in
-        seconds, and uploads/downloads in 4 MiB blocks instead of one 64 MiB request."""
+        """The async SDK client adlfs will use: this account, the configured timeouts and
+        retries, and uploads/downloads in 4 MiB blocks instead of one 64 MiB request."""
         from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
+        policy = self.resilience
+
+        class Retry(ExponentialRetry):
+            def get_backoff_time(self, settings: dict[str, Any]) -> float:
+                """The adapter's jittered doubling from retry_backoff, not the SDK's formula."""
+                return policy.delay(max(1, int(settings["count"])))
+
+        retries = policy.max_attempts - 1
         tuning: dict[str, Any] = {
-            "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2,
-                                             retry_total=3, retry_connect=1,
-                                             random_jitter_range=1),
-            "connection_timeout": 10,
+            "retry_policy": Retry(retry_total=retries, retry_connect=retries,
+                                  retry_read=retries, retry_status=retries),
+            "connection_timeout": policy.connect_timeout,
+            "read_timeout": policy.read_timeout,
+            # The SDK follows 3xx answers to any host (resending the body); an endpoint
+            # has no business redirecting, so the 3xx is raised as an error instead.
+            "permit_redirects": False,
             "max_single_put_size": _BLOCK, "max_block_size": _BLOCK,
             "max_single_get_size": _BLOCK, "max_chunk_get_size": _BLOCK,
         }
@@ -271,7 +295,7 @@ class AzureStorageAdapter(FsspecStorageAdapter):
                 return await blob.get_blob_properties()
 
         try:
-            props = sync(fs.loop, properties)
+            props = sync(fs.loop, properties, timeout=self.resilience.operation_timeout)
         except ResourceNotFoundError as exc:
             raise FileNotFoundError(2, "no such blob", path) from exc
         metadata = dict(props.metadata or {})
@@ -279,6 +303,19 @@ class AzureStorageAdapter(FsspecStorageAdapter):
                 "size": props.size,
                 "etag": props.etag, "last_modified": props.last_modified,
                 "content_type": props.content_settings.content_type, "metadata": metadata}
+
+    async def _remove_many(self, fs: Any, paths: list[str]) -> dict[str, BaseException]:
+        """One Blob Batch request; each sub-response that failed (other than 404, a
+        blob already gone) becomes the SDK's own error for the error table."""
+        from azure.core.exceptions import HttpResponseError
+
+        names = [self._blob_name(path) for path in paths]
+        async with fs.service_client.get_container_client(self._root()) as client:
+            replies = await client.delete_blobs(*names, raise_on_any_failure=False)
+            statuses = [reply async for reply in replies]
+        return {path: HttpResponseError(response=reply)
+                for path, reply in zip(paths, statuses, strict=True)
+                if reply.status_code >= 300 and reply.status_code != 404}
 
     def _pages(self, prefix: str) -> AsyncIterator[list[dict[str, Any]]]:
         """List Blobs pages (flat, in name order) with metadata, so folder markers can

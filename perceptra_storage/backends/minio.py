@@ -29,6 +29,17 @@ class MinIOConfig(TypedDict, total=False):
     """Key prefix this adapter is confined to, e.g. one tenant."""
     public_base_url: str
     """URL that serves the bucket publicly (a CDN or reverse proxy); default path-style."""
+    connect_timeout: float
+    """Seconds to open a connection before the attempt fails (default 5)."""
+    read_timeout: float
+    """Seconds to wait for the next bytes of a response before the attempt fails (default 10)."""
+    max_attempts: int
+    """Tries per request, the first included, on connection failures, 5xx and throttling
+    (default 3)."""
+    retry_backoff: float
+    """Seconds before the first retry, doubling for each next one, jittered (default 0.5)."""
+    operation_timeout: float
+    """Overall limit in seconds on each request or transfer, retries included (default none)."""
 
 
 class MinIOCredentials(TypedDict, total=False):

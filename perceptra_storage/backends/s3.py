@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Required, TypedDict
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ..adapter import FsspecStorageAdapter
+from ..adapter import FsspecStorageAdapter, Resilience
 from ..base import PresignedUrl
-from ..errors import StorageValidationError, redact
+from ..errors import StorageOperationError, StorageValidationError, redact
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -39,10 +39,6 @@ small; a stream of unknown size can therefore reach 10,000 x 5 MiB (48.8 GiB).""
 READ_BLOCK = 5 * 2**20
 """Read-ahead of a file opened for reading (s3fs's default is 50 MiB)."""
 MAX_PARTS = 10_000
-CONNECT_TIMEOUT = 5
-READ_TIMEOUT = 20
-ATTEMPTS = 3
-"""botocore's total attempts per request (its default is 5, with long back-offs)."""
 PROBE_TIMEOUT = 5
 """Connect and read timeout of ``test_connection``'s single, unretried request."""
 _PAGE = 1000
@@ -66,6 +62,17 @@ class S3Config(TypedDict, total=False):
     """Key prefix this adapter is confined to, e.g. one tenant."""
     public_base_url: str
     """URL that serves the bucket publicly (a CDN); get_public_url builds on it."""
+    connect_timeout: float
+    """Seconds to open a connection before the attempt fails (default 5)."""
+    read_timeout: float
+    """Seconds to wait for the next bytes of a response before the attempt fails (default 10)."""
+    max_attempts: int
+    """Tries per request, the first included, on connection failures, 5xx and throttling
+    (default 3)."""
+    retry_backoff: float
+    """Seconds before the first retry, doubling for each next one, jittered (default 0.5)."""
+    operation_timeout: float
+    """Overall limit in seconds on each request or transfer, retries included (default none)."""
 
 
 class S3Credentials(TypedDict, total=False):
@@ -145,6 +152,7 @@ class S3StorageAdapter(FsspecStorageAdapter):
     extra = "s3"
     flat_namespace = True
     find_accepts_prefix = True
+    BULK_DELETE = 1000
 
     def __init__(self, config: Optional[Mapping[str, Any]] = None,
                  credentials: Optional[Mapping[str, Any]] = None) -> None:
@@ -187,14 +195,14 @@ class S3StorageAdapter(FsspecStorageAdapter):
         return self.target.bucket
 
     def _make_filesystem(self) -> "AbstractFileSystem":
-        from s3fs import S3FileSystem
-
-        target = self.target
+        target, tuning = self.target, self.resilience
         options: dict[str, Any] = {
             "endpoint_url": target.endpoint,
-            "config_kwargs": {**self._botocore_config(), "connect_timeout": CONNECT_TIMEOUT,
-                              "read_timeout": READ_TIMEOUT,
-                              "retries": {"total_max_attempts": ATTEMPTS, "mode": "standard"}},
+            "config_kwargs": {**self._botocore_config(),
+                              "connect_timeout": tuning.connect_timeout,
+                              "read_timeout": tuning.read_timeout,
+                              "retries": {"total_max_attempts": 1},
+                              "http_session_cls": _http_session()},
             "skip_instance_cache": True,
             "use_listings_cache": False,
             "session": _sessions()[1],
@@ -203,7 +211,9 @@ class S3StorageAdapter(FsspecStorageAdapter):
             options["client_kwargs"] = {"region_name": target.region}
         if target.key:
             options.update(key=target.key, secret=target.secret, token=target.token)
-        return S3FileSystem(**options)
+        fs = _retrying_filesystem()(**options)
+        fs.resilience = tuning
+        return fs
 
     @property
     def storage_options(self) -> dict[str, Any]:
@@ -301,11 +311,25 @@ class S3StorageAdapter(FsspecStorageAdapter):
         '_' in a metadata name into '-'; valid names never hold '-', so it is mapped back.
         """
         bucket, _, name = path.partition("/")
-        head = self.filesystem.call_s3("head_object", Bucket=bucket, Key=name)
+        head = self._call("call_s3", "head_object", Bucket=bucket, Key=name)
         metadata = {str(k).replace("-", "_"): v for k, v in head.get("Metadata", {}).items()}
         return {"name": path, "type": "file", "size": head.get("ContentLength", 0),
                 "ETag": head.get("ETag"), "LastModified": head.get("LastModified"),
                 "ContentType": head.get("ContentType"), "Metadata": metadata}
+
+    async def _remove_many(self, fs: Any, paths: list[str]) -> dict[str, BaseException]:
+        """One DeleteObjects request. Its per-key ``Errors`` (which s3fs drops) become
+        botocore errors, so the one error table types them like any other answer."""
+        from botocore.exceptions import ClientError
+
+        bucket = self._root()
+        objects = [{"Key": path.partition("/")[2]} for path in paths]
+        answer = await fs._call_s3("delete_objects", Bucket=bucket,
+                                   Delete={"Objects": objects, "Quiet": True})
+        return {f"{bucket}/{error.get('Key', '')}": ClientError(
+                    {"Error": {"Code": error.get("Code", ""),
+                               "Message": error.get("Message", "")}}, "DeleteObjects")
+                for error in answer.get("Errors", [])}
 
     def _pages(self, prefix: str) -> AsyncIterator[list[dict[str, Any]]]:
         """ListObjectsV2 pages, flat (no delimiter), in the store's key order; folder
@@ -350,6 +374,94 @@ def check_public_base(url: Any, backend: str) -> None:
         raise StorageValidationError(
             f"{backend}: config field 'public_base_url' must be an http(s) URL such as "
             "https://cdn.example.com/assets", backend=backend)
+
+
+@functools.cache
+def _retrying_filesystem() -> type:
+    """s3fs's filesystem with one retry policy, ours, instead of two stacked ones.
+
+    s3fs retries each call 5 times (fixed back-off, 5xx not at all) around
+    botocore's own retries, so a dead endpoint costs 5 x botocore's attempts.  Here
+    botocore makes one attempt per call and s3fs's loop runs once; every call goes
+    through :meth:`Resilience.retry_async` (``max_attempts``, jittered back-off,
+    transient errors only).  Built on first use, as s3fs is optional; the module's
+    ``__getattr__`` gives it a name, so instances pickle.
+    """
+    from s3fs import S3FileSystem
+
+    class RetryingS3FileSystem(S3FileSystem):  # type: ignore[misc]
+        retries = 1
+        resilience = Resilience()
+
+        async def _call_s3(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+            return await self.resilience.retry_async(super()._call_s3, method, *args,
+                                                     **kwargs)
+
+        async def set_session(self, *args: Any, **kwargs: Any) -> Any:
+            client = await super().set_session(*args, **kwargs)
+            client.meta.events.register("before-send.s3", _no_expect_continue,
+                                        unique_id="perceptra-no-expect-continue")
+            return client
+
+    RetryingS3FileSystem.__module__ = __name__
+    RetryingS3FileSystem.__qualname__ = "RetryingS3FileSystem"
+    return RetryingS3FileSystem
+
+
+@functools.cache
+def _http_session() -> type:
+    """aiobotocore's HTTP session, except that it never follows a redirect.
+
+    aiohttp follows 3xx answers by default, to any host, resending the body: an
+    endpoint (or anything posing as one) could send our uploads elsewhere.  With
+    redirects off, botocore sees the 3xx itself and raises it as an error.
+    """
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
+        async def _get_session(self, proxy_url: Any) -> Any:
+            return _NoRedirects(await super()._get_session(proxy_url))
+
+    NoRedirectSession.__module__ = __name__
+    NoRedirectSession.__qualname__ = "NoRedirectSession"
+    return NoRedirectSession
+
+
+class _NoRedirects:
+    """An aiohttp session whose requests do not follow redirects, and that refuses a
+    redirect to another host outright: botocore would otherwise chase the bucket's
+    region with HEAD requests that the same server answers with the same redirect."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    async def request(self, method: str, url: Any, **kwargs: Any) -> Any:
+        response = await self._session.request(method, url, allow_redirects=False, **kwargs)
+        location = response.headers.get("Location")
+        if 300 <= response.status < 400 and location:
+            target = url.join(type(url)(location))
+            if (target.host, target.port) != (url.host, url.port):
+                response.release()
+                raise StorageOperationError(
+                    f"the endpoint answered {response.status}, a redirect to another host "
+                    f"({target.host}:{target.port}); redirects are not followed, check "
+                    "endpoint_url")
+        return response
+
+
+def _no_expect_continue(request: Any, **kwargs: Any) -> None:
+    """Send bodies without ``Expect: 100-continue``: aiohttp arms no timeout while it
+    waits for the ``100 Continue``, so a server that never answers held a PUT for
+    minutes whatever ``read_timeout`` said."""
+    request.headers.pop("Expect", None)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RetryingS3FileSystem":
+        return _retrying_filesystem()
+    if name == "NoRedirectSession":
+        return _http_session()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _default_region() -> Optional[str]:

@@ -11,6 +11,11 @@ traffic through again):
 - ``stall``: forward the request upstream but never send anything back, and
   keep the connection open (a server that stopped answering).
 - ``blackhole``: accept, read and discard, never connect upstream, never answer.
+- ``status``: read the request head, answer it with HTTP ``status`` (e.g. 503 with
+  S3's ``SlowDown`` body) and close, never reaching the server.
+
+``set(..., sever=True)`` also resets every connection already open, so clients
+with pooled connections meet the fault on their next request.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-MODES = ("pass", "cut", "reset", "stall", "blackhole")
+MODES = ("pass", "cut", "reset", "stall", "blackhole", "status")
 
 
 @dataclass
@@ -32,6 +37,7 @@ class Fault:
     direction: str = "down"
     times: Optional[int] = None
     """Connections the fault applies to; None for every one until changed."""
+    status: int = 503
 
 
 class FaultProxy:
@@ -53,12 +59,17 @@ class FaultProxy:
         return f"127.0.0.1:{self.port}"
 
     def set(self, mode: str, nbytes: int = 0, direction: str = "down",
-            times: Optional[int] = None) -> None:
-        """Apply a fault to the next ``times`` connections (all, when None)."""
+            times: Optional[int] = None, status: int = 503, sever: bool = False) -> None:
+        """Apply a fault to the next ``times`` connections (all, when None); with
+        ``sever``, reset the connections open now."""
         if mode not in MODES or direction not in ("up", "down"):
             raise ValueError(f"unknown fault {mode!r}/{direction!r}")
         with self._lock:
-            self._fault = Fault(mode, nbytes, direction, times)
+            self._fault = Fault(mode, nbytes, direction, times, status)
+            doomed = self._sockets if sever else []
+            self._sockets = [] if sever else self._sockets
+        for sock in doomed:
+            _close(sock, reset=True)
 
     def _next_fault(self) -> Fault:
         with self._lock:
@@ -68,7 +79,7 @@ class FaultProxy:
                 fault.times -= 1
                 if fault.times <= 0:
                     self._fault = Fault()
-            return Fault(fault.mode, fault.nbytes, fault.direction)
+            return Fault(fault.mode, fault.nbytes, fault.direction, status=fault.status)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -87,6 +98,9 @@ class FaultProxy:
     def _serve(self, client: socket.socket, fault: Fault) -> None:
         if fault.mode == "blackhole":
             _drain(client)
+            return
+        if fault.mode == "status":
+            _answer(client, fault.status)
             return
         try:
             upstream = socket.create_connection(self.upstream, timeout=10)
@@ -144,6 +158,26 @@ def _pump(source: socket.socket, target: socket.socket, limit: Optional[int],
         target.shutdown(socket.SHUT_WR)
 
 
+def _answer(client: socket.socket, status: int) -> None:
+    """Read one request head and answer it with ``status`` and an S3-style error body."""
+    head = b""
+    with contextlib.suppress(OSError):
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            data = client.recv(65536)
+            if not data:
+                break
+            head += data
+    body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
+            b"<Message>Please reduce your request rate.</Message></Error>")
+    reply = (f"HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\n"
+             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    if not head.startswith(b"HEAD "):
+        reply += body
+    with contextlib.suppress(OSError):
+        client.sendall(reply)
+    _close(client, reset=False)
+
+
 def _drain(sock: socket.socket) -> None:
     try:
         while sock.recv(65536):
@@ -153,9 +187,14 @@ def _drain(sock: socket.socket) -> None:
 
 
 def _close(sock: socket.socket, reset: bool) -> None:
-    try:
+    """Close now (FIN), or abort (RST). ``shutdown`` first: a plain ``close`` while
+    another thread is blocked in ``recv`` on the socket sends nothing until that
+    ``recv`` returns, which would turn every cut into a stall."""
+    with contextlib.suppress(OSError):
         if reset:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RD)
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
