@@ -223,7 +223,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         return {"content_type": content_type, "metadata": metadata}
 
     def _read_options(self, how: str) -> dict[str, Any]:
-        """Keyword arguments for a read: ``how`` is ``get_file`` or ``open``. Backends
+        """Keyword arguments for a read: ``how`` is ``cat_file``, ``get_file`` or ``open``. Backends
         use them to bound a download's memory (part size, parts in flight, read-ahead)."""
         return {}
 
@@ -499,7 +499,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             try:
                 if destination is None:
                     data: bytes = self.resilience.retry(
-                        lambda: self._call("cat_file", path), interrupted)
+                        lambda: self._call("cat_file", path, **self._read_options("cat_file")),
+                        interrupted)
                     sink.advance(len(data))
                     if expected is not None:
                         _expect_digest(hashlib.sha256(data).hexdigest(), expected, key,

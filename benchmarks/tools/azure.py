@@ -338,7 +338,9 @@ def _delete_set(spec: Spec) -> list[str]:
 @REGISTRY.tool("delete", "perceptra")
 def _delete(spec: Spec) -> Run:
     adapter, keys = make_adapter(spec, spec.store.scratch), _delete_set(spec)
-    return lambda: check(adapter.delete_files(keys))
+    # missing_ok: the peers' bulk calls do not report a key that is already gone either;
+    # without it each key is first proven to exist (one HEAD per key).
+    return lambda: check(adapter.delete_files(keys, missing_ok=True))
 
 
 @REGISTRY.tool("delete", "azure_delete_blobs")

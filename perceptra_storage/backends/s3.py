@@ -14,9 +14,9 @@ import os
 import re
 import threading
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Required, TypedDict
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..adapter import FsspecStorageAdapter, Resilience
 from ..base import PresignedUrl
@@ -251,11 +251,11 @@ class S3StorageAdapter(FsspecStorageAdapter):
         url = self._control().generate_presigned_url(
             _SIGNED_CALLS[method], Params={"Bucket": bucket, "Key": name},
             ExpiresIn=expiration, HttpMethod=method)
-        query = parse_qs(urlsplit(url).query)
-        signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+        # The signing time, e.g. X-Amz-Date=20261125T090459Z (fixed width, never escaped).
+        start = url.index("X-Amz-Date=") + len("X-Amz-Date=")
+        signed_at = datetime.fromisoformat(url[start:start + 16])
         return PresignedUrl(url=url, method=method,
-                            expires_at=signed_at.replace(tzinfo=UTC)
-                            + timedelta(seconds=expiration))
+                            expires_at=signed_at + timedelta(seconds=expiration))
 
     def close(self) -> None:
         super().close()
@@ -286,8 +286,8 @@ class S3StorageAdapter(FsspecStorageAdapter):
     def _read_options(self, how: str) -> dict[str, Any]:
         """Downloads stream in one GET (s3fs would otherwise fetch 50 MiB ranges, several
         at once, each held whole in memory); reads through ``open`` fetch READ_BLOCK at
-        a time."""
-        if how == "get_file":
+        a time. Reading a whole object into memory is one GET too: no HEAD to size it."""
+        if how in ("cat_file", "get_file"):
             return {"max_concurrency": 1}
         return {"block_size": READ_BLOCK}
 
