@@ -78,7 +78,7 @@ from .validation import (
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["FsspecStorageAdapter", "NoCredentials", "Resilience"]
+__all__ = ["FsspecStorageAdapter", "NoCredentials", "Resilience", "ResilienceConfig"]
 
 _T = typing.TypeVar("_T")
 _COPY_CHUNK = 8 * 1024 * 1024
@@ -89,6 +89,21 @@ write buffer (a multipart part on object stores) bounds the memory, not this cop
 
 class NoCredentials(TypedDict):
     """Backends that take no credentials accept only an empty dict (or None)."""
+
+
+class ResilienceConfig(TypedDict, total=False):
+    """The timeout and retry fields every network backend's config takes."""
+
+    connect_timeout: float
+    """Seconds to open a connection before the attempt fails (default 5)."""
+    read_timeout: float
+    """Seconds to wait for the next bytes of a response before the attempt fails (default 10)."""
+    max_attempts: int
+    """Tries per request, the first included, on transient failures (default 3)."""
+    retry_backoff: float
+    """Seconds before the first retry, doubling for each next one, jittered (default 0.5)."""
+    operation_timeout: float
+    """Overall limit in seconds on each request or transfer, retries included (default none)."""
 
 
 @dataclass(frozen=True)

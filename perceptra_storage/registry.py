@@ -159,19 +159,30 @@ def _type_text(hint: Any) -> str:
 
 
 def _field_doc(schema: type, field: str) -> str:
-    """The one-line docstring written under a TypedDict field, read from its source."""
+    """The one-line docstring written under a TypedDict field, read from its source,
+    or from the source of the TypedDict it inherits the field from (a TypedDict keeps
+    no record of its bases, so they are looked up by name in its module)."""
     import ast
     import inspect
+    import sys
     import textwrap
 
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(schema)))
     except (OSError, TypeError, SyntaxError):
         return ""
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    if not tree.body or not isinstance(tree.body[0], ast.ClassDef):
+        return ""
+    body = tree.body[0].body
     for statement, following in itertools.pairwise(body):
         if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name) \
                 and statement.target.id == field and isinstance(following, ast.Expr) \
                 and isinstance(following.value, ast.Constant):
             return str(following.value.value).strip()
+    namespace = vars(sys.modules.get(schema.__module__, object))
+    for base in tree.body[0].bases:
+        parent = namespace.get(base.id) if isinstance(base, ast.Name) else None
+        if isinstance(parent, type) and parent is not schema and \
+                field in getattr(parent, "__annotations__", {}):
+            return _field_doc(parent, field)
     return ""

@@ -297,6 +297,15 @@ LISTED = ["a-b", "a/b", "a/c/d.txt", "a0", "data/file.csv", "data/file2.csv",
           "data/fig.png", "data/other/x", ".hidden", "notes.meta", "z"]
 
 
+def _in_threads(work: Any, count: int) -> None:
+    """Run ``work(n)`` for n in range(count), each in its own thread, and wait for all."""
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def _seed(storage: BaseStorageAdapter) -> None:
     for key in reversed(LISTED):
         storage.upload_file(key.encode(), key)
@@ -450,11 +459,7 @@ def test_adapters_are_thread_safe(storage: BaseStorageAdapter) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(work, 8)
     assert errors == []
     assert len(storage.list_files(prefix="threads/")) == 80
 
@@ -1140,11 +1145,7 @@ def test_eight_threads_of_mixed_operations(storage: BaseStorageAdapter) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(work, 8)
     assert errors == [] and mismatches == []
 
 

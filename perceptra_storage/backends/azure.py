@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Optional, Required, TypedDict
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ..adapter import FsspecStorageAdapter
+from ..adapter import FsspecStorageAdapter, ResilienceConfig
 from ..base import PresignedUrl
 from ..errors import StorageOperationError, StorageValidationError
 
@@ -47,7 +47,7 @@ _KINDS = {
 }
 
 
-class AzureConfig(TypedDict, total=False):
+class AzureConfig(ResilienceConfig, total=False):
     """``config`` of the ``azure`` backend."""
 
     container_name: Required[str]
@@ -61,17 +61,6 @@ class AzureConfig(TypedDict, total=False):
     cloud or a private endpoint; default https://{account_name}.blob.core.windows.net."""
     public_base_url: str
     """Base of get_public_url (a CDN or custom domain) instead of the blob endpoint."""
-    connect_timeout: float
-    """Seconds to open a connection before the attempt fails (default 5)."""
-    read_timeout: float
-    """Seconds to wait for the next bytes of a response before the attempt fails (default 10)."""
-    max_attempts: int
-    """Tries per request, the first included, on connection failures, 5xx and throttling
-    (default 3)."""
-    retry_backoff: float
-    """Seconds before the first retry, doubling for each next one, jittered (default 0.5)."""
-    operation_timeout: float
-    """Overall limit in seconds on each request or transfer, retries included (default none)."""
 
 
 class AzureCredentials(TypedDict, total=False):

@@ -8,13 +8,14 @@ SigV4 signer, path-style URLs) is the S3 backend's.
 
 from typing import Any, Optional, Required, TypedDict
 
+from ..adapter import ResilienceConfig
 from ..errors import StorageValidationError
 from .s3 import S3StorageAdapter, Target, check_bucket_name, check_endpoint, key_pair
 
 __all__ = ["MinIOConfig", "MinIOCredentials", "MinIOStorageAdapter"]
 
 
-class MinIOConfig(TypedDict, total=False):
+class MinIOConfig(ResilienceConfig, total=False):
     """``config`` of the ``minio`` backend."""
 
     bucket_name: Required[str]
@@ -29,17 +30,6 @@ class MinIOConfig(TypedDict, total=False):
     """Key prefix this adapter is confined to, e.g. one tenant."""
     public_base_url: str
     """URL that serves the bucket publicly (a CDN or reverse proxy); default path-style."""
-    connect_timeout: float
-    """Seconds to open a connection before the attempt fails (default 5)."""
-    read_timeout: float
-    """Seconds to wait for the next bytes of a response before the attempt fails (default 10)."""
-    max_attempts: int
-    """Tries per request, the first included, on connection failures, 5xx and throttling
-    (default 3)."""
-    retry_backoff: float
-    """Seconds before the first retry, doubling for each next one, jittered (default 0.5)."""
-    operation_timeout: float
-    """Overall limit in seconds on each request or transfer, retries included (default none)."""
 
 
 class MinIOCredentials(TypedDict, total=False):

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Required, TypedDict
 from urllib.parse import quote, urlsplit
 
-from ..adapter import FsspecStorageAdapter, Resilience
+from ..adapter import FsspecStorageAdapter, Resilience, ResilienceConfig
 from ..base import PresignedUrl
 from ..errors import StorageOperationError, StorageValidationError, redact
 
@@ -49,7 +49,7 @@ _SIGNED_CALLS = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"
                  "DELETE": "delete_object"}
 
 
-class S3Config(TypedDict, total=False):
+class S3Config(ResilienceConfig, total=False):
     """``config`` of the ``s3`` backend."""
 
     bucket_name: Required[str]
@@ -62,17 +62,6 @@ class S3Config(TypedDict, total=False):
     """Key prefix this adapter is confined to, e.g. one tenant."""
     public_base_url: str
     """URL that serves the bucket publicly (a CDN); get_public_url builds on it."""
-    connect_timeout: float
-    """Seconds to open a connection before the attempt fails (default 5)."""
-    read_timeout: float
-    """Seconds to wait for the next bytes of a response before the attempt fails (default 10)."""
-    max_attempts: int
-    """Tries per request, the first included, on connection failures, 5xx and throttling
-    (default 3)."""
-    retry_backoff: float
-    """Seconds before the first retry, doubling for each next one, jittered (default 0.5)."""
-    operation_timeout: float
-    """Overall limit in seconds on each request or transfer, retries included (default none)."""
 
 
 class S3Credentials(TypedDict, total=False):
