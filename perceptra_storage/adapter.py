@@ -248,6 +248,14 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             f"{self.backend_name}: this backend cannot sign URLs", backend=self.backend_name,
             operation="presign", key=key)
 
+    sdk_resumes_cut_reads: ClassVar[bool] = False
+    """Whether the SDK itself retries a download whose connection was cut mid-body
+    (azure-storage-blob does); otherwise the adapter retries it."""
+
+    def _cut_read(self, error: BaseException) -> bool:
+        """Whether a failed download should be tried again by the adapter."""
+        return not self.sdk_resumes_cut_reads and interrupted(error)
+
     BULK_DELETE: ClassVar[int] = 0
     """Keys one bulk-delete request may carry (S3 1,000, Azure 256); 0 where the
     filesystem has no such request and batch deletes go key by key."""
@@ -515,7 +523,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                 if destination is None:
                     data: bytes = self.resilience.retry(
                         lambda: self._call("cat_file", path, **self._read_options("cat_file")),
-                        interrupted)
+                        self._cut_read)
                     sink.advance(len(data))
                     if expected is not None:
                         _expect_digest(hashlib.sha256(data).hexdigest(), expected, key,
@@ -525,7 +533,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                     with _staged(os.fspath(destination), key, self.backend_name) as temp:
                         self.resilience.retry(lambda: self._call(
                             "get_file", path, temp, callback=sink.fsspec_callback(),
-                            **self._read_options("get_file")), interrupted)
+                            **self._read_options("get_file")), self._cut_read)
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 _expect_digest(_sha256(written), expected, key,

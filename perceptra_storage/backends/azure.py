@@ -91,6 +91,7 @@ class AzureStorageAdapter(FsspecStorageAdapter):
     flat_namespace = True
     find_accepts_prefix = True
     BULK_DELETE = 256
+    sdk_resumes_cut_reads = True
 
     # -- construction ----------------------------------------------------------------
 
