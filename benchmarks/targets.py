@@ -170,7 +170,7 @@ def judge(target: Target, rows: dict[Key, Row]) -> Verdict:
     reason = (f"{note}{metric.replace('_', ' ')}: {target.subject} {_fmt(metric, mine.median)}"
               f" vs {peer_name} {_fmt(metric, theirs.median)}")
     if not met:
-        reason += _layer(target, rows, peer, metric)
+        reason += _layer(target, rows, peer, metric) + _waiting(subject, peer, metric)
     label = "faster" if target.speedup else "of peer"
     return Verdict(target, f"{ratio:.2f}x {label}" + (" (CPU)" if note else ""), met, reason)
 
@@ -180,6 +180,17 @@ def _ratio(subject: Row, peer: Row, metric: str, speedup: bool) -> float:
     if mine is None or theirs is None or not mine.median or not theirs.median:
         return float("nan")
     return theirs.median / mine.median if speedup else mine.median / theirs.median
+
+
+def _waiting(subject: Row, peer: Row, metric: str) -> str:
+    """When a wall-clock gap is not CPU: how much of the subject's wall it spent waiting
+    (on the local disk, an fsync), and how its CPU compares with the peer's."""
+    wall, cpu, peer_cpu = subject.wall, subject.client_cpu, peer.client_cpu
+    if metric != "wall" or wall is None or cpu is None or peer_cpu is None \
+            or wall.median - cpu.median < 0.25 * wall.median or not peer_cpu.median:
+        return ""
+    return (f"; {wall.median - cpu.median:.3f} s of its {wall.median:.3f} s wall is waiting, "
+            f"not CPU (its client CPU is {cpu.median / peer_cpu.median:.2f}x the peer's)")
 
 
 def _layer(target: Target, rows: dict[Key, Row], peer: Row, metric: str) -> str:

@@ -77,6 +77,31 @@ def test_symlinks_cannot_reach_outside(local: LocalStorageAdapter, base: Path,
     assert local.download_file("in/alias.txt") == b"inside"
 
 
+def test_a_sibling_whose_name_extends_the_root_is_outside(tmp_path: Path) -> None:
+    # /x/store_evil starts with the string /x/store: a prefix test on strings would let
+    # a link into it pass. Links at the top of a key, in its middle, and into a tenant's
+    # sibling prefix are all refused, and nothing is written through them.
+    store, evil = tmp_path / "store", tmp_path / "store_evil"
+    (evil / "t").mkdir(parents=True)
+    (evil / "loot.txt").write_bytes(b"evil")
+    adapter = get_storage_adapter("local", {"base_path": str(store)})
+    tenant = get_storage_adapter("local", {"base_path": str(store), "prefix": "t1"})
+    adapter.upload_file(b"x", "t1/dir/ok.txt")
+    os.symlink(evil / "loot.txt", store / "loot.txt")
+    os.symlink(evil, store / "t1" / "dir" / "deep")
+    os.symlink(store / "t10", store / "t1" / "sibling")
+    (store / "t10").mkdir()
+    for who, key in ((adapter, "loot.txt"), (adapter, "t1/dir/deep/loot.txt"),
+                     (tenant, "dir/deep/t/new.txt"), (tenant, "sibling/new.txt")):
+        with pytest.raises(StoragePermissionError, match="outside"):
+            who.upload_file(b"planted", key)
+        with pytest.raises(StoragePermissionError, match="outside"):
+            who.download_file(key)
+    assert sorted(p.name for p in evil.rglob("*")) == ["loot.txt", "t"]
+    assert list((store / "t10").iterdir()) == []
+    assert (evil / "loot.txt").read_bytes() == b"evil"
+
+
 def test_create_dirs_false_needs_an_existing_base_path(tmp_path: Path) -> None:
     adapter = get_storage_adapter("local", {"base_path": str(tmp_path / "absent"),
                                             "create_dirs": False})

@@ -158,6 +158,11 @@ def _pump(source: socket.socket, target: socket.socket, limit: Optional[int],
         target.shutdown(socket.SHUT_WR)
 
 
+_ERROR_CODES = {403: "AccessDenied", 404: "NoSuchKey", 429: "TooManyRequests",
+                500: "InternalError", 503: "SlowDown"}
+"""S3's error code for an injected status, so the body agrees with the status line."""
+
+
 def _answer(client: socket.socket, status: int) -> None:
     """Read one request head and answer it with ``status`` and an S3-style error body."""
     head = b""
@@ -167,8 +172,9 @@ def _answer(client: socket.socket, status: int) -> None:
             if not data:
                 break
             head += data
-    body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
-            b"<Message>Please reduce your request rate.</Message></Error>")
+    code = _ERROR_CODES.get(status, "InternalError")
+    body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>"
+            f"<Message>injected {status}</Message></Error>").encode()
     reply = (f"HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\n"
              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     if not head.startswith(b"HEAD "):
