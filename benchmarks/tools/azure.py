@@ -16,17 +16,24 @@ from typing import Any
 from benchmarks.spec import Spec
 from benchmarks.tools import Registry, Run
 from benchmarks.tools.common import (
-    check,
+    expect_listed,
     gather_bounded,
     http_get_to,
     pooled,
     read,
     write,
 )
-from benchmarks.tools.stores import OBSTORE, download_pairs, register_shared, upload_pairs
+from benchmarks.tools.stores import (
+    EXPIRY,
+    OBSTORE,
+    delete_set,
+    download_pairs,
+    register_shared,
+    sign_keys,
+    upload_pairs,
+)
 
 REGISTRY = Registry()
-EXPIRY = 3600
 BATCH_LIMIT = 256
 """Blobs per Blob Batch request (the service's limit)."""
 BIG_CONCURRENCY = 8
@@ -245,58 +252,24 @@ def _big_download_http(spec: Spec) -> Run:
 
 # -- listing -------------------------------------------------------------------------------
 
-def _expect(count: int, found: int) -> None:
-    if found != count:
-        raise RuntimeError(f"listed {found} blobs, expected {count}")
-
-
-@REGISTRY.tool("list", "perceptra")
-def _list(spec: Spec) -> Run:
-    adapter, count = make_adapter(spec, spec.store.listing), spec.sizes.list_count
-    return lambda: _expect(count, len(adapter.list_files(max_results=count)))
-
-
 @REGISTRY.tool("list", "azure_list_blobs")
 def _list_sdk(spec: Spec) -> Run:
     client, count = _container(spec, spec.store.listing), spec.sizes.list_count
-    return lambda: _expect(count, sum(1 for _ in client.list_blobs()))
+    return lambda: expect_listed(count, sum(1 for _ in client.list_blobs()))
 
 
 @REGISTRY.tool("list", "adlfs_find")
 def _list_adlfs(spec: Spec) -> Run:
     container, count = spec.store.listing, spec.sizes.list_count
     fs = _adlfs(spec, container)
-    return lambda: _expect(count, len(fs.find(container, detail=True)))
-
-
-@REGISTRY.tool("list", "obstore", needs=OBSTORE)
-def _list_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, count = _obstore(spec, spec.store.listing), spec.sizes.list_count
-    return lambda: _expect(count, len(obstore.list(store).collect()))
+    return lambda: expect_listed(count, len(fs.find(container, detail=True)))
 
 
 # -- presigned URLs ------------------------------------------------------------------------
 
-def _sign_keys(spec: Spec) -> list[str]:
-    return [f"small/k{i % spec.sizes.small_count:04d}" for i in range(spec.sizes.presign_count)]
-
-
-@REGISTRY.tool("presign", "perceptra")
-def _presign_adapter(spec: Spec) -> Run:
-    adapter, keys = make_adapter(spec, spec.store.data), _sign_keys(spec)
-    adapter.generate_presigned_url("warm-up", EXPIRY)
-
-    def run() -> None:
-        for key in keys:
-            adapter.generate_presigned_url(key, EXPIRY)
-    return run
-
-
 @REGISTRY.tool("presign", "azure_generate_blob_sas")
 def _presign_sdk(spec: Spec) -> Run:
-    container, keys = spec.store.data, _sign_keys(spec)
+    container, keys = spec.store.data, sign_keys(spec)
     _sas_url(spec, container, "warm-up")
 
     def run() -> None:
@@ -307,7 +280,7 @@ def _presign_sdk(spec: Spec) -> Run:
 
 @REGISTRY.tool("presign", "adlfs_url")
 def _presign_adlfs(spec: Spec) -> Run:
-    container, keys = spec.store.data, _sign_keys(spec)
+    container, keys = spec.store.data, sign_keys(spec)
     fs = _adlfs(spec, container)
     fs.url(f"{container}/warm-up", expires=EXPIRY)
 
@@ -317,30 +290,10 @@ def _presign_adlfs(spec: Spec) -> Run:
     return run
 
 
-@REGISTRY.tool("presign", "obstore_sign", needs=OBSTORE)
-def _presign_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, keys = _obstore(spec, spec.store.data), _sign_keys(spec)
-    obstore.sign(store, "GET", "warm-up", timedelta(seconds=EXPIRY))
-    return lambda: obstore.sign(store, "GET", keys, timedelta(seconds=EXPIRY))
-
-
 # -- deleting ------------------------------------------------------------------------------
 
 def _delete_set(spec: Spec) -> list[str]:
-    """Create the blobs this measurement deletes (untimed)."""
-    keys = spec.scratch_keys(spec.sizes.delete_count)
-    bulk_put(spec, spec.store.scratch, [(key, b"x" * 64) for key in keys])
-    return keys
-
-
-@REGISTRY.tool("delete", "perceptra")
-def _delete(spec: Spec) -> Run:
-    adapter, keys = make_adapter(spec, spec.store.scratch), _delete_set(spec)
-    # missing_ok: the peers' bulk calls do not report a key that is already gone either;
-    # without it each key is first proven to exist (one HEAD per key).
-    return lambda: check(adapter.delete_files(keys, missing_ok=True))
+    return delete_set(spec, bulk_put)
 
 
 @REGISTRY.tool("delete", "azure_delete_blobs")
@@ -356,12 +309,4 @@ def _delete_adlfs(spec: Spec) -> Run:
     return lambda: fs.rm([f"{container}/{key}" for key in keys])
 
 
-@REGISTRY.tool("delete", "obstore", needs=OBSTORE)
-def _delete_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, keys = _obstore(spec, spec.store.scratch), _delete_set(spec)
-    return lambda: obstore.delete(store, keys)
-
-
-register_shared(REGISTRY, make_adapter, _obstore)
+register_shared(REGISTRY, make_adapter, _obstore, bulk_put)

@@ -58,3 +58,9 @@ def check(result: object) -> None:
     raise_for_errors = getattr(result, "raise_for_errors", None)
     if callable(raise_for_errors):
         raise_for_errors()
+
+
+def expect_listed(count: int, found: int) -> None:
+    """Fail the measurement when a listing did not return every seeded entry."""
+    if found != count:
+        raise RuntimeError(f"listed {found} entries, expected {count}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmarks.spec import Spec
 from benchmarks.tools import Registry, Run
-from benchmarks.tools.common import check, read, write
+from benchmarks.tools.common import check, expect_listed, read, write
 
 REGISTRY = Registry()
 
@@ -164,22 +164,17 @@ def _big_download_fsspec(spec: Spec) -> Run:
 
 # -- listing, deleting -------------------------------------------------------------------
 
-def _expect(count: int, found: int) -> None:
-    if found != count:
-        raise RuntimeError(f"listed {found} files, expected {count}")
-
-
 @REGISTRY.tool("list", "perceptra")
 def _list(spec: Spec) -> Run:
     adapter = make_adapter(spec.store.listing)
     count = spec.sizes.list_count
-    return lambda: _expect(count, len(adapter.list_files(max_results=count)))
+    return lambda: expect_listed(count, len(adapter.list_files(max_results=count)))
 
 
 @REGISTRY.tool("list", "fsspec_find")
 def _list_find(spec: Spec) -> Run:
     fs, count = _fsspec(), spec.sizes.list_count
-    return lambda: _expect(count, len(fs.find(spec.store.listing, detail=True)))
+    return lambda: expect_listed(count, len(fs.find(spec.store.listing, detail=True)))
 
 
 def _delete_set(spec: Spec) -> list[str]:

@@ -18,17 +18,24 @@ from benchmarks.spec import Spec
 from benchmarks.tools import Registry, Run
 from benchmarks.tools.common import (
     IN_FLIGHT,
-    check,
+    expect_listed,
     gather_bounded,
     http_get_to,
     pooled,
     read,
     write,
 )
-from benchmarks.tools.stores import OBSTORE, download_pairs, register_shared, upload_pairs
+from benchmarks.tools.stores import (
+    EXPIRY,
+    OBSTORE,
+    delete_set,
+    download_pairs,
+    register_shared,
+    sign_keys,
+    upload_pairs,
+)
 
 REGISTRY = Registry()
-EXPIRY = 3600
 
 
 # -- clients, each warmed with one request -------------------------------------------
@@ -255,17 +262,6 @@ def _big_download_http(spec: Spec) -> Run:
 
 # -- listing -------------------------------------------------------------------------------
 
-def _expect(count: int, found: int) -> None:
-    if found != count:
-        raise RuntimeError(f"listed {found} objects, expected {count}")
-
-
-@REGISTRY.tool("list", "perceptra")
-def _list(spec: Spec) -> Run:
-    adapter, count = make_adapter(spec, spec.store.listing), spec.sizes.list_count
-    return lambda: _expect(count, len(adapter.list_files(max_results=count)))
-
-
 @REGISTRY.tool("list", "boto3_paginator")
 def _list_boto3(spec: Spec) -> Run:
     bucket, count = spec.store.listing, spec.sizes.list_count
@@ -273,7 +269,7 @@ def _list_boto3(spec: Spec) -> Run:
 
     def run() -> None:
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        _expect(count, sum(len(page.get("Contents", [])) for page in pages))
+        expect_listed(count, sum(len(page.get("Contents", [])) for page in pages))
     return run
 
 
@@ -281,37 +277,14 @@ def _list_boto3(spec: Spec) -> Run:
 def _list_s3fs(spec: Spec) -> Run:
     bucket, count = spec.store.listing, spec.sizes.list_count
     fs = _s3fs(spec, bucket)
-    return lambda: _expect(count, len(fs.find(bucket, detail=True)))
-
-
-@REGISTRY.tool("list", "obstore", needs=OBSTORE)
-def _list_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, count = _obstore(spec, spec.store.listing), spec.sizes.list_count
-    return lambda: _expect(count, len(obstore.list(store).collect()))
+    return lambda: expect_listed(count, len(fs.find(bucket, detail=True)))
 
 
 # -- presigned URLs ------------------------------------------------------------------------
 
-def _sign_keys(spec: Spec) -> list[str]:
-    return [f"small/k{i % spec.sizes.small_count:04d}" for i in range(spec.sizes.presign_count)]
-
-
-@REGISTRY.tool("presign", "perceptra")
-def _presign_adapter(spec: Spec) -> Run:
-    adapter, keys = make_adapter(spec, spec.store.data), _sign_keys(spec)
-    adapter.generate_presigned_url("warm-up", EXPIRY)
-
-    def run() -> None:
-        for key in keys:
-            adapter.generate_presigned_url(key, EXPIRY)
-    return run
-
-
 @REGISTRY.tool("presign", "boto3_generate_presigned_url")
 def _presign_boto3(spec: Spec) -> Run:
-    bucket, keys = spec.store.data, _sign_keys(spec)
+    bucket, keys = spec.store.data, sign_keys(spec)
     client = _boto3(spec, bucket)
     client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "warm-up"})
 
@@ -324,7 +297,7 @@ def _presign_boto3(spec: Spec) -> Run:
 
 @REGISTRY.tool("presign", "s3fs_url")
 def _presign_s3fs(spec: Spec) -> Run:
-    bucket, keys = spec.store.data, _sign_keys(spec)
+    bucket, keys = spec.store.data, sign_keys(spec)
     fs = _s3fs(spec, bucket)
     fs.url(f"{bucket}/warm-up", expires=EXPIRY)
 
@@ -334,32 +307,10 @@ def _presign_s3fs(spec: Spec) -> Run:
     return run
 
 
-@REGISTRY.tool("presign", "obstore_sign", needs=OBSTORE)
-def _presign_obstore(spec: Spec) -> Run:
-    from datetime import timedelta
-
-    import obstore
-
-    store, keys = _obstore(spec, spec.store.data), _sign_keys(spec)
-    obstore.sign(store, "GET", "warm-up", timedelta(seconds=EXPIRY))
-    return lambda: obstore.sign(store, "GET", keys, timedelta(seconds=EXPIRY))
-
-
 # -- deleting ------------------------------------------------------------------------------
 
 def _delete_set(spec: Spec) -> list[str]:
-    """Create the objects this measurement deletes (untimed)."""
-    keys = spec.scratch_keys(spec.sizes.delete_count)
-    bulk_put(spec, spec.store.scratch, [(key, b"x" * 64) for key in keys])
-    return keys
-
-
-@REGISTRY.tool("delete", "perceptra")
-def _delete(spec: Spec) -> Run:
-    adapter, keys = make_adapter(spec, spec.store.scratch), _delete_set(spec)
-    # missing_ok: the peers' bulk calls do not report a key that is already gone either;
-    # without it each key is first proven to exist (one HEAD per key).
-    return lambda: check(adapter.delete_files(keys, missing_ok=True))
+    return delete_set(spec, bulk_put)
 
 
 @REGISTRY.tool("delete", "boto3_delete_objects")
@@ -383,12 +334,4 @@ def _delete_s3fs(spec: Spec) -> Run:
     return lambda: fs.rm([f"{bucket}/{key}" for key in keys])
 
 
-@REGISTRY.tool("delete", "obstore", needs=OBSTORE)
-def _delete_obstore(spec: Spec) -> Run:
-    import obstore
-
-    store, keys = _obstore(spec, spec.store.scratch), _delete_set(spec)
-    return lambda: obstore.delete(store, keys)
-
-
-register_shared(REGISTRY, make_adapter, _obstore)
+register_shared(REGISTRY, make_adapter, _obstore, bulk_put)

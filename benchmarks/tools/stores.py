@@ -1,5 +1,6 @@
-"""The small-object tools that are the same on every object store: our adapter
-(batch call and per-call loop) and obstore (sync loop and 32 in flight).
+"""The tools that are the same on every object store: our adapter and obstore on the
+small-object workloads (batch call and per-call loop; sync loop and 32 in flight), on
+listing, presigning and deleting.
 
 Each backend module calls :func:`register_shared` with its own way of building an
 adapter and an obstore store for a bucket or container; everything else is shared.
@@ -9,16 +10,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from benchmarks.spec import Spec
 from benchmarks.tools import Registry, Run
-from benchmarks.tools.common import check, gather_bounded, read, write
+from benchmarks.tools.common import check, expect_listed, gather_bounded, read, write
 
 OBSTORE = ("obstore",)
+EXPIRY = 3600
+"""Lifetime of the presigned URLs, in seconds."""
 
 Builder = Callable[[Spec, str], Any]
 """Builds a client (adapter or obstore store) for a spec and a bucket/container."""
+Seeder = Callable[[Spec, str, list[tuple[str, bytes]]], None]
+"""Stores (key, bytes) pairs in a bucket/container without timing it."""
 
 
 def upload_pairs(spec: Spec) -> list[tuple[str, str]]:
@@ -33,8 +39,22 @@ def download_pairs(spec: Spec) -> list[tuple[str, str]]:
     return [(key, os.path.join(out, key.rpartition("/")[2])) for key in spec.small_keys()]
 
 
-def register_shared(registry: Registry, make_adapter: Builder, make_store: Builder) -> None:
-    """Register the adapter and obstore tools of the two small-object workloads."""
+def sign_keys(spec: Spec) -> list[str]:
+    """The keys of the presign workload (existing small objects, cycled)."""
+    return [f"small/k{i % spec.sizes.small_count:04d}" for i in range(spec.sizes.presign_count)]
+
+
+def delete_set(spec: Spec, seed: Seeder) -> list[str]:
+    """Create the objects a delete measurement removes (untimed) and return their keys."""
+    keys = spec.scratch_keys(spec.sizes.delete_count)
+    seed(spec, spec.store.scratch, [(key, b"x" * 64) for key in keys])
+    return keys
+
+
+def register_shared(registry: Registry, make_adapter: Builder, make_store: Builder,
+                    seed: Seeder) -> None:
+    """Register the adapter and obstore tools of every object-store workload but the
+    big-object ones."""
 
     @registry.tool("small_upload", "perceptra_batch")
     def _upload_batch(spec: Spec) -> Run:
@@ -107,3 +127,47 @@ def register_shared(registry: Registry, make_adapter: Builder, make_store: Build
             result = await obstore.get_async(store, pair[0])
             write(pair[1], (await result.bytes_async()).to_bytes())
         return lambda: gather_bounded(one, pairs)
+
+    @registry.tool("list", "perceptra")
+    def _list(spec: Spec) -> Run:
+        adapter, count = make_adapter(spec, spec.store.listing), spec.sizes.list_count
+        return lambda: expect_listed(count, len(adapter.list_files(max_results=count)))
+
+    @registry.tool("list", "obstore", needs=OBSTORE)
+    def _list_obstore(spec: Spec) -> Run:
+        import obstore
+
+        store, count = make_store(spec, spec.store.listing), spec.sizes.list_count
+        return lambda: expect_listed(count, len(obstore.list(store).collect()))
+
+    @registry.tool("presign", "perceptra")
+    def _presign(spec: Spec) -> Run:
+        adapter, keys = make_adapter(spec, spec.store.data), sign_keys(spec)
+        adapter.generate_presigned_url("warm-up", EXPIRY)
+
+        def run() -> None:
+            for key in keys:
+                adapter.generate_presigned_url(key, EXPIRY)
+        return run
+
+    @registry.tool("presign", "obstore_sign", needs=OBSTORE)
+    def _presign_obstore(spec: Spec) -> Run:
+        import obstore
+
+        store, keys = make_store(spec, spec.store.data), sign_keys(spec)
+        obstore.sign(store, "GET", "warm-up", timedelta(seconds=EXPIRY))
+        return lambda: obstore.sign(store, "GET", keys, timedelta(seconds=EXPIRY))
+
+    @registry.tool("delete", "perceptra")
+    def _delete(spec: Spec) -> Run:
+        adapter, keys = make_adapter(spec, spec.store.scratch), delete_set(spec, seed)
+        # missing_ok: the peers' bulk calls do not report a key that is already gone
+        # either; without it each key is first proven to exist (one HEAD per key).
+        return lambda: check(adapter.delete_files(keys, missing_ok=True))
+
+    @registry.tool("delete", "obstore", needs=OBSTORE)
+    def _delete_obstore(spec: Spec) -> Run:
+        import obstore
+
+        store, keys = make_store(spec, spec.store.scratch), delete_set(spec, seed)
+        return lambda: obstore.delete(store, keys)
