@@ -169,6 +169,17 @@ def _answered(not_found: bool, denied: bool, code: str,
     return StorageOperationError, f"refused ({label})"
 
 
+def _response_of(exc: BaseException) -> tuple[Optional[int], str]:
+    """HTTP status and error code of an SDK exception that carries a response."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore's ClientError
+        meta = response.get("ResponseMetadata", {})
+        return meta.get("HTTPStatusCode"), str(response.get("Error", {}).get("Code", ""))
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    code = getattr(exc, "error_code", None) or ""
+    return (status if isinstance(status, int) else None), str(code)
+
+
 _BOTO_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
 _BOTO_DENIED = {
     "AccessDenied", "403", "401", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -186,9 +197,7 @@ def _botocore_rules() -> list[_Rule]:
     def client_error(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
         if not isinstance(exc, bce.ClientError):
             return None
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        status, code = _response_of(exc)
         return _answered(code in _BOTO_NOT_FOUND, code in _BOTO_DENIED, code, status)
 
     def ours_inside(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
@@ -225,8 +234,7 @@ def _azure_rules() -> list[_Rule]:
     def http_error(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
         if not isinstance(exc, ace.HttpResponseError):
             return None
-        code = getattr(exc, "error_code", None) or ""
-        status = getattr(exc, "status_code", None)
+        status, code = _response_of(exc)
         if status is None and exc.__cause__ is not None:
             # No answer at all: the storage SDK re-raises a transport failure (a cut
             # download) as a bare HttpResponseError; the cause says what happened.
@@ -327,17 +335,6 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
-
-
-def _response_of(exc: BaseException) -> tuple[Optional[int], str]:
-    """HTTP status and error code of an SDK exception that carries a response."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):  # botocore's ClientError
-        meta = response.get("ResponseMetadata", {})
-        return meta.get("HTTPStatusCode"), str(response.get("Error", {}).get("Code", ""))
-    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
-    code = getattr(exc, "error_code", None) or ""
-    return (status if isinstance(status, int) else None), str(code)
 
 
 def transient(exc: BaseException) -> bool:
