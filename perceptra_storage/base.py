@@ -191,6 +191,51 @@ class BaseStorageAdapter(ABC):
                          content_type=info.content_type, metadata=info.metadata)
         return destination_key
 
+    # -- the perceptra:// route: fsspec, pandas, pyarrow, polars, Dask (fsspec_protocol.py) --
+
+    def url(self, key: str) -> str:
+        """A ``perceptra://`` URL for ``key``; open it with :attr:`storage_options`
+        (``pd.read_csv(adapter.url(k), storage_options=adapter.storage_options)``).
+
+        The URL reaches this adapter's own behaviour (key checks, prefix, timeouts,
+        retries, typed errors) through ``fsspec_protocol.PerceptraFileSystem``.
+        """
+        from .fsspec_protocol import url_for
+
+        with self._operation("url", key if isinstance(key, str) else None):
+            return url_for(validate_key(key, self.backend_name))
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Options that rebuild this adapter for :meth:`url` in pandas, pyarrow, polars
+        and on Dask workers: ``backend``, ``config`` and ``credentials`` (copies; they
+        hold the credentials, like the dicts given to the constructor). An adapter the
+        registry cannot rebuild by its name (a custom class registered under another
+        name, a private in-memory store) is passed as itself, ``adapter``, which
+        pickles to other processes."""
+        if not self._rebuilt_by_name():
+            return {"adapter": self}
+        return {"backend": self.backend_name, "config": copy.deepcopy(self.config),
+                "credentials": copy.deepcopy(self.credentials)}
+
+    def _rebuilt_by_name(self) -> bool:
+        """Whether ``get_storage_adapter(backend_name, config, credentials)`` builds an
+        adapter on the same storage as this one."""
+        from .registry import _adapter_class
+
+        try:
+            return _adapter_class(self.backend_name) is type(self)
+        except StorageAdapterError:
+            return False
+
+    @property
+    def fs(self) -> Any:
+        """This adapter as an fsspec filesystem whose paths are keys (rooted at the
+        adapter's root, prefix included): the same class :meth:`url` reaches."""
+        from .fsspec_protocol import PerceptraFileSystem
+
+        return PerceptraFileSystem(adapter=self)
+
     # -- batch operations: a bounded thread pool over the primitives; the generic
     # adapter runs the same items on its filesystem's event loop instead.
 

@@ -205,10 +205,10 @@ class S3StorageAdapter(FsspecStorageAdapter):
         return fs
 
     @property
-    def storage_options(self) -> dict[str, Any]:
+    def native_storage_options(self) -> dict[str, Any]:
         """The filesystem's options without its session object, which stays in this
         process (a Dask worker builds its own)."""
-        options = super().storage_options
+        options = super().native_storage_options
         options.pop("session", None)
         return options
 
