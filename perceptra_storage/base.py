@@ -196,6 +196,8 @@ class BaseStorageAdapter(ABC):
     def url(self, key: str) -> str:
         """A ``perceptra://`` URL for ``key``; open it with :attr:`storage_options`
         (``pd.read_csv(adapter.url(k), storage_options=adapter.storage_options)``).
+        A folder (``'tables/'``, or ``''`` for the root) gives the folder's URL, for
+        datasets and globs.
 
         The URL reaches this adapter's own behaviour (key checks, prefix, timeouts,
         retries, typed errors) through ``fsspec_protocol.PerceptraFileSystem``.
@@ -203,6 +205,8 @@ class BaseStorageAdapter(ABC):
         from .fsspec_protocol import url_for
 
         with self._operation("url", key if isinstance(key, str) else None):
+            if key == "" or (isinstance(key, str) and key.endswith("/")):
+                return url_for(f"{validate_key(key[:-1], self.backend_name)}/" if key else "")
             return url_for(validate_key(key, self.backend_name))
 
     @property

@@ -88,8 +88,10 @@ def _split(url: str) -> tuple[str, str]:
 
 def _strip(path: Any) -> Any:
     """A URL or path to a path in the filesystem: the scheme and profile go, trailing
-    slashes go (fsspec's convention for directories); nothing else is normalised, so
-    ``..``, backslashes and leading slashes reach the key checks and are refused."""
+    slashes go (fsspec's convention for directories) and so does one leading slash
+    (the root: Dask and pyarrow write ``/folder/_metadata``); nothing else is
+    normalised, so ``..``, backslashes and empty segments (``//x``) reach the key
+    checks and are refused."""
     if isinstance(path, (list, tuple)):
         return [_strip(item) for item in path]
     path = os.fspath(path) if isinstance(path, os.PathLike) else path
@@ -97,7 +99,7 @@ def _strip(path: Any) -> Any:
         return path
     if path.startswith(_SCHEME):
         path = _split(path)[1]
-    return path.rstrip("/") if path.strip("/") else ""
+    return path.removeprefix("/").rstrip("/") if path.strip("/") else ""
 
 
 class _StripProtocol:
