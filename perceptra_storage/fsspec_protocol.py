@@ -88,10 +88,11 @@ def _split(url: str) -> tuple[str, str]:
 
 def _strip(path: Any) -> Any:
     """A URL or path to a path in the filesystem: the scheme and profile go, trailing
-    slashes go (fsspec's convention for directories) and so does one leading slash
-    (the root: Dask and pyarrow write ``/folder/_metadata``); nothing else is
-    normalised, so ``..``, backslashes and empty segments (``//x``) reach the key
-    checks and are refused."""
+    slashes go (fsspec's convention for directories) and so do leading ones (the root:
+    Dask writes ``/folder/_metadata``; stripping all of them keeps this idempotent, as
+    fsspec strips a path more than once); nothing else is normalised, so ``..``,
+    backslashes and empty segments inside a path reach the key checks and are
+    refused."""
     if isinstance(path, (list, tuple)):
         return [_strip(item) for item in path]
     path = os.fspath(path) if isinstance(path, os.PathLike) else path
@@ -99,7 +100,7 @@ def _strip(path: Any) -> Any:
         return path
     if path.startswith(_SCHEME):
         path = _split(path)[1]
-    return path.removeprefix("/").rstrip("/") if path.strip("/") else ""
+    return path.strip("/")
 
 
 class _StripProtocol:
@@ -146,10 +147,9 @@ def _adapter_from_options(backend: Any, config: Any, credentials: Any) -> BaseSt
 
 
 def _adapter_from_profile(name: str) -> BaseStorageAdapter:
-    from . import profiles  # type: ignore[attr-defined,unused-ignore]
+    from .profiles import open_profile
 
-    adapter: BaseStorageAdapter = profiles.open_profile(name)
-    return adapter
+    return open_profile(name)
 
 
 class PerceptraFileSystem(AbstractFileSystem):  # type: ignore[misc]
