@@ -408,6 +408,7 @@ class PerceptraFileSystem(AbstractFileSystem):  # type: ignore[misc]
         """Store ``value``; ``mode="create"`` refuses an existing key (checked first, so
         two concurrent creators can both succeed; the stores offer no atomic test)."""
         key = self._key(path)
+        _refuse_options(kwargs, key, self._backend)
         if mode == "create" and self.adapter.file_exists(key):
             raise FileExistsError(f"perceptra://: {key!r} already exists")
         self.adapter.upload_file(bytes(value), key, content_type=content_type,
@@ -420,6 +421,7 @@ class PerceptraFileSystem(AbstractFileSystem):  # type: ignore[misc]
         nothing, as a directory on an object store is only its keys."""
         local = os.fspath(lpath)
         key = self._key(rpath)
+        _refuse_options(kwargs, key, self._backend)
         if os.path.isdir(local):
             return
         if mode == "create" and self.adapter.file_exists(key):
@@ -515,6 +517,15 @@ class PerceptraFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 metadata is None:
             return self.adapter.open(key, "wb")  # streams (multipart) as it is written
         return _SpooledUpload(self.adapter, key, content_type, metadata)
+
+
+def _refuse_options(options: Mapping[str, Any], key: str, backend: str) -> None:
+    """A write option this filesystem does not know is an error, not silently dropped
+    (an s3fs user's ``ContentType=`` would otherwise store the default type)."""
+    if options:
+        raise StorageValidationError(
+            f"perceptra://: unknown write options {sorted(options)}; the object's properties "
+            "are content_type and metadata", backend=backend, key=key)
 
 
 class _SpooledUpload(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
