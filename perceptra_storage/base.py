@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import IO, Any, BinaryIO, ClassVar, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, ClassVar, Optional, Union
 
 from .errors import (
     StorageAdapterError,
@@ -39,6 +39,9 @@ from .errors import (
 )
 from .transfer import BatchResult, Progress, ProgressArg, check_concurrency, collect, source_size
 from .validation import validate_key
+
+if TYPE_CHECKING:
+    from .fsspec_protocol import PerceptraFileSystem
 
 __all__ = [
     "BaseStorageAdapter",
@@ -233,7 +236,7 @@ class BaseStorageAdapter(ABC):
             return False
 
     @property
-    def fs(self) -> Any:
+    def fs(self) -> PerceptraFileSystem:
         """This adapter as an fsspec filesystem whose paths are keys (rooted at the
         adapter's root, prefix included): the same class :meth:`url` reaches."""
         from .fsspec_protocol import PerceptraFileSystem
