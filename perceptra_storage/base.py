@@ -19,13 +19,13 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import IO, Any, BinaryIO, ClassVar, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, ClassVar, Optional, Union
 
+from .batch import PrimitiveOperations, run_batch
 from .errors import (
     StorageAdapterError,
     StorageConnectionError,
@@ -37,8 +37,11 @@ from .errors import (
     StorageValidationError,
     translate_errors,
 )
-from .transfer import BatchResult, Progress, ProgressArg, check_concurrency, collect, source_size
+from .transfer import BatchResult, Progress, ProgressArg, source_size
 from .validation import validate_key
+
+if TYPE_CHECKING:
+    from .batch import Operations
 
 __all__ = [
     "BaseStorageAdapter",
@@ -181,7 +184,7 @@ class BaseStorageAdapter(ABC):
             return io.BytesIO(self.download_file(key))
         if mode == "wb":
             return _UploadOnClose(self, validate_key(key, self.backend_name))
-        raise StorageValidationError(f"{self.backend_name}: mode must be 'rb' or 'wb', "
+        raise StorageValidationError(f"mode must be 'rb' or 'wb', "
                                      f"not {mode!r}", backend=self.backend_name, key=key)
 
     def copy_file(self, source_key: str, destination_key: str) -> str:
@@ -191,8 +194,8 @@ class BaseStorageAdapter(ABC):
                          content_type=info.content_type, metadata=info.metadata)
         return destination_key
 
-    # -- batch operations: a bounded thread pool over the primitives; the generic
-    # adapter runs the same items on its filesystem's event loop instead.
+    # -- batch operations: the batch engine (batch.py) over the one-item methods; the
+    # generic adapter runs the same items on its filesystem's event loop instead.
 
     def upload_files(
         self,
@@ -265,55 +268,15 @@ class BaseStorageAdapter(ABC):
         return self._run_batch(kind, items, concurrency,
                                Progress(progress, len(items), "it", kind))
 
-    def _batch_item(self, kind: str, key: str, arg: Any, progress: Progress) -> None:
-        """One item of a batch, through the public primitives."""
-        if kind == "upload":
-            self.upload_file(arg, key)
-            progress.advance(source_size(arg))
-        elif kind == "download":
-            self.download_file(key, arg)
-            progress.advance(os.path.getsize(arg))
-        elif kind == "delete":
-            try:
-                self.delete_file(key)
-            except StorageNotFoundError:
-                if not arg:
-                    raise
-            progress.advance(1)
-        else:
-            self.copy_file(arg, key)
-            if kind == "move":
-                self.delete_file(arg)
-            progress.advance(1)
-
-    def _run_batch(self, kind: str, items: list[tuple[str, Any]], concurrency: int,
+    def _run_batch(self, kind: str, items: list[tuple[Any, Any]], concurrency: int,
                    progress: Progress) -> BatchResult:
-        """Run every item on a bounded thread pool; collect results in input order."""
-        workers = check_concurrency(concurrency, self.backend_name)
-        outcomes: dict[int, Optional[StorageError]] = {}
+        """Run every item through the batch engine; results in input order."""
+        return run_batch(self._batch_operations(), kind, items, concurrency, progress,
+                         threads=self.batch_in_threads)
 
-        def run(index: int, key: str, arg: Any) -> None:
-            try:
-                with translate_errors(self.backend_name, kind,
-                                      key if isinstance(key, str) else None,
-                                      secrets=self._secret_values()):
-                    self._batch_item(kind, validate_key(key, self.backend_name), arg, progress)
-                outcomes[index] = None
-            except StorageError as exc:
-                outcomes[index] = exc
-
-        try:
-            if not self.batch_in_threads:
-                for index, (key, arg) in enumerate(items):
-                    run(index, key, arg)
-            else:
-                with ThreadPoolExecutor(max_workers=workers,
-                                        thread_name_prefix="perceptra-batch") as pool:
-                    for index, (key, arg) in enumerate(items):
-                        pool.submit(run, index, key, arg)
-        finally:
-            progress.close()
-        return collect(items, outcomes)
+    def _batch_operations(self) -> Operations:
+        """How the batch engine does one item: here through the public one-item methods."""
+        return PrimitiveOperations(self)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; the adapter rebuilds them if used again."""

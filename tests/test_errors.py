@@ -75,7 +75,7 @@ def test_translate_keeps_cause_and_passes_our_errors_through() -> None:
     with pytest.raises(StorageValidationError) as ours, translate_errors("local", "upload", "k"):
         raise StorageValidationError("bad")
     assert (ours.value.backend, ours.value.operation, ours.value.key) == ("local", "upload", "k")
-    assert str(ours.value) == "bad"
+    assert ours.value.reason == "bad" and str(ours.value) == "local: upload 'k': bad"
 
 
 def test_messages_never_hold_secrets() -> None:
@@ -104,12 +104,16 @@ def test_errors_pickle_with_context() -> None:
 
 
 def test_sdk_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
-    from perceptra_storage.errors import guard_sdk_logs
+    from perceptra_storage.redaction import guard_sdk_logs
+
+    class Owner:
+        """Stands for an adapter: its secrets are masked while it lives."""
 
     secret = "an-account-key-value-0123456789"
-    holder = guard_sdk_logs([secret])
+    holder = Owner()
+    guard_sdk_logs(holder, [secret])
     child = logging.getLogger("botocore.endpoint.perceptra_test")
-    guard_sdk_logs([])
+    guard_sdk_logs(Owner(), [])
     with caplog.at_level(logging.DEBUG):
         child.debug("sending %s to https://h/k?X-Amz-Signature=%s", secret, "feedbeef")
         logging.getLogger("urllib3.connectionpool").debug("GET /c/b?sig=%s HTTP/1.1", "Zm9v")
@@ -117,3 +121,7 @@ def test_sdk_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     assert secret not in text and "feedbeef" not in text and "Zm9v" not in text
     assert "sending *** to" in text
     del holder
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        child.debug("sending %s", secret)
+    assert secret in caplog.text  # gone with its owner: nothing left to mask
