@@ -32,6 +32,7 @@ from .base import (
     PresignedUrl,
     Source,
     StorageObject,
+    Writable,
 )
 from .batch import FilesystemOperations, Operations
 from .errors import (
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FsspecStorageAdapter", "NoCredentials", "Resilience", "ResilienceConfig"]
 
+_Writer = typing.TypeVar("_Writer", bound=Writable)
 _STREAM_CHUNK = 1024 * 1024
 """Read size when copying a file object into a new object: small, so the target's own
 write buffer (a multipart part on object stores) bounds the memory, not this copy."""
@@ -429,6 +431,18 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         except BaseException:
             abandon(target)
             raise
+
+    @typing.overload
+    def download_file(self, key: str, destination: None = None, *,
+                      progress: ProgressArg = None, checksum: bool = False) -> bytes: ...
+
+    @typing.overload
+    def download_file(self, key: str, destination: Union[str, os.PathLike[str]], *,
+                      progress: ProgressArg = None, checksum: bool = False) -> str: ...
+
+    @typing.overload
+    def download_file(self, key: str, destination: _Writer, *,
+                      progress: ProgressArg = None, checksum: bool = False) -> _Writer: ...
 
     def download_file(self, key: str, destination: Optional[Any] = None, *,
                       progress: ProgressArg = None, checksum: bool = False) -> Any:

@@ -23,7 +23,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, ClassVar, Optional, Union
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    ClassVar,
+    Optional,
+    Protocol,
+    Self,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from .batch import PrimitiveOperations, run_batch
 from .errors import (
@@ -41,6 +53,8 @@ from .transfer import BatchResult, Progress, ProgressArg, source_size
 from .validation import validate_key
 
 if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
     from .batch import Operations
 
 __all__ = [
@@ -48,6 +62,7 @@ __all__ = [
     "BatchResult",
     "PresignedUrl",
     "Source",
+    "StorageAdapter",
     "StorageAdapterError",
     "StorageConnectionError",
     "StorageError",
@@ -63,6 +78,15 @@ logger = logging.getLogger("perceptra_storage")
 
 Source = Union[BinaryIO, IO[bytes], bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 """What ``upload_file`` accepts: a binary file object, bytes-like data, or a local path."""
+
+
+class Writable(Protocol):
+    """A destination ``download_file`` can stream into: anything with ``write(bytes)``."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
+
+_Writer = TypeVar("_Writer", bound=Writable)
 
 
 @dataclass
@@ -281,7 +305,7 @@ class BaseStorageAdapter(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; the adapter rebuilds them if used again."""
 
-    def __enter__(self) -> BaseStorageAdapter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -339,3 +363,86 @@ class _UploadOnClose(io.BytesIO):
             self._adapter.upload_file(self.getvalue(), self._key)
         super().close()
 
+
+class StorageAdapter(Protocol):
+    """The API every built-in backend offers: what ``get_storage_adapter`` returns for a
+    backend name not known until run time.
+
+    A protocol, not a base class: adapters written against the 0.1 contract subclass
+    :class:`BaseStorageAdapter` with its narrower ``upload_file``/``download_file``
+    signatures, which stay valid overrides there; the built-in adapters
+    (:class:`~perceptra_storage.adapter.FsspecStorageAdapter`) satisfy this protocol.
+    """
+
+    config: dict[str, Any]
+    credentials: dict[str, Any]
+
+    @property
+    def backend_name(self) -> str: ...
+
+    def test_connection(self, timeout: float = 10) -> bool: ...
+
+    def upload_file(self, file_obj: Source, key: str, content_type: Optional[str] = None,
+                    metadata: Optional[dict[str, str]] = None, *,
+                    progress: ProgressArg = None, checksum: bool = False) -> str: ...
+
+    @overload
+    def download_file(self, key: str, destination: None = None, *,
+                      progress: ProgressArg = None, checksum: bool = False) -> bytes: ...
+
+    @overload
+    def download_file(self, key: str, destination: Union[str, os.PathLike[str]], *,
+                      progress: ProgressArg = None, checksum: bool = False) -> str: ...
+
+    @overload
+    def download_file(self, key: str, destination: _Writer, *,
+                      progress: ProgressArg = None, checksum: bool = False) -> _Writer: ...
+
+    def delete_file(self, key: str) -> bool: ...
+
+    def file_exists(self, key: str) -> bool: ...
+
+    def get_file_metadata(self, key: str) -> StorageObject: ...
+
+    def list_files(self, prefix: str = "", max_results: int = 1000) -> list[StorageObject]: ...
+
+    def iter_files(self, prefix: str = "") -> Iterator[StorageObject]: ...
+
+    def generate_presigned_url(self, key: str, expiration: int = 3600,
+                               method: str = "GET") -> PresignedUrl: ...
+
+    def get_public_url(self, key: str) -> Optional[str]: ...
+
+    def open(self, key: str, mode: str = "rb") -> IO[bytes]: ...
+
+    def copy_file(self, source_key: str, destination_key: str) -> str: ...
+
+    def url(self, key: str) -> str: ...
+
+    @property
+    def storage_options(self) -> dict[str, Any]: ...
+
+    @property
+    def fs(self) -> AbstractFileSystem: ...
+
+    def upload_files(self, items: Union[Mapping[str, Source], Iterable[tuple[Source, str]]], *,
+                     concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    def download_files(self, keys: Iterable[str], destination_dir: Union[str, os.PathLike[str]],
+                       *, concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    def delete_files(self, keys: Iterable[str], *, concurrency: int = 16,
+                     progress: ProgressArg = None, missing_ok: bool = False) -> BatchResult: ...
+
+    def copy_files(self, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]], *,
+                   concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    def move_files(self, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]], *,
+                   concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None: ...
