@@ -13,16 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import os
-import shutil
-import tempfile
 import threading
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Optional, TypedDict, Union
 from urllib.parse import quote
@@ -39,17 +33,28 @@ from .errors import (
     StorageAdapterError,
     StorageNotFoundError,
     StorageOperationError,
-    StorageTimeoutError,
     StorageValidationError,
     translate_errors,
 )
-from .files import COPY_CHUNK, GuardedFile, abandon, expect_digest, sha256_of, staged, upload_source
+from .files import (
+    GuardedFile,
+    check_writable,
+    copy_into,
+    expect_digest,
+    hashed,
+    sender,
+    sha256_of,
+    staged,
+    upload_source,
+    write_stream,
+)
+from .info import stored_digest, to_object
+from .listing import Listing
 from .redaction import guard_sdk_logs
-from .resilience import Resilience, ResilienceConfig, cut_read
+from .resilience import Resilience, ResilienceConfig, cut_read, within
 from .transfer import Progress, ProgressArg, source_size
 from .validation import (
     CHECKSUM_FIELD,
-    RESERVED_METADATA,
     validate_content_type,
     validate_expiration,
     validate_key,
@@ -67,16 +72,13 @@ if TYPE_CHECKING:
 __all__ = ["FsspecStorageAdapter", "NoCredentials", "Resilience", "ResilienceConfig"]
 
 _Writer = typing.TypeVar("_Writer", bound=Writable)
-_STREAM_CHUNK = 1024 * 1024
-"""Read size when copying a file object into a new object: small, so the target's own
-write buffer (a multipart part on object stores) bounds the memory, not this copy."""
 
 
 class NoCredentials(TypedDict):
     """Backends that take no credentials accept only an empty dict (or None)."""
 
 
-class FsspecStorageAdapter(BaseStorageAdapter):
+class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     """A storage adapter over one fsspec filesystem, rooted at a path inside it.
 
     The filesystem is built on first use (construction never touches the
@@ -93,10 +95,6 @@ class FsspecStorageAdapter(BaseStorageAdapter):
     """Modules the backend needs; checked at construction."""
     extra: ClassVar[Optional[str]] = None
     """The ``pip install perceptra-storage[extra]`` that provides :attr:`requires`."""
-    find_accepts_prefix: ClassVar[bool] = False
-    """True when ``fs.find`` filters on a name ``prefix`` server-side (s3fs, adlfs)."""
-    flat_namespace: ClassVar[bool] = False
-    """True for object stores: list with one flat ``find`` instead of a directory walk."""
 
     def __init__(
         self,
@@ -266,43 +264,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         """Validate a key by the common rules and any the backend adds."""
         return validate_key(key, self.backend_name)
 
-    def _is_internal(self, key: str) -> bool:
-        """True for the backend's own bookkeeping files, which listings hide."""
-        return False
-
-    def _listed(self, key: str, info: Mapping[str, Any], prefix: str) -> bool:
-        """Whether a listing shows the entry: a file (not a folder marker ending in
-        '/') under ``prefix`` that is not the backend's own bookkeeping."""
-        return info.get("type") == "file" and key.startswith(prefix) and \
-            not key.endswith("/") and not self._is_internal(key)
-
     # -- metadata ------------------------------------------------------------------
 
     def _head(self, path: str) -> dict[str, Any]:
         """The fsspec ``info`` of one path, with content type and metadata when known."""
         return dict(self.filesystem.info(path))
-
-    def _to_object(self, key: str, info: Mapping[str, Any], full: bool) -> StorageObject:
-        """A :class:`StorageObject` from the ``info`` dict of any of our filesystems."""
-        modified = _first(info, "LastModified", "last_modified", "mtime", "modified",
-                          "created")
-        etag = _first(info, "ETag", "etag")
-        obj = StorageObject(
-            key=key,
-            size=int(info.get("size") or 0),
-            last_modified=_utc(modified),
-            etag=str(etag).strip('"') if etag is not None else None,
-        )
-        if full:
-            settings = info.get("content_settings")
-            content_type = _first(info, "ContentType", "content_type") or (
-                settings.get("content_type") if isinstance(settings, Mapping) else
-                getattr(settings, "content_type", None))
-            obj.content_type = content_type or "application/octet-stream"
-            metadata = _first(info, "Metadata", "metadata") or {}
-            obj.metadata = {str(k).lower(): str(v) for k, v in metadata.items()
-                            if str(k).lower() not in RESERVED_METADATA}
-        return obj
 
     def _file_info(self, key: str) -> dict[str, Any]:
         """``_head`` of a key that must be a file: directories count as missing."""
@@ -321,14 +287,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         """True when the root is reachable; raises a typed error within ``timeout`` s."""
         seconds = validate_positive(timeout, "timeout", self.backend_name)
         with self._operation("test_connection"):
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perceptra-probe")
-            try:
-                pool.submit(self._probe).result(timeout=seconds)
-            except FutureTimeout:
-                raise StorageTimeoutError(
-                    f"no answer within {seconds:g} s") from None
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
+            within(seconds, self._probe)
         return True
 
     def upload_file(
@@ -353,9 +312,10 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             sink = Progress(progress, source_size(source), "B", key)
             try:
                 path = self._path(key)
-                call = self._sender(path, source, options, sink)
+                call = sender(path, source, options, sink)
                 if call is None:
-                    self._write_stream(path, typing.cast(IO[bytes], source), options, sink)
+                    write_stream(self.filesystem, path, typing.cast(IO[bytes], source),
+                                 options, sink)
                 else:
                     method, args, kwargs, sent = call
                     self._call(method, *args, **kwargs)
@@ -379,58 +339,9 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         source = upload_source(file_obj, self.backend_name, key)
         digest = None
         if checksum:
-            if isinstance(source, bytes):
-                digest = hashlib.sha256(source).hexdigest()
-            elif isinstance(source, str):
-                with open(source, "rb") as local:
-                    digest = sha256_of(local)
-            else:
-                spool = tempfile.SpooledTemporaryFile(max_size=COPY_CHUNK)  # noqa: SIM115
-                shutil.copyfileobj(source, spool, COPY_CHUNK)
-                spool.seek(0)
-                digest = sha256_of(spool)
-                spool.seek(0)
-                source = typing.cast(IO[bytes], spool)
+            digest, source = hashed(source)
             meta[CHECKSUM_FIELD] = digest
         return key, source, lambda how: self._write_options(how, ctype, meta), digest
-
-    def _sender(self, path: str, source: Union[bytes, str, IO[bytes]],
-                options: Callable[[str], dict[str, Any]], progress: Progress,
-                ) -> Optional[tuple[str, tuple[Any, ...], dict[str, Any], int]]:
-        """The filesystem call that stores ``source`` at ``path`` for bytes and local
-        paths: method name, args, kwargs, and the bytes to count as sent once it
-        returned (fsspec reports no progress for ``pipe_file``). None for a file
-        object, which :meth:`_write_stream` copies."""
-        if isinstance(source, bytes):
-            return "pipe_file", (path, source), options("pipe_file"), len(source)
-        if isinstance(source, str):
-            return "put_file", (source, path), {"callback": progress.fsspec_callback(),
-                                                **options("put_file")}, 0
-        return None
-
-    def _write_stream(self, path: str, source: IO[bytes],
-                      options: Callable[[str], dict[str, Any]],
-                      sink: Optional[Progress] = None) -> None:
-        """Copy a file object into a new object; a failure stores nothing, also when
-        the final commit fails (an unfinished multipart upload is aborted). An empty
-        stream is stored with ``pipe_file``: s3fs commits an empty write with a bare
-        touch that drops the content type and metadata."""
-        first = source.read(_STREAM_CHUNK)
-        if not first:
-            self.filesystem.pipe_file(path, b"", **options("pipe_file"))
-            return
-        target = self.filesystem.open(path, "wb", **options("open"))
-        try:
-            chunk = first
-            while chunk:
-                target.write(chunk)
-                if sink is not None:
-                    sink.advance(len(chunk))
-                chunk = source.read(_STREAM_CHUNK)
-            target.close()
-        except BaseException:
-            abandon(target)
-            raise
 
     @typing.overload
     def download_file(self, key: str, destination: None = None, *,
@@ -458,7 +369,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         with self._operation("download", key if isinstance(key, str) else None):
             key = self._check_key(key)
             path = self._path(key)
-            expected = self._stored_digest(key) if checksum else None
+            expected = stored_digest(self._file_info(key)) if checksum else None
             sink = Progress(progress, None, "B", key)
             try:
                 if destination is None:
@@ -480,19 +391,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                                 expect_digest(sha256_of(written), expected, key,
                                                "downloaded file")
                     return str(os.fspath(destination))
-                if not callable(getattr(destination, "write", None)) or \
-                        isinstance(destination, io.TextIOBase):
-                    raise StorageValidationError(
-                        f"destination must be a path or a binary file "
-                        f"object, not {type(destination).__name__}")
-                hasher = hashlib.sha256()
+                check_writable(destination)
                 with self.filesystem.open(path, "rb", **self._read_options("open")) as source:
-                    while chunk := source.read(COPY_CHUNK):
-                        destination.write(chunk)
-                        hasher.update(chunk)
-                        sink.advance(len(chunk))
+                    digest = copy_into(source, destination, sink)
                 if expected is not None:
-                    expect_digest(hasher.hexdigest(), expected, key, "downloaded stream")
+                    expect_digest(digest, expected, key, "downloaded stream")
                 return destination
             finally:
                 sink.close()
@@ -504,15 +407,6 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         if getattr(fs, "async_impl", False):
             return FilesystemOperations(self, fs)
         return super()._batch_operations()
-
-    def _stored_digest(self, key: str) -> str:
-        info = self._file_info(key)
-        metadata = _first(info, "Metadata", "metadata") or {}
-        digest = {str(k).lower(): v for k, v in metadata.items()}.get(CHECKSUM_FIELD)
-        if not digest:
-            raise StorageOperationError(
-                "no stored checksum; upload it with checksum=True to verify downloads")
-        return str(digest)
 
     def delete_file(self, key: str) -> bool:
         with self._operation("delete", key if isinstance(key, str) else None):
@@ -532,7 +426,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
     def get_file_metadata(self, key: str) -> StorageObject:
         with self._operation("stat", key if isinstance(key, str) else None):
             key = self._check_key(key)
-            return self._to_object(key, self._file_info(key), full=True)
+            return to_object(key, self._file_info(key), full=True)
 
     def list_files(self, prefix: str = "", max_results: int = 1000) -> list[StorageObject]:
         if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 0:
@@ -555,70 +449,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
     def _objects(self, prefix: str) -> Iterator[StorageObject]:
         prefix = validate_prefix(prefix, self.backend_name)
         for key, info in self._iter_entries(prefix):
-            yield self._to_object(key, info, full=False)
-
-    def _iter_entries(self, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        """``(key, info)`` of each file under ``prefix``, sorted by key."""
-        folder = prefix.rpartition("/")[0]
-        start = self._path(folder) if folder else self._base()
-        pages = self._pages(prefix) if self.flat_namespace else None
-        if pages is not None:
-            yield from self._paged_entries(pages, prefix)
-        elif self.flat_namespace:
-            yield from self._find_entries(start, prefix)
-        else:
-            yield from self._walk_entries(start, prefix)
-
-    def _pages(self, prefix: str) -> Optional[AsyncIterator[list[dict[str, Any]]]]:
-        """Info dicts (``name`` is the full path) of the objects whose key starts with
-        ``prefix``, one listing page at a time, in key order; stores that list this way
-        override it so listings stay lazy. None: one ``find`` gets everything."""
-        return None
-
-    def _paged_entries(self, pages: AsyncIterator[list[dict[str, Any]]],
-                       prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        """Pull one page at a time from the filesystem's event loop."""
-        from fsspec.asyn import sync
-
-        fs = self.filesystem
-        while (page := sync(fs.loop, _next_page, pages)) is not None:
-            for info in page:
-                key = self._key_of(info["name"])
-                if self._listed(key, info, prefix):
-                    yield key, info
-
-    def _find_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        options: dict[str, Any] = {}
-        if prefix and self.find_accepts_prefix:
-            # The whole prefix from the root: the store filters just as well, and adlfs
-            # answers a find from a path that is itself an object with that object alone.
-            start, options["prefix"] = self._base(), prefix
-        try:
-            found = self.filesystem.find(start, detail=True, **options)
-        except FileNotFoundError:
-            return
-        for name in sorted(found, key=lambda n: n.strip("/")):
-            info = found[name]
-            key = self._key_of(name)
-            if self._listed(key, info, prefix):
-                yield key, info
-
-    def _walk_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        """Depth-first, each directory sorted with '/' after a folder's name, so the
-        keys come out in global lexicographic order without holding the tree."""
-        try:
-            listing = self.filesystem.ls(start, detail=True)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        ordered = sorted(listing, key=lambda i: i["name"].rstrip("/") +
-                         ("/" if i["type"] == "directory" else ""))
-        for info in ordered:
-            key = self._key_of(info["name"])
-            if info["type"] == "directory":
-                if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
-                    yield from self._walk_entries(info["name"], prefix)
-            elif self._listed(key, info, prefix):
-                yield key, info
+            yield to_object(key, info, full=False)
 
     def generate_presigned_url(
         self, key: str, expiration: int = 3600, method: str = "GET"
@@ -684,29 +515,3 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
-
-
-def _first(info: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if info.get(name) is not None:
-            return info[name]
-    return None
-
-
-def _utc(value: Any) -> datetime:
-    """A timezone-aware UTC datetime from an fsspec time field (datetime or epoch)."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else \
-            value.replace(tzinfo=UTC)
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=UTC)
-    if isinstance(value, str):
-        return _utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    return datetime.fromtimestamp(0, tz=UTC)
-
-
-async def _next_page(pages: AsyncIterator[list[dict[str, Any]]]) -> Optional[list[dict[str, Any]]]:
-    try:
-        return await pages.__anext__()
-    except StopAsyncIteration:
-        return None

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any, Optional, Protocol
 
 from .errors import StorageError, StorageNotFoundError, classify, translate_errors
-from .files import staged
+from .files import sender, staged, write_stream
 from .resilience import run_inline
 from .transfer import BatchResult, Progress, check_concurrency, collect, source_size
 from .validation import validate_key
@@ -196,9 +196,9 @@ class FilesystemOperations:
     async def upload(self, key: Any, arg: Any, progress: Progress) -> None:
         key, source, options, _ = self.adapter._plan_upload(arg, key, None, None)
         path = self.adapter._path(key)
-        call = self.adapter._sender(path, source, options, progress)
+        call = sender(path, source, options, progress)
         if call is None:  # a file object: read in a thread, written through the fs
-            await asyncio.to_thread(self.adapter._write_stream, path,
+            await asyncio.to_thread(write_stream, self.fs, path,
                                     typing.cast(IO[bytes], source), options, progress)
         else:
             method, args, kwargs, sent = call

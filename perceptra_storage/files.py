@@ -14,8 +14,9 @@ import hashlib
 import io
 import os
 import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
 from .errors import (
@@ -27,11 +28,31 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .adapter import FsspecStorageAdapter
+    from .transfer import Progress
 
-__all__ = ["GuardedFile", "abandon", "expect_digest", "sha256_of", "staged", "upload_source"]
+Options = Callable[[str], dict[str, Any]]
+"""Write options for an fsspec call named by its argument (``pipe_file``, ``put_file``,
+``open``): content type, metadata, part sizes."""
+
+__all__ = [
+    "GuardedFile",
+    "abandon",
+    "check_writable",
+    "copy_into",
+    "expect_digest",
+    "hashed",
+    "sender",
+    "sha256_of",
+    "staged",
+    "upload_source",
+    "write_stream",
+]
 
 COPY_CHUNK = 8 * 1024 * 1024
 """Read size when hashing or copying a whole object."""
+_STREAM_CHUNK = 1024 * 1024
+"""Read size when copying a file object into a new object: small, so the target's own
+write buffer (a multipart part on object stores) bounds the memory, not this copy."""
 
 
 class GuardedFile(io.RawIOBase):
@@ -191,3 +212,75 @@ def expect_digest(actual: str, expected: str, key: str, what: str) -> None:
             f"expected {expected[:16]}...", key=key)
 
 
+def hashed(source: Union[bytes, str, IO[bytes]]) -> tuple[str, Union[bytes, str, IO[bytes]]]:
+    """The SHA-256 of an upload source, and the source to send: a file object is
+    spooled (to disk past COPY_CHUNK) so that it can be read twice."""
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest(), source
+    if isinstance(source, str):
+        with open(source, "rb") as local:
+            return sha256_of(local), source
+    spool = tempfile.SpooledTemporaryFile(max_size=COPY_CHUNK)  # noqa: SIM115 - returned
+    shutil.copyfileobj(source, spool, COPY_CHUNK)
+    spool.seek(0)
+    digest = sha256_of(spool)
+    spool.seek(0)
+    return digest, spool
+
+
+def sender(path: str, source: Union[bytes, str, IO[bytes]], options: Options,
+           progress: Progress) -> Optional[tuple[str, tuple[Any, ...], dict[str, Any], int]]:
+    """The filesystem call that stores ``source`` at ``path`` for bytes and local
+    paths: method name, args, kwargs, and the bytes to count as sent once it
+    returned (fsspec reports no progress for ``pipe_file``). None for a file
+    object, which :func:`write_stream` copies."""
+    if isinstance(source, bytes):
+        return "pipe_file", (path, source), options("pipe_file"), len(source)
+    if isinstance(source, str):
+        return "put_file", (source, path), {"callback": progress.fsspec_callback(),
+                                            **options("put_file")}, 0
+    return None
+
+
+def write_stream(fs: Any, path: str, source: IO[bytes], options: Options,
+                 sink: Optional[Progress] = None) -> None:
+    """Copy a file object into a new object of ``fs``; a failure stores nothing, also
+    when the final commit fails (an unfinished multipart upload is aborted). An
+    empty stream is stored with ``pipe_file``: s3fs commits an empty write with a
+    bare touch that drops the content type and metadata."""
+    first = source.read(_STREAM_CHUNK)
+    if not first:
+        fs.pipe_file(path, b"", **options("pipe_file"))
+        return
+    target = fs.open(path, "wb", **options("open"))
+    try:
+        chunk = first
+        while chunk:
+            target.write(chunk)
+            if sink is not None:
+                sink.advance(len(chunk))
+            chunk = source.read(_STREAM_CHUNK)
+        target.close()
+    except BaseException:
+        abandon(target)
+        raise
+
+
+def check_writable(destination: Any) -> None:
+    """A download destination that is not a path must be a binary writer."""
+    if not callable(getattr(destination, "write", None)) or \
+            isinstance(destination, io.TextIOBase):
+        raise StorageValidationError(
+            f"destination must be a path or a binary file object, not "
+            f"{type(destination).__name__}")
+
+
+def copy_into(source: IO[bytes], destination: Any, sink: Progress) -> str:
+    """Copy ``source`` into the writer ``destination`` in chunks; the SHA-256 of
+    what was copied."""
+    hasher = hashlib.sha256()
+    while chunk := source.read(COPY_CHUNK):
+        destination.write(chunk)
+        hasher.update(chunk)
+        sink.advance(len(chunk))
+    return hasher.hexdigest()

@@ -15,12 +15,15 @@ import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, fields
 from typing import Any, Optional, TypedDict, TypeVar
 
 from .errors import (
     StorageConnectionError,
     StorageError,
+    StorageTimeoutError,
     StorageValidationError,
     match,
     response_of,
@@ -34,6 +37,7 @@ __all__ = [
     "cut_read_types",
     "run_inline",
     "transient",
+    "within",
 ]
 
 _T = TypeVar("_T")
@@ -187,6 +191,18 @@ class Resilience:
             raise StorageValidationError("config field 'max_attempts' must be from 1 to 20",
                                          backend=backend)
         return cls(**given)
+
+
+def within(seconds: float, call: Callable[[], Any]) -> None:
+    """Run ``call`` in a worker thread and wait at most ``seconds`` for it; the thread
+    is abandoned on timeout (a blocking SDK call cannot be interrupted)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perceptra-probe")
+    try:
+        pool.submit(call).result(timeout=seconds)
+    except FutureTimeout:
+        raise StorageTimeoutError(f"no answer within {seconds:g} s") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_inline(coroutine: Coroutine[Any, Any, _T]) -> _T:

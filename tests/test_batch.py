@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import Faulty
-
 from perceptra_storage import StoragePermissionError
+from tests.conftest import Faulty
 
 FAST = {"read_timeout": 2, "max_attempts": 2, "retry_backoff": 0.1}
 """Timeouts short enough for fault tests; two attempts, so a retry would show."""
