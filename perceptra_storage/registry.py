@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Optional, overload
 
 from .base import BaseStorageAdapter, StorageAdapter
-from .errors import StorageAdapterError
+from .errors import StorageAdapterError, StorageValidationError
 
 if TYPE_CHECKING:
     from .backends.azure import AzureStorageAdapter
@@ -143,12 +143,19 @@ def get_storage_adapter(backend: str, config: Optional[Mapping[str, Any]] = None
                         credentials: Optional[Mapping[str, Any]] = None) -> StorageAdapter: ...
 
 
+@overload
+def get_storage_adapter(*, profile: str) -> StorageAdapter: ...
+
+
 def get_storage_adapter(
-    backend: str,
+    backend: Optional[str] = None,
     config: Optional[Mapping[str, Any]] = None,
     credentials: Optional[Mapping[str, Any]] = None,
+    *,
+    profile: Optional[str] = None,
 ) -> StorageAdapter:
-    """Build the adapter for ``backend`` from a ``config`` and optional ``credentials``.
+    """Build the adapter for ``backend`` from a ``config`` and optional ``credentials``,
+    or a new adapter for the named ``profile`` (see :mod:`perceptra_storage.profiles`).
 
     Never touches the network; bad config raises StorageValidationError naming the
     field, a missing extra raises StorageAdapterError naming the pip command. Typed
@@ -156,6 +163,15 @@ def get_storage_adapter(
     built only on :class:`BaseStorageAdapter`'s eight methods has the rest from the
     base, without ``progress=``/``checksum=`` (passing them raises TypeError).
     """
+    if profile is not None:
+        if backend is not None or config is not None or credentials is not None:
+            raise StorageValidationError(
+                f"give either profile={profile!r} or backend/config/credentials, not both")
+        from .profiles import get_profile
+
+        return get_profile(profile).open()
+    if backend is None:
+        raise StorageValidationError("get_storage_adapter needs a backend name or a profile")
     return typing.cast(StorageAdapter, _adapter_class(backend)(config, credentials))
 
 

@@ -56,6 +56,7 @@ assert_type(get_storage_adapter("memory"), MemoryStorageAdapter)
 name: str = "memory"
 adapter = get_storage_adapter(name)
 assert_type(adapter, StorageAdapter)
+assert_type(get_storage_adapter(profile="team"), StorageAdapter)
 for each in (s3, get_storage_adapter("azure"), get_storage_adapter("minio"),
              get_storage_adapter("local"), get_storage_adapter("memory")):
     common: StorageAdapter = each
