@@ -5,8 +5,10 @@ own: the schemas of its ``config`` and ``credentials`` dicts, the filesystem
 those translate into (:meth:`_make_filesystem`), the root path inside it
 (:meth:`_root`), the keyword arguments that carry a content type and metadata
 on a write (:meth:`_write_options`), and, where it can, a URL signer
-(:meth:`_sign`).  Key checks, uploads, downloads, listings, error translation
-and logging live here, so every backend behaves the same.
+(:meth:`_sign`).  Key checks, uploads, downloads, error translation and
+logging live here, so every backend behaves the same; beside it are the listing
+half (:mod:`listing`), the batch engine (:mod:`batch`), timeouts and retries
+(:mod:`resilience`) and the file-object helpers (:mod:`files`).
 """
 
 from __future__ import annotations
