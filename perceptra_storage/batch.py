@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FilesystemOperations", "Operations", "PrimitiveOperations", "run_batch"]
 
-KINDS = ("upload", "download", "delete", "copy", "move")
-"""The batch kinds; each is the name of an :class:`Operations` coroutine."""
-
 
 class Operations(Protocol):
     """One coroutine per batch kind, each doing one item (with the same checks as
