@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import pickle
+from pathlib import Path
 
 import pytest
 from botocore import exceptions as bce
 
+from perceptra_storage import get_storage_adapter
 from perceptra_storage.errors import (
     StorageConnectionError,
     StorageError,
@@ -125,3 +127,39 @@ def test_sdk_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         child.debug("sending %s", secret)
     assert secret in caplog.text  # gone with its owner: nothing left to mask
+
+
+def test_operation_timeout_is_a_rule_of_the_table() -> None:
+    from fsspec.exceptions import FSTimeoutError
+
+    error = build_error(FSTimeoutError(), "s3", "download", "k")
+    assert isinstance(error, StorageTimeoutError) and "operation_timeout" in str(error)
+
+
+def test_cut_reads_are_known_by_exception_type() -> None:
+    import aiohttp
+    from azure.core import exceptions as ace
+
+    from perceptra_storage.resilience import cut_read, transient
+
+    cut = [aiohttp.ClientPayloadError("Response payload is not completed"),
+           bce.ResponseStreamingError(error=ConnectionResetError("reset")),
+           bce.IncompleteReadError(actual_bytes=10, expected_bytes=20),
+           ace.IncompleteReadError("peer closed")]
+    for exc in cut:
+        assert cut_read(exc) and transient(exc), exc
+        assert isinstance(build_error(exc, "s3", "download", "k"), StorageConnectionError)
+    wrapped = RuntimeError("read failed")
+    wrapped.__cause__ = cut[0]
+    assert cut_read(wrapped)
+    # Same words, other types: a timeout or a refused connection is no cut read.
+    for exc in (bce.ReadTimeoutError(endpoint_url="http://h"),
+                ConnectionRefusedError("connection cut mid-transfer")):
+        assert not cut_read(exc) and transient(exc)
+
+
+def test_get_public_url_runs_inside_the_translation(tmp_path: Path) -> None:
+    adapter = get_storage_adapter("local", {"base_path": str(tmp_path)})
+    with pytest.raises(StorageValidationError) as info:
+        adapter.get_public_url("../outside")
+    assert (info.value.backend, info.value.operation) == ("local", "public_url")
