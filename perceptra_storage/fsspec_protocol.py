@@ -55,6 +55,7 @@ from fsspec.utils import tokenize
 
 from .base import BaseStorageAdapter, StorageObject
 from .errors import StorageNotFoundError, StorageValidationError
+from .info import to_object
 from .validation import validate_key
 
 __all__ = ["PROTOCOL", "PerceptraFileSystem", "url_for"]
@@ -138,18 +139,28 @@ def _adapter_from_options(backend: Any, config: Any, credentials: Any) -> BaseSt
         if cached is not None:
             _built.move_to_end(token)
             return cached
-    adapter = get_storage_adapter(backend, config, credentials)
+    built = _adapter(get_storage_adapter(backend, config, credentials))
     with _built_lock:
-        adapter = _built.setdefault(token, adapter)
+        built = _built.setdefault(token, built)
         while len(_built) > _CACHE_SIZE:
             _built.popitem(last=False)
-    return adapter
+    return built
 
 
 def _adapter_from_profile(name: str) -> BaseStorageAdapter:
     from .profiles import open_profile
 
-    return open_profile(name)
+    return _adapter(open_profile(name))
+
+
+def _adapter(built: object) -> BaseStorageAdapter:
+    """What the registry built: typed there as the ``StorageAdapter`` protocol, always a
+    :class:`BaseStorageAdapter` (the registry refuses other classes), which is all
+    this filesystem uses."""
+    if not isinstance(built, BaseStorageAdapter):
+        raise StorageValidationError(f"perceptra://: {type(built).__name__} is not a "
+                                     "storage adapter")
+    return built
 
 
 class PerceptraFileSystem(AbstractFileSystem):  # type: ignore[misc]
@@ -315,15 +326,15 @@ class PerceptraFileSystem(AbstractFileSystem):  # type: ignore[misc]
             except (FileNotFoundError, NotADirectoryError):
                 return []
             entries: dict[str, dict[str, Any]] = {}
+            inside = f"{key}/" if key else ""
             for info in found:
                 name = adapter._key_of(info["name"])
-                if not name or name == key or adapter._is_internal(name) or \
-                        (key and not name.startswith(f"{key}/")):
-                    continue  # the folder itself, a folder marker, the backend's own files
-                if info.get("type") == "directory":
+                if not name.startswith(inside) or name == key:
+                    continue  # the folder itself (or its marker object)
+                if info.get("type") == "directory" and not adapter._is_internal(name):
                     entries[name] = self._dir_info(name)
-                elif info.get("type") == "file":
-                    entries[name] = self._file_info(adapter._to_object(name, info, full=False))
+                elif adapter._listed(name, info, inside):  # the adapter's own listing filter
+                    entries[name] = self._file_info(to_object(name, info, full=False))
             return sorted(entries.values(), key=lambda entry: entry["name"])
 
     def find(self, path: Any, maxdepth: Optional[int] = None, withdirs: bool = False,
