@@ -4,8 +4,8 @@ The copy, get, put, open and pipe mixins shipped in the fsspec wheel
 (``fsspec.tests.abstract``) run against :class:`PerceptraFileSystem` over each
 backend of the contract suite. Directories are object-store prefixes on every
 backend (local included), so the suite runs with ``supports_empty_directories``
-off. Each failure that remains is declared in ``KNOWN_FAILURES`` as a strict
-xfail with its reason: a fix makes the suite fail until the entry goes.
+off. Every test passes on every backend, so no failure is declared; one that
+appears must be fixed or declared here as a strict xfail with its reason.
 """
 
 from __future__ import annotations
@@ -22,19 +22,11 @@ from fsspec.tests.abstract.pipe import AbstractPipeTests
 from fsspec.tests.abstract.put import AbstractPutTests
 
 from perceptra_storage import BaseStorageAdapter
-from tests.conftest import Backend
-
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
-"""(backend, test name) -> why it fails; every entry must still fail (strict)."""
 
 
 class _Fixtures(AbstractFixtures):  # type: ignore[misc]
     @pytest.fixture
-    def fs(self, storage: BaseStorageAdapter, backend: Backend,
-           request: pytest.FixtureRequest) -> Any:
-        reason = KNOWN_FAILURES.get((backend.name, request.node.originalname))
-        if reason:
-            request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    def fs(self, storage: BaseStorageAdapter) -> Any:
         return storage.fs
 
     @pytest.fixture
