@@ -131,19 +131,24 @@ for _module in CASE_MODULES:
     BACKENDS.update(importlib.import_module(_module).BACKENDS)
 
 
-def start_backend(case_id: str, request: pytest.FixtureRequest,
-                  tmp_path: Path) -> Iterator[Backend]:
-    """The backend of table entry ``case_id`` on a fresh store, cleaned up afterwards."""
+@contextmanager
+def started_backend(case_id: str, request: pytest.FixtureRequest,
+                    tmp_path: Path) -> Iterator[Backend]:
+    """The backend of table entry ``case_id`` on a fresh store, with the entry's
+    capabilities, cleaned up afterwards."""
     case = BACKENDS[case_id]
     backend = dataclasses.replace(case.start(request, tmp_path), **case.capabilities())
-    yield backend
-    for step in backend.cleanup:
-        step()
+    try:
+        yield backend
+    finally:
+        for step in backend.cleanup:
+            step()
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield from start_backend(request.param, request, tmp_path)
+    with started_backend(request.param, request, tmp_path) as started:
+        yield started
 
 
 SHARED_ACROSS_PROCESSES = sorted(k for k, case in BACKENDS.items()
@@ -153,7 +158,8 @@ SHARED_ACROSS_PROCESSES = sorted(k for k, case in BACKENDS.items()
 
 @pytest.fixture(params=SHARED_ACROSS_PROCESSES)
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield from start_backend(request.param, request, tmp_path)
+    with started_backend(request.param, request, tmp_path) as started:
+        yield started
 
 
 NETWORK_BACKENDS = sorted(k for k, case in BACKENDS.items() if case.network)
@@ -186,9 +192,9 @@ def fault_proxy(backend: Backend) -> Iterator[Faulty]:
 
 @pytest.fixture(params=NETWORK_BACKENDS)
 def faulty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Faulty]:
-    for backend in start_backend(request.param, request, tmp_path):
-        with fault_proxy(backend) as proxied:
-            yield proxied
+    with started_backend(request.param, request, tmp_path) as started, \
+            fault_proxy(started) as proxied:
+        yield proxied
 
 
 @pytest.fixture

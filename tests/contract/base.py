@@ -13,7 +13,14 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 from hypothesis import strategies as st
 
-from tests.conftest import BACKENDS, Backend, Capabilities, Faulty, fault_proxy, start_backend
+from tests.conftest import (
+    BACKENDS,
+    Backend,
+    Capabilities,
+    Faulty,
+    fault_proxy,
+    started_backend,
+)
 
 T = TypeVar("T")
 
@@ -66,7 +73,8 @@ class ContractBase:
     @pytest.fixture
     def backend(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
         """This class's backend on a fresh, empty store."""
-        yield from start_backend(self.case, request, tmp_path)
+        with started_backend(self.case, request, tmp_path) as started:
+            yield started
 
     @pytest.fixture
     def faulty(self, backend: Backend) -> Iterator[Faulty]:
