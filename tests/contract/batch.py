@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from perceptra_storage import (
-    BaseStorageAdapter,
+    StorageAdapter,
     StorageNotFoundError,
     StorageValidationError,
 )
@@ -20,7 +20,7 @@ from .base import ContractBase
 class BatchTests(ContractBase):
     """``upload_files``, ``download_files``, ``delete_files``, ``copy_files``, ``move_files``."""
 
-    def test_batch_upload_download_delete_200_files(self, storage: BaseStorageAdapter,
+    def test_batch_upload_download_delete_200_files(self, storage: StorageAdapter,
                                                     tmp_path: Path) -> None:
         payloads = {f"batch/{n // 50}/file-{n:03d}.bin": os.urandom(64 + n) for n in range(200)}
         sources = tmp_path / "sources"
@@ -50,7 +50,7 @@ class BatchTests(ContractBase):
         assert deleted.ok and len(deleted.succeeded) == 200
         assert storage.list_files("batch/") == []
 
-    def test_batch_reports_failures_and_completes_the_rest(self, storage: BaseStorageAdapter,
+    def test_batch_reports_failures_and_completes_the_rest(self, storage: StorageAdapter,
                                                            tmp_path: Path) -> None:
         good = tmp_path / "good.txt"
         good.write_bytes(b"good")
@@ -76,7 +76,7 @@ class BatchTests(ContractBase):
         assert deleted.failed["ok/nope.txt"].key == "ok/nope.txt"
         assert [o.key for o in storage.list_files()] == ["ok/3.txt"]
 
-    def test_batch_copy_and_move(self, storage: BaseStorageAdapter) -> None:
+    def test_batch_copy_and_move(self, storage: StorageAdapter) -> None:
         storage.upload_files({"src/a.json": b"{}", "src/b.txt": b"b"})
         copied = storage.copy_files({"src/a.json": "dst/a.json", "src/missing": "dst/m"})
         assert copied.succeeded == ["dst/a.json"] and list(copied.failed) == ["dst/m"]
@@ -85,17 +85,17 @@ class BatchTests(ContractBase):
         assert moved.ok
         assert [o.key for o in storage.list_files()] == ["dst/a.json", "moved/b.txt", "src/a.json"]
 
-    def test_batch_delete_with_missing_ok(self, storage: BaseStorageAdapter) -> None:
+    def test_batch_delete_with_missing_ok(self, storage: StorageAdapter) -> None:
         storage.upload_files({"gone/a": b"a", "gone/b": b"b", "kept": b"k"})
-        result = storage.delete_files(["gone/a", "gone/missing", "gone/b"],  # type: ignore[call-arg]
+        result = storage.delete_files(["gone/a", "gone/missing", "gone/b"],
                                       missing_ok=True)
         assert result.ok and result.succeeded == ["gone/a", "gone/missing", "gone/b"]
         assert [o.key for o in storage.list_files()] == ["kept"]
-        invalid = storage.delete_files(["../x"], missing_ok=True)  # type: ignore[call-arg]
+        invalid = storage.delete_files(["../x"], missing_ok=True)
         assert isinstance(invalid.failed["../x"], StorageValidationError)
 
     def test_batch_delete_spans_bulk_requests_and_reports_each_key(
-            self, storage: BaseStorageAdapter) -> None:
+            self, storage: StorageAdapter) -> None:
         # 300 keys: more than one Azure batch (256), with characters a batch body must quote.
         keys = [f"bulk/{n:03d} ü+&%.bin" for n in range(300)]
         assert storage.upload_files({key: b"x" for key in keys}).ok
@@ -105,5 +105,5 @@ class BatchTests(ContractBase):
         assert isinstance(result.failed["bulk/missing"], StorageNotFoundError)
         assert isinstance(result.failed["../bad"], StorageValidationError)
         assert storage.list_files("bulk/") == []
-        again = storage.delete_files(keys[:3], missing_ok=True)  # type: ignore[call-arg]
+        again = storage.delete_files(keys[:3], missing_ok=True)
         assert again.ok and again.succeeded == keys[:3]

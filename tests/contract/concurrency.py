@@ -7,7 +7,7 @@ import threading
 import time
 
 from perceptra_storage import (
-    BaseStorageAdapter,
+    StorageAdapter,
 )
 
 from .base import ContractBase, in_threads, sha
@@ -16,7 +16,7 @@ from .base import ContractBase, in_threads, sha
 class ConcurrencyTests(ContractBase):
     """Threads sharing an adapter see only whole objects and their own writes."""
 
-    def test_eight_threads_of_mixed_operations(self, storage: BaseStorageAdapter) -> None:
+    def test_eight_threads_of_mixed_operations(self, storage: StorageAdapter) -> None:
         """Eight threads share one adapter, each writing, reading, deleting and listing
         its own keys at random: every read and listing shows that thread's own writes."""
         import random as random_module
@@ -58,7 +58,7 @@ class ConcurrencyTests(ContractBase):
         assert errors == [] and mismatches == []
         assert [o.key for o in storage.list_files("mixed/")] == sorted(kept)
 
-    def test_concurrent_readers_never_see_a_torn_object(self, storage: BaseStorageAdapter) -> None:
+    def test_concurrent_readers_never_see_a_torn_object(self, storage: StorageAdapter) -> None:
         """Two threads read an object while a third overwrites it for three seconds:
         every read is one whole version."""
         size = 4 * 1024 * 1024

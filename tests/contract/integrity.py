@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from perceptra_storage import (
-    BaseStorageAdapter,
+    StorageAdapter,
     StorageError,
     StorageOperationError,
     StorageValidationError,
@@ -39,16 +39,16 @@ class _FailingReader(io.RawIOBase):
         raise OSError("source went away")
 
 
-def _source_breaks(storage: BaseStorageAdapter, key: str) -> None:
+def _source_breaks(storage: StorageAdapter, key: str) -> None:
     """``upload_file`` from a source that fails after some bytes."""
     with pytest.raises(StorageError) as info:
         storage.upload_file(_FailingReader(b"partial new bytes"), key)
     assert isinstance(info.value.__cause__, OSError)
 
 
-def _writer_crashes(size: int) -> Callable[[BaseStorageAdapter, str], None]:
+def _writer_crashes(size: int) -> Callable[[StorageAdapter, str], None]:
     """An ``open(key, "wb")`` block that raises after writing ``size`` bytes."""
-    def fail(storage: BaseStorageAdapter, key: str) -> None:
+    def fail(storage: StorageAdapter, key: str) -> None:
         with pytest.raises(RuntimeError), storage.open(key, "wb") as f:
             f.write(os.urandom(size))
             raise RuntimeError("the writer crashed")
@@ -68,45 +68,45 @@ class IntegrityTests(ContractBase):
 
     @pytest.mark.parametrize("kind", ["bytes", "path", "stream"])
     def test_checksum_round_trip(
-            self, storage: BaseStorageAdapter, tmp_path: Path, kind: str) -> None:
+            self, storage: StorageAdapter, tmp_path: Path, kind: str) -> None:
         data = os.urandom(300_000)
         local = tmp_path / "c.bin"
         local.write_bytes(data)
         source: Any = {"bytes": data, "path": str(local), "stream": io.BytesIO(data)}[kind]
-        storage.upload_file(source, "c/obj.bin", metadata={"m": "1"},  # type: ignore[call-arg]
+        storage.upload_file(source, "c/obj.bin", metadata={"m": "1"},
                             checksum=True)
         assert storage.get_file_metadata("c/obj.bin").metadata == {"m": "1"}
-        assert storage.download_file("c/obj.bin", checksum=True) == data  # type: ignore[call-arg]
+        assert storage.download_file("c/obj.bin", checksum=True) == data
         out = tmp_path / "out.bin"
-        storage.download_file("c/obj.bin", out, checksum=True)  # type: ignore[call-arg]
+        storage.download_file("c/obj.bin", out, checksum=True)
         assert out.read_bytes() == data
         sink = io.BytesIO()
-        storage.download_file("c/obj.bin", sink, checksum=True)  # type: ignore[call-arg]
+        storage.download_file("c/obj.bin", sink, checksum=True)
         assert sink.getvalue() == data
 
-    def test_checksum_mismatch_and_missing_are_errors(self, storage: BaseStorageAdapter,
+    def test_checksum_mismatch_and_missing_are_errors(self, storage: StorageAdapter,
                                                       tmp_path: Path) -> None:
         storage.upload_file(b"plain", "c/plain.bin")
         with pytest.raises(StorageOperationError, match="no stored checksum"):
-            storage.download_file("c/plain.bin", checksum=True)  # type: ignore[call-arg]
-        storage.upload_file(b"original", "c/tampered.bin", checksum=True)  # type: ignore[call-arg]
+            storage.download_file("c/plain.bin", checksum=True)
+        storage.upload_file(b"original", "c/tampered.bin", checksum=True)
         original_sum = hashlib.sha256(b"original").hexdigest()
         # Someone rewrites the bytes behind our back but keeps the stored checksum.
         options = storage._write_options(  # type: ignore[attr-defined]
             "pipe_file", "application/octet-stream", {"perceptra_sha256": original_sum})
-        storage.fs.pipe_file("c/tampered.bin", b"changed", **options)  # type: ignore[attr-defined]
+        storage.fs.pipe_file("c/tampered.bin", b"changed", **options)
         assert storage.get_file_metadata("c/tampered.bin").size == len(b"changed")
         target = tmp_path / "t.bin"
         target.write_bytes(b"keep me")
         with pytest.raises(StorageOperationError, match="checksum mismatch"):
-            storage.download_file("c/tampered.bin", target, checksum=True)  # type: ignore[call-arg]
+            storage.download_file("c/tampered.bin", target, checksum=True)
         assert target.read_bytes() == b"keep me"
         with pytest.raises(StorageValidationError, match="reserved"):
             storage.upload_file(b"x", "c/x", metadata={"perceptra_sha256": "0" * 64})
 
     @pytest.mark.parametrize("way", list(WAYS_A_WRITE_FAILS))
     def test_failed_write_keeps_previous_version_and_leaves_nothing(
-            self, backend: Backend, storage: BaseStorageAdapter, way: str) -> None:
+            self, backend: Backend, storage: StorageAdapter, way: str) -> None:
         fail = WAYS_A_WRITE_FAILS[way]
         storage.upload_file(b"previous", "w/keep.bin", metadata={"v": "1"})
         fail(storage, "w/keep.bin")

@@ -8,7 +8,7 @@ import fsspec
 import pytest
 
 from perceptra_storage import (
-    BaseStorageAdapter,
+    StorageAdapter,
     StorageNotFoundError,
     StorageValidationError,
 )
@@ -20,7 +20,7 @@ from .base import ContractBase, needs
 class InteropTests(ContractBase):
     """``open``, ``url``/``storage_options``/``fs``, and the tools that use them."""
 
-    def test_open_read_and_write(self, storage: BaseStorageAdapter) -> None:
+    def test_open_read_and_write(self, storage: StorageAdapter) -> None:
         with storage.open("o/file.txt", "wb") as f:
             f.write(b"line one\n")
             f.write(b"line two\n")
@@ -34,35 +34,35 @@ class InteropTests(ContractBase):
             storage.open("o/file.txt", "r")
 
     def test_fsspec_url_and_storage_options_reach_the_same_object(
-            self, storage: BaseStorageAdapter) -> None:
+            self, storage: StorageAdapter) -> None:
         storage.upload_file(b"via fsspec", "interop/x.bin")
-        url = storage.url("interop/x.bin")  # type: ignore[attr-defined]
-        with fsspec.open(url, "rb", **storage.storage_options) as f:  # type: ignore[attr-defined]
+        url = storage.url("interop/x.bin")
+        with fsspec.open(url, "rb", **storage.storage_options) as f:
             assert f.read() == b"via fsspec"
-        assert storage.fs.cat_file("interop/x.bin") == b"via fsspec"  # type: ignore[attr-defined]
+        assert storage.fs.cat_file("interop/x.bin") == b"via fsspec"
 
-    def test_pandas_csv_and_parquet_via_url_and_open(self, storage: BaseStorageAdapter) -> None:
+    def test_pandas_csv_and_parquet_via_url_and_open(self, storage: StorageAdapter) -> None:
         import pandas as pd
 
         frame = pd.DataFrame({"id": range(50), "name": [f"row {n}" for n in range(50)]})
-        options = storage.storage_options  # type: ignore[attr-defined]
-        frame.to_csv(storage.url("pd/t.csv"), index=False,  # type: ignore[attr-defined]
+        options = storage.storage_options
+        frame.to_csv(storage.url("pd/t.csv"), index=False,
                      storage_options=options)
-        back = pd.read_csv(storage.url("pd/t.csv"), storage_options=options)  # type: ignore[attr-defined]
+        back = pd.read_csv(storage.url("pd/t.csv"), storage_options=options)
         pd.testing.assert_frame_equal(back, frame)
-        frame.to_parquet(storage.url("pd/t.parquet"),  # type: ignore[attr-defined]
+        frame.to_parquet(storage.url("pd/t.parquet"),
                          storage_options=options)
         with storage.open("pd/t.parquet") as f:
             pd.testing.assert_frame_equal(pd.read_parquet(f), frame)
         with storage.open("pd/written.parquet", "wb") as f:
             frame.to_parquet(f)
         pd.testing.assert_frame_equal(
-            pd.read_parquet(storage.url("pd/written.parquet"),  # type: ignore[attr-defined]
+            pd.read_parquet(storage.url("pd/written.parquet"),
                             storage_options=options), frame)
         assert {o.key for o in storage.list_files("pd/")} == {"pd/t.csv", "pd/t.parquet",
                                                               "pd/written.parquet"}
 
-    def test_pyarrow_dataset_and_polars(self, storage: BaseStorageAdapter) -> None:
+    def test_pyarrow_dataset_and_polars(self, storage: StorageAdapter) -> None:
         import pandas as pd
         import polars as pl
         import pyarrow.dataset as ds
@@ -72,7 +72,7 @@ class InteropTests(ContractBase):
             with storage.open(f"tables/events/part-{part}.parquet", "wb") as f:
                 frame.to_parquet(f)
         storage.upload_file(b"not a table", "tables/other.txt")
-        dataset = ds.dataset("tables/events", filesystem=storage.fs,  # type: ignore[attr-defined]
+        dataset = ds.dataset("tables/events", filesystem=storage.fs,
                              format="parquet")
         table = dataset.to_table()
         assert table.num_rows == 30 and sorted(table.column("value").to_pylist()) == list(range(30))
@@ -91,7 +91,7 @@ class InteropTests(ContractBase):
             with storage.open(f"ds/part-{part}.parquet", "wb") as f:
                 frame.iloc[part * 10:(part + 1) * 10].to_parquet(f, index=False)
 
-        def upload_on_worker(adapter: BaseStorageAdapter, key: str) -> int:
+        def upload_on_worker(adapter: StorageAdapter, key: str) -> int:
             import os as worker_os
 
             adapter.upload_file(f"from pid {worker_os.getpid()}".encode(), key)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from perceptra_storage import (
-    BaseStorageAdapter,
+    StorageAdapter,
     StorageNotFoundError,
     StorageValidationError,
 )
@@ -26,13 +26,13 @@ class LifecycleTests(ContractBase):
             adapter.upload_file(b"in", "ctx.txt")
         assert adapter.download_file("ctx.txt") == b"in"
 
-    def test_test_connection(self, storage: BaseStorageAdapter) -> None:
+    def test_test_connection(self, storage: StorageAdapter) -> None:
         assert storage.test_connection() is True
         assert storage.test_connection(timeout=2) is True
         with pytest.raises(StorageValidationError, match="timeout"):
             storage.test_connection(timeout=0)
 
-    def test_pickled_adapter_reads_the_same_objects(self, storage: BaseStorageAdapter) -> None:
+    def test_pickled_adapter_reads_the_same_objects(self, storage: StorageAdapter) -> None:
         storage.upload_file(b"shipped to a worker", "p/k.bin")
         clone = pickle.loads(pickle.dumps(storage))
         assert clone.download_file("p/k.bin") == b"shipped to a worker"
@@ -46,7 +46,7 @@ class LifecycleTests(ContractBase):
         storage.upload_file(b"before fork", "fork/parent.txt")
         assert storage.list_files("fork/")
 
-        def child(adapter: BaseStorageAdapter, queue: Any) -> None:
+        def child(adapter: StorageAdapter, queue: Any) -> None:
             try:
                 adapter.upload_file(b"from child", "fork/child.txt")
                 queue.put((adapter.download_file("fork/parent.txt"),
@@ -68,7 +68,7 @@ class LifecycleTests(ContractBase):
         assert storage.download_file("fork/child.txt") == b"from child"
 
     def test_one_debug_record_per_operation_and_nothing_louder(
-            self, backend: Backend, storage: BaseStorageAdapter,
+            self, backend: Backend, storage: StorageAdapter,
             caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level(logging.DEBUG, logger="perceptra_storage"):
             storage.upload_file(b"log me", "logs/k.txt")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from perceptra_storage import (
-    BaseStorageAdapter,
+    StorageAdapter,
     StorageValidationError,
 )
 from tests.conftest import Backend
@@ -18,7 +18,7 @@ PREFIX_NEIGHBOURS = ("foo/a", "foo.bar/b", "foobar", "fo", "fop")
 """Keys a directory-minded prefix match would get wrong ("foo" vs "foo.bar/")."""
 
 
-def _seed(storage: BaseStorageAdapter, keys: tuple[str, ...] = LISTED) -> None:
+def _seed(storage: StorageAdapter, keys: tuple[str, ...] = LISTED) -> None:
     """Each key with its own name as content, written in reverse order (so a listing
     in insertion order would fail the sorted-order checks)."""
     for key in reversed(keys):
@@ -29,7 +29,7 @@ class ListingTests(ContractBase):
     """``list_files``/``iter_files`` and the ``prefix`` config that scopes an adapter."""
 
     def test_list_is_recursive_sorted_and_shows_dot_and_meta_files(
-            self, storage: BaseStorageAdapter) -> None:
+            self, storage: StorageAdapter) -> None:
         _seed(storage)
         objects = storage.list_files()
         assert [o.key for o in objects] == sorted(LISTED)
@@ -50,13 +50,13 @@ class ListingTests(ContractBase):
         ("foo/", ["foo/a"]),
         ("foo.", ["foo.bar/b"]),
     ])
-    def test_list_prefix_is_a_string_prefix(self, storage: BaseStorageAdapter, prefix: str,
+    def test_list_prefix_is_a_string_prefix(self, storage: StorageAdapter, prefix: str,
                                             expected: list[str]) -> None:
         """A prefix is a string prefix, not a directory."""
         _seed(storage, (*LISTED, *PREFIX_NEIGHBOURS))
         assert [o.key for o in storage.list_files(prefix=prefix)] == expected
 
-    def test_list_max_results_and_unbounded_iterator(self, storage: BaseStorageAdapter) -> None:
+    def test_list_max_results_and_unbounded_iterator(self, storage: StorageAdapter) -> None:
         _seed(storage)
         assert [o.key for o in storage.list_files(max_results=3)] == sorted(LISTED)[:3]
         assert storage.list_files(max_results=0) == []
@@ -68,13 +68,13 @@ class ListingTests(ContractBase):
             storage.list_files(max_results=-1)
 
     def test_listing_does_not_fetch_per_object_properties(
-            self, storage: BaseStorageAdapter) -> None:
+            self, storage: StorageAdapter) -> None:
         storage.upload_file(b"x", "l.csv", metadata={"a": "b"})
         (listed,) = storage.list_files()
         assert listed.content_type is None and listed.metadata is None
         assert listed.etag == storage.get_file_metadata("l.csv").etag
 
-    def test_listing_crosses_result_pages_in_key_order(self, storage: BaseStorageAdapter) -> None:
+    def test_listing_crosses_result_pages_in_key_order(self, storage: StorageAdapter) -> None:
         keys = [f"many/{n % 7}/{n:05d}" for n in range(1050)]  # past one 1000-key S3 page
         assert storage.upload_files({key: b"" for key in keys}, concurrency=32).ok
         lazy = storage.iter_files("many/")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perceptra_storage import (
-    BaseStorageAdapter,
+    StorageAdapter,
     StorageError,
     StorageValidationError,
 )
@@ -59,7 +59,7 @@ class SecurityTests(ContractBase):
                     logger.setLevel(level)
 
     @pytest.mark.parametrize("key", REFUSED_KEYS, ids=repr)
-    def test_invalid_keys_are_refused_before_any_io(self, storage: BaseStorageAdapter,
+    def test_invalid_keys_are_refused_before_any_io(self, storage: StorageAdapter,
                                                     key: Any) -> None:
         calls = [
             lambda: storage.upload_file(b"data", key),
@@ -77,7 +77,7 @@ class SecurityTests(ContractBase):
         assert storage.list_files() == []
 
     @pytest.mark.parametrize("prefix", ["/x", "a//b", "../", "a/../b", "a\\b", "n\x00"], ids=repr)
-    def test_invalid_list_prefix_is_refused(self, storage: BaseStorageAdapter, prefix: str) -> None:
+    def test_invalid_list_prefix_is_refused(self, storage: StorageAdapter, prefix: str) -> None:
         with pytest.raises(StorageValidationError):
             storage.list_files(prefix)
 
@@ -85,13 +85,13 @@ class SecurityTests(ContractBase):
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(key=BAD_KEYS)
     def test_property_invalid_keys_store_nothing(
-            self, storage: BaseStorageAdapter, key: Any) -> None:
+            self, storage: StorageAdapter, key: Any) -> None:
         with pytest.raises(StorageValidationError):
             storage.upload_file(b"payload", key)
         assert storage.list_files() == []
 
     def test_debug_logging_everywhere_leaks_no_secret(
-            self, backend: Backend, storage: BaseStorageAdapter,
+            self, backend: Backend, storage: StorageAdapter,
             debug_everywhere: pytest.LogCaptureFixture) -> None:
         """No credential or URL signature in the adapter's repr, its errors (with their
         causes), or any record of any logger at DEBUG, as a user chasing a bug sets them."""

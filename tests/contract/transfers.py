@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from perceptra_storage import (
-    BaseStorageAdapter,
+    StorageAdapter,
 )
 from tests.conftest import Backend
 
@@ -20,23 +20,23 @@ MiB = 1024 * 1024
 class TransferTests(ContractBase):
     """How single large uploads and downloads behave while they run."""
 
-    def test_single_transfer_progress_counts_bytes(self, storage: BaseStorageAdapter,
+    def test_single_transfer_progress_counts_bytes(self, storage: StorageAdapter,
                                                    tmp_path: Path) -> None:
         data = os.urandom(3 * 1024 * 1024)
         local = tmp_path / "p.bin"
         local.write_bytes(data)
         ups: list[tuple[int, Any]] = []
-        storage.upload_file(str(local), "p.bin",  # type: ignore[call-arg]
+        storage.upload_file(str(local), "p.bin",
                             progress=lambda done, total: ups.append((done, total)))
         assert ups and ups[-1] == (len(data), len(data))
         downs: list[int] = []
-        storage.download_file("p.bin", tmp_path / "back.bin",  # type: ignore[call-arg]
+        storage.download_file("p.bin", tmp_path / "back.bin",
                               progress=lambda done, total: downs.append(done))
         assert downs and downs[-1] == len(data)
         assert (tmp_path / "back.bin").read_bytes() == data
 
     def test_large_transfers_use_bounded_memory(self, backend: Backend,
-                                                storage: BaseStorageAdapter,
+                                                storage: StorageAdapter,
                                                 tmp_path: Path) -> None:
         """Memory is O(part) (a few parts in flight), not O(object), measured with
         tracemalloc: 48 MiB up from an open file on a fresh adapter, then, once the SDK

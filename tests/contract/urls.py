@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from perceptra_storage import (
-    BaseStorageAdapter,
     PresignedUrl,
+    StorageAdapter,
     StorageOperationError,
     StorageValidationError,
 )
@@ -25,17 +25,17 @@ class UrlTests(ContractBase):
 
     @pytest.mark.parametrize("expiration", [0, -1, 604801, 1.5, "60", True])
     def test_presign_expiration_out_of_range(
-            self, storage: BaseStorageAdapter, expiration: Any) -> None:
+            self, storage: StorageAdapter, expiration: Any) -> None:
         with pytest.raises(StorageValidationError, match="expiration"):
             storage.generate_presigned_url("k", expiration=expiration)
 
     @pytest.mark.parametrize("method", ["POST", "PATCH", "get me", 1])
-    def test_presign_unknown_method(self, storage: BaseStorageAdapter, method: Any) -> None:
+    def test_presign_unknown_method(self, storage: StorageAdapter, method: Any) -> None:
         with pytest.raises(StorageValidationError, match="method"):
             storage.generate_presigned_url("k", method=method)
 
     def test_presigned_get_works_with_plain_http_or_is_refused_clearly(
-            self, backend: Backend, storage: BaseStorageAdapter) -> None:
+            self, backend: Backend, storage: StorageAdapter) -> None:
         storage.upload_file(b"shared bytes", "share/me.txt")
         if "GET" not in backend.presign_methods:
             with pytest.raises(StorageOperationError) as info:
@@ -51,7 +51,7 @@ class UrlTests(ContractBase):
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.read() == b"shared bytes"
 
-    def test_public_url_is_none_or_a_url(self, storage: BaseStorageAdapter) -> None:
+    def test_public_url_is_none_or_a_url(self, storage: StorageAdapter) -> None:
         url = storage.get_public_url("pub/x.txt")
         assert url is None or "pub/x.txt" in url
         with pytest.raises(StorageValidationError):
