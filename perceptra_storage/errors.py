@@ -7,6 +7,8 @@ The exception tree::
     │                                        missing extra, bad registration)
     ├── StorageValidationError (ValueError)  bad key, config, credentials or argument;
     │                                        raised before any bytes move
+    │   └── StorageConfigError               (also a StorageAdapterError) the factory
+    │                                        refused a backend name, class or config
     ├── StorageConnectionError (ConnectionError)
     │   └── StorageTimeoutError (TimeoutError)
     └── StorageOperationError                the store answered, and refused or failed
@@ -39,6 +41,7 @@ from typing import Any, Optional
 
 __all__ = [
     "StorageAdapterError",
+    "StorageConfigError",
     "StorageConnectionError",
     "StorageError",
     "StorageNotFoundError",
@@ -86,6 +89,13 @@ class StorageAdapterError(StorageError):
 
 class StorageValidationError(StorageError, ValueError):
     """A key, config field, credential or argument is invalid; nothing was sent."""
+
+
+class StorageConfigError(StorageAdapterError, StorageValidationError):
+    """The registry refused to build or register an adapter: a bad backend name or
+    adapter class, or a config/credentials field. Both parents, because 0.1 code
+    catches StorageAdapterError around ``get_storage_adapter`` and ours catches
+    StorageValidationError (``ValueError``)."""
 
 
 class StorageConnectionError(StorageError, ConnectionError):

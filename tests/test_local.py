@@ -12,6 +12,7 @@ import pytest
 
 from perceptra_storage import (
     LocalStorageAdapter,
+    StorageConnectionError,
     StorageNotFoundError,
     StorageOperationError,
     StoragePermissionError,
@@ -103,15 +104,14 @@ def test_a_sibling_whose_name_extends_the_root_is_outside(tmp_path: Path) -> Non
 
 
 def test_create_dirs_false_needs_an_existing_base_path(tmp_path: Path) -> None:
-    adapter = get_storage_adapter("local", {"base_path": str(tmp_path / "absent"),
-                                            "create_dirs": False})
-    with pytest.raises(StorageNotFoundError, match="absent"):
-        adapter.test_connection()
+    with pytest.raises(StorageConnectionError, match="absent"):
+        get_storage_adapter("local", {"base_path": str(tmp_path / "absent"),
+                                      "create_dirs": False})
     assert not (tmp_path / "absent").exists()
     created = get_storage_adapter("local", {"base_path": str(tmp_path / "made"),
                                             "prefix": "t/1"})
-    assert created.test_connection() is True
     assert (tmp_path / "made" / "t" / "1").is_dir()
+    assert created.test_connection() is True
 
 
 def test_a_name_cannot_be_file_and_folder(local: LocalStorageAdapter) -> None:
