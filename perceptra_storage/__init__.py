@@ -8,7 +8,7 @@ imports boto, s3fs or adlfs, and a core-only install can still import the names
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+import typing
 
 from .backends.local import LocalStorageAdapter
 from .backends.memory import MemoryStorageAdapter
@@ -31,7 +31,7 @@ from .registry import (
     register_adapter,
 )
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from .backends.azure import AzureStorageAdapter
     from .backends.minio import MinIOStorageAdapter
     from .backends.s3 import S3StorageAdapter
@@ -73,7 +73,7 @@ __all__ = [
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     """Load a lazily exported adapter class, and keep it for the next access."""
     module = _LAZY.get(name)
     if module is None:
