@@ -24,6 +24,7 @@ from .errors import (
     StorageTimeoutError,
     StorageValidationError,
 )
+from .profiles import Profile, get_profile, load_profiles, open_profile, register_profile
 from .registry import (
     get_adapter_info,
     get_storage_adapter,
@@ -52,6 +53,7 @@ __all__ = [
     "MemoryStorageAdapter",
     "MinIOStorageAdapter",
     "PresignedUrl",
+    "Profile",
     "S3StorageAdapter",
     "StorageAdapterError",
     "StorageConfigError",
@@ -65,9 +67,13 @@ __all__ = [
     "StorageValidationError",
     "__version__",
     "get_adapter_info",
+    "get_profile",
     "get_storage_adapter",
     "list_available_backends",
+    "load_profiles",
+    "open_profile",
     "register_adapter",
+    "register_profile",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -101,16 +101,28 @@ def register_adapter(name: str, adapter_class: type[BaseStorageAdapter]) -> None
 
 
 def get_storage_adapter(
-    backend: str,
+    backend: Optional[str] = None,
     config: Optional[Mapping[str, Any]] = None,
     credentials: Optional[Mapping[str, Any]] = None,
+    *,
+    profile: Optional[str] = None,
 ) -> BaseStorageAdapter:
-    """Build the adapter for ``backend`` from a ``config`` and optional ``credentials``.
+    """Build the adapter for ``backend`` from a ``config`` and optional ``credentials``,
+    or a new adapter for the named ``profile`` (see :mod:`perceptra_storage.profiles`).
 
     Never touches the network; bad config raises StorageConfigError naming the
     field (a StorageValidationError, and the StorageAdapterError that 0.1 raised
     here), a missing extra raises StorageAdapterError naming the pip command.
     """
+    if profile is not None:
+        if backend is not None or config is not None or credentials is not None:
+            raise StorageValidationError(
+                f"give either profile={profile!r} or backend/config/credentials, not both")
+        from .profiles import get_profile
+
+        return get_profile(profile).open()
+    if backend is None:
+        raise StorageValidationError("get_storage_adapter needs a backend name or a profile")
     adapter_class = _adapter_class(backend)
     try:
         return adapter_class(config, credentials)
