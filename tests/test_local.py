@@ -239,6 +239,15 @@ def test_properties_follow_the_object(tmp_path: Path, mode: str) -> None:
     assert adapter.get_file_metadata("a/k.bin").metadata == {}
 
 
+def test_portable_properties_move_with_their_directory(tmp_path: Path) -> None:
+    adapter = _store(tmp_path, "portable")
+    adapter.upload_file(b"x", "old/sub/k.csv", content_type="text/x-mine", metadata={"a": "b"})
+    adapter.fs.mv("old", "new", recursive=True)  # type: ignore[attr-defined]
+    info = adapter.get_file_metadata("new/sub/k.csv")
+    assert (info.content_type, info.metadata) == ("text/x-mine", {"a": "b"})
+    assert [o.key for o in adapter.list_files()] == ["new/sub/k.csv"]
+
+
 def test_portable_entries_apply_only_to_the_file_they_were_written_for(tmp_path: Path) -> None:
     adapter = _store(tmp_path, "portable")
     target = tmp_path / "store" / "k.txt"

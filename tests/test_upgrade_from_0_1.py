@@ -244,6 +244,22 @@ def test_old_sidecars_are_not_listed_but_other_meta_files_are(
     assert adapter.get_file_metadata("reports/notes.meta").size == 25
 
 
+def test_only_small_json_objects_of_strings_count_as_old_sidecars(tmp_path: Path) -> None:
+    base = tmp_path / "old"
+    for name, sidecar in (("big", json.dumps({"note": "x" * 70_000})),
+                          ("nested", json.dumps({"content_type": "text/csv", "n": 1})),
+                          ("listed", json.dumps(["content_type"]))):
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / name).write_bytes(b"data")
+        (base / f"{name}.meta").write_text(sidecar)
+    adapter = LocalStorageAdapter({"base_path": str(base)})
+    assert [o.key for o in adapter.list_files()] == [
+        "big", "big.meta", "listed", "listed.meta", "nested", "nested.meta"]
+    assert adapter.get_file_metadata("nested").content_type == "application/octet-stream"
+    adapter.upload_file(b"new", "nested")
+    assert (base / "nested.meta").exists()  # a user's file: never removed
+
+
 def test_writing_a_key_replaces_its_old_sidecar(
         old_dir: tuple[Path, LocalStorageAdapter]) -> None:
     base, adapter = old_dir
