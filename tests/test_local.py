@@ -196,7 +196,7 @@ def test_portable_store_keeps_properties_out_of_sight(tmp_path: Path) -> None:
     assert [o.key for o in adapter.list_files()] == ["site/index.html"]
     assert adapter.fs.ls("site", detail=False) == ["site/index.html"]  # type: ignore[attr-defined]
     assert adapter.fs.find("") == ["site/index.html"]  # type: ignore[attr-defined]
-    if hasattr(os, "getxattr"):
+    if hasattr(os, "listxattr"):
         assert os.listxattr(base / "site" / "index.html") == []
 
 
