@@ -283,6 +283,32 @@ def test_portable_write_that_fails_at_the_rename_keeps_old_properties(
     assert adapter.get_file_metadata("k.bin").metadata == {"v": "new"}
 
 
+def test_portable_concurrent_writers_each_keep_their_properties(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writer A stores its entry, then B writes and renames before A's rename lands:
+    the object is A's, and so must be its properties."""
+    adapter = _store(tmp_path, "portable")
+    adapter.upload_file(b"old", "k.bin", metadata={"v": "old"})
+    fs, path = adapter.filesystem, adapter._path("k.bin")
+    first = fs.open(path, "wb", content_type="image/png", metadata={"v": "a"})
+    second = fs.open(path, "wb", content_type="text/x-b", metadata={"v": "b"})
+    first.write(b"from a")
+    second.write(b"from b")
+    real_replace = os.replace
+
+    def b_lands_first(source: Any, target: Any) -> None:
+        if os.path.basename(target) == "k.bin" and source == first._temp:
+            monkeypatch.setattr(os, "replace", real_replace)
+            second.close()
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", b_lands_first)
+    first.close()
+    info = adapter.get_file_metadata("k.bin")
+    assert (adapter.download_file("k.bin"), info.content_type, info.metadata) == (
+        b"from a", "image/png", {"v": "a"})
+
+
 def _no_xattrs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A filesystem without extended attributes, as tmpfs before Linux 6.6 or FAT."""
     import errno

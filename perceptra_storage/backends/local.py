@@ -68,6 +68,9 @@ file is the user's own and is not parsed."""
 _KERNEL_COPY = sys.platform.startswith("linux") and hasattr(os, "sendfile")
 """``sendfile`` copies file to file only on Linux: macOS's wants a socket as the
 target, and Windows has none."""
+_IN_FLIGHT = 4
+"""Entries of other writes a portable properties file keeps: concurrent writers of one
+key each find theirs, whichever rename lands last."""
 METADATA_STORES = ("auto", "xattr", "portable")
 PROTOCOL = "perceptra-local"
 
@@ -354,17 +357,19 @@ class _AtomicWriter(io.RawIOBase):
                     "metadata_store='auto' or 'portable'")
             return
         bookkeeping = _bookkeeping_path(self._target)
-        entries = {}
+        # Keep the entry of the file still in place (its readers need it until the
+        # rename) and those of other writes in flight (whichever rename lands last,
+        # its entry is there); older ones describe files that are gone.
+        entries = _load_entries(bookkeeping)
         try:
-            current = _identity(os.stat(self._target))
+            current: Optional[str] = _identity(os.stat(self._target))
         except FileNotFoundError:
             current = None
-        if current is not None:
-            # Readers of the file still in place keep its entry until the rename.
-            kept = _load_entries(bookkeeping).get(current)
-            if kept is not None:
-                entries[current] = kept
-        entries[_identity(os.stat(self._temp))] = self._properties
+        recent = dict(list(entries.items())[-_IN_FLIGHT:])
+        if current in entries:
+            recent[current] = entries[current]
+        recent[_identity(os.stat(self._temp))] = self._properties
+        entries = recent
         _write_atomically(bookkeeping, json.dumps({"entries": entries}).encode())
 
     def _set_xattr(self) -> bool:
