@@ -12,7 +12,7 @@ import typing
 
 from .backends.local import LocalStorageAdapter
 from .backends.memory import MemoryStorageAdapter
-from .base import BaseStorageAdapter, PresignedUrl, StorageObject
+from .base import BaseStorageAdapter, PresignedUrl, StorageAdapter, StorageObject
 from .errors import (
     StorageAdapterError,
     StorageConfigError,
@@ -31,6 +31,7 @@ from .registry import (
     list_available_backends,
     register_adapter,
 )
+from .transfer import BatchResult
 
 if typing.TYPE_CHECKING:
     from .backends.azure import AzureStorageAdapter
@@ -49,12 +50,14 @@ _LAZY = {
 __all__ = [
     "AzureStorageAdapter",
     "BaseStorageAdapter",
+    "BatchResult",
     "LocalStorageAdapter",
     "MemoryStorageAdapter",
     "MinIOStorageAdapter",
     "PresignedUrl",
     "Profile",
     "S3StorageAdapter",
+    "StorageAdapter",
     "StorageAdapterError",
     "StorageConfigError",
     "StorageConnectionError",

@@ -185,10 +185,9 @@ class LocalStorageAdapter(FsspecStorageAdapter):
         if not os.path.isdir(self._base()):
             raise StorageNotFoundError(f"local: directory {self._base()!r} does not exist")
 
-    def get_public_url(self, key: str) -> Optional[str]:
+    def _public_url(self, key: str) -> Optional[str]:
         """A ``file://`` URI of a stored file, usable by programs on this machine (by
         no one else); None when no file is stored under ``key``, as in 0.1."""
-        key = self._check_key(key)
         if not self.file_exists(key):
             return None
         return Path(self._path(key)).as_uri()
