@@ -59,8 +59,8 @@ def _with_prefix(config: dict[str, Any], prefix: Optional[str]) -> dict[str, Any
     return {**config, "prefix": prefix} if prefix else dict(config)
 
 
-def _local(tmp_path: Path) -> Backend:
-    config = {"base_path": str(tmp_path / "store")}
+def _local(tmp_path: Path, metadata_store: str = "auto") -> Backend:
+    config = {"base_path": str(tmp_path / "store"), "metadata_store": metadata_store}
     return Backend("local", lambda p: get_storage_adapter("local", _with_prefix(config, p)),
                    presign_methods=frozenset({"GET"}))
 
@@ -74,6 +74,8 @@ BackendFactory = Callable[[pytest.FixtureRequest, Path], Backend]
 
 BACKENDS: dict[str, BackendFactory] = {
     "local": lambda request, tmp_path: _local(tmp_path),
+    # Properties in hidden bookkeeping files, as where there are no extended attributes.
+    "local-portable": lambda request, tmp_path: _local(tmp_path, "portable"),
     "memory": lambda request, tmp_path: _memory(tmp_path),
 }
 
@@ -106,7 +108,8 @@ def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[B
         step()
 
 
-NETWORK_BACKENDS = sorted(name for name in BACKENDS if name not in ("local", "memory"))
+NETWORK_BACKENDS = sorted(name for name in BACKENDS
+                          if name not in ("local", "local-portable", "memory"))
 """Backends reached over HTTP: the ones with network faults to survive."""
 
 
