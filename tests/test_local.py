@@ -1,4 +1,5 @@
-"""What only the local backend has: files on disk, symlinks, extended attributes."""
+"""The local backend's entry point: the whole contract, then what only it has (files on
+disk, symlinks, extended attributes)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,20 @@ from perceptra_storage import (
     get_adapter_info,
     get_storage_adapter,
 )
+from tests.contract import Contract
+
+
+class TestLocalContract(Contract):
+    """The whole contract on the local backend."""
+
+    case = "local"
+
+
+class TestLocalPortableContract(Contract):
+    """The whole contract again with ``metadata_store='portable'``: the extended
+    attribute path disabled, properties in hidden bookkeeping files."""
+
+    case = "local-portable"
 
 
 @pytest.fixture
