@@ -3,10 +3,37 @@
 A backend subclasses :class:`FsspecStorageAdapter` and supplies only what is its
 own: the schemas of its ``config`` and ``credentials`` dicts, the filesystem
 those translate into (:meth:`_make_filesystem`), the root path inside it
-(:meth:`_root`), the keyword arguments that carry a content type and metadata
-on a write (:meth:`_write_options`), and, where it can, a URL signer
-(:meth:`_sign`).  Key checks, uploads, downloads, listings, error translation
-and logging live here, so every backend behaves the same.
+(:meth:`_root`), and, where it can, a URL signer (:meth:`_sign`).  Key checks,
+uploads, downloads, listings, error translation and logging live here, so every
+backend behaves the same.
+
+Behaviour that talks to the service lives in the backend's filesystem, so every
+route to the storage (this adapter, ``perceptra://``, pandas with
+``storage_options``) gets it.  Besides fsspec's own calls, the adapter uses
+these when the filesystem has them, and a generic fallback when it does not:
+
+``pipe_file`` / ``put_file`` / ``open(path, "wb")`` with ``content_type=`` and ``metadata=``
+    Store the object with that content type (default: from the key's extension)
+    and exactly that user metadata.
+``object_info(path) -> dict``
+    One request for the object's ``info`` with ``content_type`` and ``metadata``
+    (or ``ContentType``/``Metadata``); raises a not-found error (any the error
+    table types as not found) for a missing object.  Fallback: ``info``.
+``probe(path) -> None``
+    Raise unless ``path`` (root plus prefix) is reachable with these credentials;
+    one attempt.  Fallback: ``isdir`` of the root.
+``async _object_pages(path) -> AsyncIterator[list[dict]]``
+    Info dicts (``name`` is the full path) of the objects whose path starts with
+    ``path``, a plain string prefix, one page at a time in key order, no folder
+    markers.  Fallback: one ``find`` (``flat_namespace``) or a sorted walk.
+``async _remove_many(paths) -> dict[str, BaseException]`` and ``bulk_delete_limit: int``
+    Delete up to ``bulk_delete_limit`` paths in one request; return the error of
+    each path not deleted (a path already gone counts as deleted); raise
+    ``NotImplementedError`` when the store has no bulk delete.  Fallback: one
+    ``_rm_file`` per key.
+``resumes_cut_reads: bool``
+    True when the SDK itself retries a download cut mid-body; otherwise the
+    adapter retries it.
 """
 
 from __future__ import annotations
@@ -182,10 +209,9 @@ class FsspecStorageAdapter(BaseStorageAdapter):
     """Modules the backend needs; checked at construction."""
     extra: ClassVar[Optional[str]] = None
     """The ``pip install perceptra-storage[extra]`` that provides :attr:`requires`."""
-    find_accepts_prefix: ClassVar[bool] = False
-    """True when ``fs.find`` filters on a name ``prefix`` server-side (s3fs, adlfs)."""
     flat_namespace: ClassVar[bool] = False
-    """True for object stores: list with one flat ``find`` instead of a directory walk."""
+    """True for object stores whose filesystem has no ``_object_pages``: list with one
+    flat ``find`` instead of a directory walk."""
 
     def __init__(
         self,
@@ -229,46 +255,25 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         """The path inside the filesystem that key '' maps to, without ``prefix``."""
         raise NotImplementedError
 
-    def _write_options(self, how: str, content_type: str,
-                       metadata: dict[str, str]) -> dict[str, Any]:
-        """Keyword arguments that store ``content_type`` and ``metadata`` on a write.
-
-        ``how`` is the fsspec call they are for: ``pipe_file``, ``put_file`` or ``open``.
-        """
-        return {"content_type": content_type, "metadata": metadata}
-
-    def _read_options(self, how: str) -> dict[str, Any]:
-        """Keyword arguments for a read: ``how`` is ``cat_file``, ``get_file`` or ``open``. Backends
-        use them to bound a download's memory (part size, parts in flight, read-ahead)."""
-        return {}
-
     def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
         """A signed URL for ``path``; backends that cannot sign explain why."""
         raise StorageOperationError(
             f"{self.backend_name}: this backend cannot sign URLs", backend=self.backend_name,
             operation="presign", key=key)
 
-    sdk_resumes_cut_reads: ClassVar[bool] = False
-    """Whether the SDK itself retries a download whose connection was cut mid-body
-    (azure-storage-blob does); otherwise the adapter retries it."""
-
     def _cut_read(self, error: BaseException) -> bool:
-        """Whether a failed download should be tried again by the adapter."""
-        return not self.sdk_resumes_cut_reads and interrupted(error)
-
-    BULK_DELETE: ClassVar[int] = 0
-    """Keys one bulk-delete request may carry (S3 1,000, Azure 256); 0 where the
-    filesystem has no such request and batch deletes go key by key."""
-
-    async def _remove_many(self, fs: Any, paths: list[str]) -> dict[str, BaseException]:
-        """Delete ``paths`` in one request (at most ``BULK_DELETE``) and return the
-        error of each path that was not deleted; a path already gone counts as
-        deleted. Raise when the request as a whole failed."""
-        raise NotImplementedError
+        """Whether a failed download should be tried again by the adapter (not when
+        the filesystem's SDK already resumes cut reads)."""
+        return not getattr(self.filesystem, "resumes_cut_reads", False) and \
+            interrupted(error)
 
     def _probe(self) -> None:
         """Raise unless the root is reachable; :meth:`test_connection` bounds its time."""
         fs = self.filesystem
+        probe = getattr(fs, "probe", None)
+        if probe is not None:
+            probe(self._base())
+            return
         root = self._root()
         if not fs.isdir(root):
             raise StorageNotFoundError(f"{self.backend_name}: root {root!r} does not exist")
@@ -308,8 +313,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
     @property
     def storage_options(self) -> dict[str, Any]:
-        """Options that rebuild this filesystem in pandas, pyarrow, Dask (``url`` + these)."""
-        return dict(self.filesystem.storage_options)
+        """Options that open ``url`` in pandas, pyarrow, Dask. ``url``'s protocol names
+        the wrapped library's class (s3fs, adlfs), which takes no ``resilience``."""
+        options = dict(self.filesystem.storage_options)
+        options.pop("resilience", None)
+        return options
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """``filesystem.<method>(...)``, given at most ``operation_timeout`` seconds on an
@@ -367,6 +375,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
     def _head(self, path: str) -> dict[str, Any]:
         """The fsspec ``info`` of one path, with content type and metadata when known."""
+        if hasattr(self.filesystem, "object_info"):
+            return dict(self._call("object_info", path))
         return dict(self.filesystem.info(path))
 
     def _to_object(self, key: str, info: Mapping[str, Any], full: bool) -> StorageObject:
@@ -438,24 +448,23 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             try:
                 path = self._path(key)
                 if isinstance(source, bytes):
-                    self._call("pipe_file", path, source, **options("pipe_file"))
+                    self._call("pipe_file", path, source, **options)
                     sink.advance(len(source))
                 elif isinstance(source, str):
                     self._call("put_file", source, path, callback=sink.fsspec_callback(),
-                               **options("put_file"))
+                               **options)
                 else:
                     self._write_stream(path, source, options, sink)
             finally:
                 sink.close()
             if digest is not None:
-                with self.filesystem.open(path, "rb", **self._read_options("open")) as stored:
+                with self.filesystem.open(path, "rb") as stored:
                     _expect_digest(_sha256(stored), digest, key, "stored object")
         return key
 
     def _plan_upload(
         self, file_obj: Any, key: Any, content_type: Any, metadata: Any, checksum: bool = False
-    ) -> tuple[str, Union[bytes, str, IO[bytes]], Callable[[str], dict[str, Any]],
-               Optional[str]]:
+    ) -> tuple[str, Union[bytes, str, IO[bytes]], dict[str, Any], Optional[str]]:
         """Validate everything an upload needs before a byte moves; with ``checksum``,
         hash the source (a file object is spooled so it can be read twice)."""
         key = self._check_key(key)
@@ -477,10 +486,10 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                 spool.seek(0)
                 source = typing.cast(IO[bytes], spool)
             meta[CHECKSUM_FIELD] = digest
-        return key, source, lambda how: self._write_options(how, ctype, meta), digest
+        return key, source, {"content_type": ctype, "metadata": meta}, digest
 
     def _write_stream(self, path: str, source: IO[bytes],
-                      options: Callable[[str], dict[str, Any]],
+                      options: dict[str, Any],
                       sink: Optional[Progress] = None) -> None:
         """Copy a file object into a new object; a failure stores nothing, also when
         the final commit fails (an unfinished multipart upload is aborted). An empty
@@ -488,9 +497,9 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         touch that drops the content type and metadata."""
         first = source.read(_STREAM_CHUNK)
         if not first:
-            self.filesystem.pipe_file(path, b"", **options("pipe_file"))
+            self.filesystem.pipe_file(path, b"", **options)
             return
-        target = self.filesystem.open(path, "wb", **options("open"))
+        target = self.filesystem.open(path, "wb", **options)
         try:
             chunk = first
             while chunk:
@@ -522,7 +531,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             try:
                 if destination is None:
                     data: bytes = self.resilience.retry(
-                        lambda: self._call("cat_file", path, **self._read_options("cat_file")),
+                        lambda: self._call("cat_file", path),
                         self._cut_read)
                     sink.advance(len(data))
                     if expected is not None:
@@ -532,8 +541,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                 if isinstance(destination, (str, os.PathLike)):
                     with _staged(os.fspath(destination), key, self.backend_name) as temp:
                         self.resilience.retry(lambda: self._call(
-                            "get_file", path, temp, callback=sink.fsspec_callback(),
-                            **self._read_options("get_file")), self._cut_read)
+                            "get_file", path, temp, callback=sink.fsspec_callback()),
+                            self._cut_read)
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 _expect_digest(_sha256(written), expected, key,
@@ -545,7 +554,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                         f"{self.backend_name}: destination must be a path or a binary file "
                         f"object, not {type(destination).__name__}")
                 hasher = hashlib.sha256()
-                with self.filesystem.open(path, "rb", **self._read_options("open")) as source:
+                with self.filesystem.open(path, "rb") as source:
                     while chunk := source.read(_COPY_CHUNK):
                         destination.write(chunk)
                         hasher.update(chunk)
@@ -581,7 +590,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
         async def run_all() -> None:
             gate = asyncio.Semaphore(gate_size)
-            if kind == "delete" and self.BULK_DELETE:
+            if kind == "delete" and hasattr(fs, "_remove_many"):
                 await self._delete_in_bulk(fs, items, gate, outcomes, progress)
                 return
             await asyncio.gather(*(one(gate, index, key, arg)
@@ -601,11 +610,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             key, source, options, _ = self._plan_upload(arg, key, None, None)
             path = self._path(key)
             if isinstance(source, bytes):
-                await fs._pipe_file(path, source, **options("pipe_file"))
+                await fs._pipe_file(path, source, **options)
                 progress.advance(len(source))
             elif isinstance(source, str):
                 await fs._put_file(source, path, callback=progress.fsspec_callback(),
-                                   **options("put_file"))
+                                   **options)
             else:
                 await asyncio.to_thread(self._write_stream, path, source, options,
                                         progress)
@@ -614,8 +623,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         path = self._path(key)
         if kind == "download":
             with _staged(arg, key, self.backend_name) as temp:
-                await fs._get_file(path, temp, callback=progress.fsspec_callback(),
-                                   **self._read_options("get_file"))
+                await fs._get_file(path, temp, callback=progress.fsspec_callback())
             return
         if kind == "delete":
             if not arg:
@@ -639,11 +647,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                               gate: asyncio.Semaphore,
                               outcomes: dict[int, Optional[StorageError]],
                               progress: Progress) -> None:
-        """A batch delete in ``BULK_DELETE``-sized requests. Each key is checked first
-        (and, unless ``missing_ok``, proven to exist, concurrently); the survivors go
-        in bulk, and every key the store refused is reported with its own typed
-        error. A chunk whose bulk request fails as a whole (a store or token without
-        bulk delete) is retried key by key, so each key still gets its own answer."""
+        """A batch delete in ``fs.bulk_delete_limit``-sized requests. Each key is
+        checked first (and, unless ``missing_ok``, proven to exist, concurrently); the
+        survivors go in bulk, and every key the store refused is reported with its
+        own typed error. A chunk the store cannot delete in bulk (NotImplementedError)
+        is deleted key by key, so each key still gets its own answer."""
         secrets = self._secret_values()
         targets: dict[str, list[int]] = {}
 
@@ -670,8 +678,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         async def remove(chunk: list[str]) -> None:
             async with gate:
                 try:
-                    failures = await self._remove_many(fs, chunk)
-                except Exception:
+                    failures = await fs._remove_many(chunk)
+                except NotImplementedError:
                     answers = await asyncio.gather(*(one_by_one(path) for path in chunk))
                     failures = {path: error for path, error in zip(chunk, answers, strict=True)
                                 if error is not None}
@@ -684,7 +692,7 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
         await asyncio.gather(*(check(index, key, bool(missing_ok))
                                for index, (key, missing_ok) in enumerate(items)))
-        paths, size = list(targets), self.BULK_DELETE
+        paths, size = list(targets), fs.bulk_delete_limit
         await asyncio.gather(*(remove(paths[start:start + size])
                                for start in range(0, len(paths), size)))
 
@@ -716,8 +724,10 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             key = self._check_key(key)
             try:
                 return self._head(self._path(key)).get("type") == "file"
-            except FileNotFoundError:
-                return False
+            except Exception as exc:
+                if issubclass(classify(exc)[0], StorageNotFoundError):
+                    return False
+                raise
 
     def get_file_metadata(self, key: str) -> StorageObject:
         with self._operation("stat", key if isinstance(key, str) else None):
@@ -751,19 +761,13 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         """``(key, info)`` of each file under ``prefix``, sorted by key."""
         folder = prefix.rpartition("/")[0]
         start = self._path(folder) if folder else self._base()
-        pages = self._pages(prefix) if self.flat_namespace else None
-        if pages is not None:
-            yield from self._paged_entries(pages, prefix)
+        fs = self.filesystem
+        if hasattr(fs, "_object_pages"):
+            yield from self._paged_entries(fs._object_pages(self._path(prefix)), prefix)
         elif self.flat_namespace:
             yield from self._find_entries(start, prefix)
         else:
             yield from self._walk_entries(start, prefix)
-
-    def _pages(self, prefix: str) -> Optional[AsyncIterator[list[dict[str, Any]]]]:
-        """Info dicts (``name`` is the full path) of the objects whose key starts with
-        ``prefix``, one listing page at a time, in key order; stores that list this way
-        override it so listings stay lazy. None: one ``find`` gets everything."""
-        return None
 
     def _paged_entries(self, pages: AsyncIterator[list[dict[str, Any]]],
                        prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -779,13 +783,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                     yield key, info
 
     def _find_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        options: dict[str, Any] = {}
-        if prefix and self.find_accepts_prefix:
-            # The whole prefix from the root: the store filters just as well, and adlfs
-            # answers a find from a path that is itself an object with that object alone.
-            start, options["prefix"] = self._base(), prefix
         try:
-            found = self.filesystem.find(start, detail=True, **options)
+            found = self.filesystem.find(start, detail=True)
         except FileNotFoundError:
             return
         for name in sorted(found, key=lambda n: n.strip("/")):
@@ -844,11 +843,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             path = self._path(key)
             if mode == "rb":
                 self._file_info(key)
-                raw = self.filesystem.open(path, "rb", **self._read_options("open"))
+                raw = self.filesystem.open(path, "rb")
             else:
-                options = self._write_options(
-                    "open", validate_content_type(None, key, self.backend_name), {})
-                raw = self.filesystem.open(path, "wb", **options)
+                raw = self.filesystem.open(
+                    path, "wb", content_type=validate_content_type(None, key, self.backend_name),
+                    metadata={})
         return typing.cast(IO[bytes], _GuardedFile(raw, self, key, mode))
 
     def copy_file(self, source_key: str, destination_key: str) -> str:
