@@ -14,7 +14,7 @@ these when the filesystem has them, and a generic fallback when it does not:
 
 ``pipe_file`` / ``put_file`` / ``open(path, "wb")`` with ``content_type=`` and ``metadata=``
     Store the object with that content type (default: from the key's extension)
-    and exactly that user metadata.
+    and exactly that user metadata (see :meth:`FsspecStorageAdapter._write_options`).
 ``object_info(path) -> dict``
     One request for the object's ``info`` with ``content_type`` and ``metadata``
     (or ``ContentType``/``Metadata``); raises a not-found error (any the error
@@ -255,6 +255,17 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         """The path inside the filesystem that key '' maps to, without ``prefix``."""
         raise NotImplementedError
 
+    def _write_options(self, how: str, content_type: str,
+                       metadata: dict[str, str]) -> dict[str, Any]:
+        """Keyword arguments that store ``content_type`` and ``metadata`` on a write
+        through the fsspec call ``how`` (``pipe_file``, ``put_file`` or ``open``).
+
+        Every filesystem of this package takes these plain keywords and translates
+        them itself (so plain fsspec writes carry them too); a third-party backend
+        whose filesystem spells them otherwise overrides this.
+        """
+        return {"content_type": content_type, "metadata": metadata}
+
     def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
         """A signed URL for ``path``; backends that cannot sign explain why."""
         raise StorageOperationError(
@@ -448,11 +459,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             try:
                 path = self._path(key)
                 if isinstance(source, bytes):
-                    self._call("pipe_file", path, source, **options)
+                    self._call("pipe_file", path, source, **options("pipe_file"))
                     sink.advance(len(source))
                 elif isinstance(source, str):
                     self._call("put_file", source, path, callback=sink.fsspec_callback(),
-                               **options)
+                               **options("put_file"))
                 else:
                     self._write_stream(path, source, options, sink)
             finally:
@@ -464,7 +475,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
 
     def _plan_upload(
         self, file_obj: Any, key: Any, content_type: Any, metadata: Any, checksum: bool = False
-    ) -> tuple[str, Union[bytes, str, IO[bytes]], dict[str, Any], Optional[str]]:
+    ) -> tuple[str, Union[bytes, str, IO[bytes]], Callable[[str], dict[str, Any]],
+               Optional[str]]:
         """Validate everything an upload needs before a byte moves; with ``checksum``,
         hash the source (a file object is spooled so it can be read twice)."""
         key = self._check_key(key)
@@ -486,10 +498,10 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                 spool.seek(0)
                 source = typing.cast(IO[bytes], spool)
             meta[CHECKSUM_FIELD] = digest
-        return key, source, {"content_type": ctype, "metadata": meta}, digest
+        return key, source, lambda how: self._write_options(how, ctype, meta), digest
 
     def _write_stream(self, path: str, source: IO[bytes],
-                      options: dict[str, Any],
+                      options: Callable[[str], dict[str, Any]],
                       sink: Optional[Progress] = None) -> None:
         """Copy a file object into a new object; a failure stores nothing, also when
         the final commit fails (an unfinished multipart upload is aborted). An empty
@@ -497,9 +509,9 @@ class FsspecStorageAdapter(BaseStorageAdapter):
         touch that drops the content type and metadata."""
         first = source.read(_STREAM_CHUNK)
         if not first:
-            self.filesystem.pipe_file(path, b"", **options)
+            self.filesystem.pipe_file(path, b"", **options("pipe_file"))
             return
-        target = self.filesystem.open(path, "wb", **options)
+        target = self.filesystem.open(path, "wb", **options("open"))
         try:
             chunk = first
             while chunk:
@@ -610,11 +622,11 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             key, source, options, _ = self._plan_upload(arg, key, None, None)
             path = self._path(key)
             if isinstance(source, bytes):
-                await fs._pipe_file(path, source, **options)
+                await fs._pipe_file(path, source, **options("pipe_file"))
                 progress.advance(len(source))
             elif isinstance(source, str):
                 await fs._put_file(source, path, callback=progress.fsspec_callback(),
-                                   **options)
+                                   **options("put_file"))
             else:
                 await asyncio.to_thread(self._write_stream, path, source, options,
                                         progress)
@@ -845,9 +857,9 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                 self._file_info(key)
                 raw = self.filesystem.open(path, "rb")
             else:
-                raw = self.filesystem.open(
-                    path, "wb", content_type=validate_content_type(None, key, self.backend_name),
-                    metadata={})
+                options = self._write_options(
+                    "open", validate_content_type(None, key, self.backend_name), {})
+                raw = self.filesystem.open(path, "wb", **options)
         return typing.cast(IO[bytes], _GuardedFile(raw, self, key, mode))
 
     def copy_file(self, source_key: str, destination_key: str) -> str:
