@@ -24,6 +24,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 from fsspec.asyn import sync_wrapper
 from s3fs import S3FileSystem
+from s3fs.core import S3File
 
 from ..adapter import Resilience
 from ..errors import RedirectRefused
@@ -102,9 +103,13 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
                                        **_object_options(rpath, kwargs))
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
-        if "r" not in mode:
-            kwargs = _object_options(path, kwargs)
-        return super()._open(path, mode, *args, **kwargs)
+        if "r" in mode:
+            return super()._open(path, mode, *args, **kwargs)
+        file = super()._open(path, mode, *args, **_object_options(path, kwargs))
+        if "w" in mode:
+            # s3fs builds its S3File itself; the subclass changes only the empty commit.
+            file.__class__ = _S3File
+        return file
 
     # -- reads: one GET, no HEAD to size it and no concurrent ranges held in memory -------
 
@@ -183,6 +188,21 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
                 page = []
         if page:
             yield page
+
+
+class _S3File(S3File):  # type: ignore[misc]
+    """s3fs's file for writing, except that an empty file keeps its content type and
+    metadata: s3fs commits one with a bare ``touch`` that sends neither."""
+
+    buffer: Any
+
+    def commit(self) -> None:
+        if self.tell() == 0 and self.buffer is not None and "x" not in self.mode:
+            self._abort_mpu()
+            self._call_s3("put_object", Key=self.key, Bucket=self.bucket, Body=b"")
+            self.buffer = None
+            return
+        super().commit()
 
 
 def _object_options(path: str, kwargs: dict[str, Any]) -> dict[str, Any]:
