@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
 
 from adlfs import AzureBlobFileSystem
@@ -191,6 +192,13 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
                 break
 
     probe = sync_wrapper(_probe)
+
+    async def _user_delegation_key(self, expires: datetime) -> Any:
+        """A user-delegation key valid from now until ``expires``, obtained with the
+        token credential (for SAS URLs signed without an account key)."""
+        return await self.service_client.get_user_delegation_key(datetime.now(UTC), expires)
+
+    user_delegation_key = sync_wrapper(_user_delegation_key)
 
     async def _remove_many(self, paths: list[str]) -> dict[str, BaseException]:
         """Blob Batch deletes of ``paths`` (bulk_delete_limit per request and

@@ -251,20 +251,12 @@ class AzureStorageAdapter(FsspecStorageAdapter):
                                 method=method, headers=headers, scoped=False,
                                 expiry_enforced=ends is not None)
         key_argument = {"account_key": self._account_key} if signer == "account key" else \
-            {"user_delegation_key": self._delegation_key(expires)}
+            {"user_delegation_key": self._call("user_delegation_key", expires)}
         token = generate_blob_sas(self._account, self._root(), self._blob_name(path),
                                   permission=BlobSasPermissions(**_PERMISSIONS[method]),
                                   expiry=expires, **key_argument)
         return PresignedUrl(url=f"{url}?{token}", expires_at=expires, method=method,
                             headers=headers)
-
-    def _delegation_key(self, expires: datetime) -> Any:
-        """A user-delegation key valid until ``expires``, from the token credential."""
-        from azure.storage.blob import BlobServiceClient
-
-        fs = self.filesystem
-        with BlobServiceClient(self._endpoint, credential=fs.sync_credential) as service:
-            return service.get_user_delegation_key(datetime.now(UTC), expires)
 
 
 def _sas_expiry(token: str) -> Optional[datetime]:

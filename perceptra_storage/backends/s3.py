@@ -4,15 +4,13 @@ The module translates ``config`` and ``credentials`` into the options of
 :class:`~perceptra_storage.backends._s3fs.PerceptraS3FileSystem` (SigV4, the
 region, path-style addressing on custom endpoints, the timeouts and retries),
 which holds everything that talks to the service, and signs URLs.  s3fs's own
-``sign`` makes GET URLs only, so a botocore client, built once per adapter and
-never used for a request, signs GET, PUT, HEAD and DELETE.
+``sign`` makes GET URLs only, so the filesystem's botocore client signs GET,
+PUT, HEAD and DELETE itself (locally: signing sends no request).
 """
 
 import dataclasses
 import ipaddress
-import os
 import re
-import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Required, TypedDict
@@ -123,13 +121,6 @@ class S3StorageAdapter(FsspecStorageAdapter):
     requires = ("s3fs",)
     extra = "s3"
 
-    def __init__(self, config: Optional[Mapping[str, Any]] = None,
-                 credentials: Optional[Mapping[str, Any]] = None) -> None:
-        self._client_lock = threading.Lock()
-        self._client: Any = None
-        self._client_pid = 0
-        super().__init__(config, credentials)
-
     # -- configuration ---------------------------------------------------------------
 
     def _check_config(self) -> None:
@@ -154,8 +145,8 @@ class S3StorageAdapter(FsspecStorageAdapter):
                       secret_access_key=secret, session_token=token)
 
     def _botocore_config(self) -> dict[str, Any]:
-        """Settings the filesystem and the signer share: SigV4, and path-style on
-        custom endpoints (where bucket subdomains rarely resolve)."""
+        """SigV4, and path-style on custom endpoints (where bucket subdomains rarely
+        resolve)."""
         options: dict[str, Any] = {"signature_version": "s3v4"}
         if self.target.endpoint:
             options["s3"] = {"addressing_style": "path"}
@@ -184,49 +175,25 @@ class S3StorageAdapter(FsspecStorageAdapter):
 
     # -- the signer ------------------------------------------------------------------
 
-    def _signing_client(self) -> Any:
-        """A synchronous botocore client that only signs (no request ever goes through
-        it).  Built on first use, again after fork; never pickled."""
-        with self._client_lock:
-            if self._client is None or self._client_pid != os.getpid():
-                from botocore.config import Config
-
-                target = self.target
-                self._client = _botocore_session().create_client(
-                    "s3", region_name=target.region, endpoint_url=target.endpoint,
-                    aws_access_key_id=target.access_key_id,
-                    aws_secret_access_key=target.secret_access_key,
-                    aws_session_token=target.session_token,
-                    config=Config(**self._botocore_config()))
-                self._client_pid = os.getpid()
-            return self._client
-
     def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
         """A SigV4 query-string URL; no headers are signed, so a PUT needs none."""
+        from fsspec.asyn import sync
+
+        fs: Any = self.filesystem
         bucket, _, name = path.partition("/")
-        url = self._signing_client().generate_presigned_url(
-            _SIGNED_CALLS[method], Params={"Bucket": bucket, "Key": name},
-            ExpiresIn=expiration, HttpMethod=method)
+
+        async def presign() -> str:
+            client = await fs.set_session()
+            return str(await client.generate_presigned_url(
+                _SIGNED_CALLS[method], Params={"Bucket": bucket, "Key": name},
+                ExpiresIn=expiration, HttpMethod=method))
+
+        url = sync(fs.loop, presign)
         # The signing time, e.g. X-Amz-Date=20261125T090459Z (fixed width, never escaped).
         start = url.index("X-Amz-Date=") + len("X-Amz-Date=")
         signed_at = datetime.fromisoformat(url[start:start + 16])
         return PresignedUrl(url=url, method=method,
                             expires_at=signed_at + timedelta(seconds=expiration))
-
-    def close(self) -> None:
-        super().close()
-        with self._client_lock:
-            self._client = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("_client_lock")
-        state["_client"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._client_lock = threading.Lock()
 
     def get_public_url(self, key: str) -> Optional[str]:
         """``public_base_url`` when set; else path-style on a custom endpoint, and AWS's
@@ -255,17 +222,7 @@ def check_public_base(url: Any, backend: str) -> None:
 
 def _default_region() -> Optional[str]:
     """The region of the AWS chain (AWS_REGION, AWS_DEFAULT_REGION, profile), if any."""
-    region = _botocore_session().get_config_variable("region")
-    return str(region) if region else None
-
-
-def _botocore_session() -> Any:
-    """A new botocore session (so each adapter resolves the AWS chain itself) sharing
-    the process's data loader with the filesystems."""
     import botocore.session
 
-    from ._s3fs import data_loader
-
-    session = botocore.session.Session()
-    session.register_component("data_loader", data_loader())
-    return session
+    region = botocore.session.Session().get_config_variable("region")
+    return str(region) if region else None
