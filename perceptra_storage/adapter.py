@@ -695,6 +695,8 @@ class FsspecStorageAdapter(BaseStorageAdapter):
                     answers = await asyncio.gather(*(one_by_one(path) for path in chunk))
                     failures = {path: error for path, error in zip(chunk, answers, strict=True)
                                 if error is not None}
+                except Exception as exc:  # the request as a whole failed: so did each key
+                    failures = dict.fromkeys(chunk, exc)
             for path in chunk:
                 for index in targets[path]:
                     error = failures.get(path)

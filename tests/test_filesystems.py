@@ -1,0 +1,80 @@
+"""The network backends' filesystem classes, as fsspec objects of their own.
+
+Their behaviour (retries, transport guards, bulk deletes) lives in
+``PerceptraS3FileSystem`` and ``PerceptraBlobFileSystem``, so it must survive the
+ways fsspec moves a filesystem: pickling (Dask) and rebuilding from its
+``storage_options``.  Bulk deletes fall back to one request per key only when
+the store has no bulk delete, never on an auth or connection error.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from perceptra_storage import StoragePermissionError
+from perceptra_storage.adapter import Resilience
+from tests.conftest import NETWORK_BACKENDS, Backend, Faulty
+
+ON_EACH = pytest.mark.parametrize("backend", NETWORK_BACKENDS, indirect=True)
+TUNED = {"connect_timeout": 3, "read_timeout": 4, "max_attempts": 2, "retry_backoff": 0.2}
+MODULES = {"s3": "_s3fs", "minio": "_s3fs", "azure": "_adlfs"}
+
+
+def _tuned(backend: Backend) -> Any:
+    assert backend.via is not None
+    host, port = backend.server or ("", 0)
+    return backend.via(f"http://{host}:{port}", TUNED)
+
+
+@ON_EACH
+def test_the_filesystem_pickles_by_its_module_path_with_its_settings(backend: Backend) -> None:
+    adapter = _tuned(backend)
+    fs = adapter.filesystem
+    cls = type(fs)
+    assert cls.__module__ == f"perceptra_storage.backends.{MODULES[backend.name]}"
+    assert getattr(__import__(cls.__module__, fromlist=["x"]), cls.__qualname__) is cls
+    clone = pickle.loads(pickle.dumps(fs))
+    assert type(clone) is cls
+    assert clone.resilience == fs.resilience == Resilience(**TUNED)
+    adapter.upload_file(b"payload", "p/k.txt", metadata={"owner": "ana"})
+    info = clone.object_info(adapter._path("p/k.txt"))
+    assert (info.get("metadata") or info.get("Metadata")) == {"owner": "ana"}
+
+
+@ON_EACH
+def test_storage_options_rebuild_the_same_filesystem(backend: Backend) -> None:
+    adapter = _tuned(backend)
+    fs = adapter.filesystem
+    rebuilt = type(fs)(**fs.storage_options)
+    assert rebuilt.resilience == Resilience(**TUNED)
+    adapter.upload_file(b"payload", "r/k.txt")
+    assert rebuilt.cat_file(adapter._path("r/k.txt")) == b"payload"
+
+
+def test_a_bulk_delete_refused_as_a_whole_fails_every_key_without_retrying_each(
+        faulty: Faulty) -> None:
+    writer = faulty.backend.make()
+    keys = ["d/a.txt", "d/b.txt", "d/c.txt"]
+    for key in keys:
+        writer.upload_file(b"x", key)
+    faulty.proxy.set("status", status=403, times=1)
+    denied = faulty.make(max_attempts=1).delete_files(  # type: ignore[call-arg]
+        keys, missing_ok=True)
+    assert sorted(denied.failed) == keys
+    assert all(isinstance(error, StoragePermissionError) for error in denied.failed.values())
+    assert all(writer.file_exists(key) for key in keys)
+
+
+def test_a_store_without_bulk_delete_gets_one_request_per_key(faulty: Faulty) -> None:
+    writer = faulty.backend.make()
+    keys = ["d/a.txt", "d/b.txt", "d/c.txt"]
+    for key in keys:
+        writer.upload_file(b"x", key)
+    faulty.proxy.set("status", status=501, times=1)
+    done = faulty.make(max_attempts=1).delete_files(  # type: ignore[call-arg]
+        keys, missing_ok=True)
+    assert done.ok, done.failed
+    assert writer.list_files("d/") == []
