@@ -15,6 +15,7 @@ from .errors import (
     StorageTimeoutError,
     StorageValidationError,
 )
+from .profiles import Profile, get_profile, load_profiles, open_profile, register_profile
 from .registry import (
     get_adapter_info,
     get_storage_adapter,
@@ -29,6 +30,7 @@ __all__ = [
     "LocalStorageAdapter",
     "MemoryStorageAdapter",
     "PresignedUrl",
+    "Profile",
     "StorageAdapterError",
     "StorageConnectionError",
     "StorageError",
@@ -40,9 +42,13 @@ __all__ = [
     "StorageValidationError",
     "__version__",
     "get_adapter_info",
+    "get_profile",
     "get_storage_adapter",
     "list_available_backends",
+    "load_profiles",
+    "open_profile",
     "register_adapter",
+    "register_profile",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

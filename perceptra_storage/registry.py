@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any, Optional
 
 from .base import BaseStorageAdapter
-from .errors import StorageAdapterError
+from .errors import StorageAdapterError, StorageValidationError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -100,15 +100,27 @@ def register_adapter(name: str, adapter_class: type[BaseStorageAdapter]) -> None
 
 
 def get_storage_adapter(
-    backend: str,
+    backend: Optional[str] = None,
     config: Optional[Mapping[str, Any]] = None,
     credentials: Optional[Mapping[str, Any]] = None,
+    *,
+    profile: Optional[str] = None,
 ) -> BaseStorageAdapter:
-    """Build the adapter for ``backend`` from a ``config`` and optional ``credentials``.
+    """Build the adapter for ``backend`` from a ``config`` and optional ``credentials``,
+    or a new adapter for the named ``profile`` (see :mod:`perceptra_storage.profiles`).
 
     Never touches the network; bad config raises StorageValidationError naming the
     field, a missing extra raises StorageAdapterError naming the pip command.
     """
+    if profile is not None:
+        if backend is not None or config is not None or credentials is not None:
+            raise StorageValidationError(
+                f"give either profile={profile!r} or backend/config/credentials, not both")
+        from .profiles import get_profile
+
+        return get_profile(profile).open()
+    if backend is None:
+        raise StorageValidationError("get_storage_adapter needs a backend name or a profile")
     return _adapter_class(backend)(config, credentials)
 
 
