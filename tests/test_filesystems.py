@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from perceptra_storage import StoragePermissionError
+from perceptra_storage import StoragePermissionError, StorageValidationError, get_storage_adapter
 from perceptra_storage.adapter import Resilience
 from tests.conftest import NETWORK_BACKENDS, Backend, Faulty
 
@@ -78,3 +78,18 @@ def test_a_store_without_bulk_delete_gets_one_request_per_key(faulty: Faulty) ->
         keys, missing_ok=True)
     assert done.ok, done.failed
     assert writer.list_files("d/") == []
+
+
+@pytest.mark.parametrize("credentials", [
+    {"tenant_id": "t", "client_id": "c", "client_secret": "s"}, None],
+    ids=["service principal", "DefaultAzureCredential"])
+def test_an_azure_secret_in_the_environment_does_not_replace_a_token_credential(
+        monkeypatch: pytest.MonkeyPatch, credentials: Any) -> None:
+    pytest.importorskip("adlfs")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       "DefaultEndpointsProtocol=https;AccountName=other;AccountKey=a2V5;"
+                       "EndpointSuffix=core.windows.net")
+    adapter: Any = get_storage_adapter("azure", {"container_name": "box",
+                                                 "account_name": "acct"}, credentials)
+    with pytest.raises(StorageValidationError, match="from the environment"):
+        adapter.filesystem  # noqa: B018 - building it is the check
