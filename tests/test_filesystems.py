@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from perceptra_storage import StoragePermissionError, StorageValidationError, get_storage_adapter
+from perceptra_storage import (
+    StorageConnectionError,
+    StorageOperationError,
+    StoragePermissionError,
+    StorageValidationError,
+    get_storage_adapter,
+)
 from perceptra_storage.adapter import Resilience
 from tests.conftest import NETWORK_BACKENDS, Backend, Faulty
 
@@ -93,3 +99,38 @@ def test_an_azure_secret_in_the_environment_does_not_replace_a_token_credential(
                                                  "account_name": "acct"}, credentials)
     with pytest.raises(StorageValidationError, match="from the environment"):
         adapter.filesystem  # noqa: B018 - building it is the check
+
+
+@ON_EACH
+def test_a_redirect_to_another_host_is_refused_once_as_an_operation_error(
+        backend: Backend) -> None:
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(307)
+            self.send_header("Location", f"http://localhost:9{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_PUT = do_HEAD = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert backend.via is not None
+        adapter = backend.via(f"http://127.0.0.1:{server.server_port}",
+                              {"max_attempts": 3, "retry_backoff": 0.01})
+        with pytest.raises(StorageOperationError) as caught:
+            adapter.download_file("k")
+    finally:
+        server.shutdown()
+    assert not isinstance(caught.value, StorageConnectionError)
+    assert len(hits) == 1
