@@ -9,6 +9,7 @@ picks the notebook widget when it runs in Jupyter) or to any callable taking
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -50,14 +51,19 @@ class BatchResult:
         return not self.failed
 
     def raise_for_errors(self) -> None:
-        """Raise the first failure (its message counts the others), if any."""
-        if self.failed:
-            first = next(iter(self.failed.values()))
-            others = len(self.failed) - 1
-            if others:
-                first.message = f"{first.message} (and {others} more failed)"
-                first.args = (first.message,)
+        """Raise the first failure, if any; when others failed too, a copy of it
+        whose message counts them (the errors in :attr:`failed` stay as they were,
+        so calling this again says the same)."""
+        if not self.failed:
+            return
+        first = next(iter(self.failed.values()))
+        others = len(self.failed) - 1
+        if not others:
             raise first
+        summary = copy.copy(first)
+        summary.reason = f"{first.reason} (and {others} more failed)"
+        summary.args = (summary.reason,)
+        raise summary from first
 
     def __bool__(self) -> bool:
         return self.ok
@@ -88,14 +94,6 @@ class Progress:
     @property
     def active(self) -> bool:
         return self._bar is not None or self._callback is not None
-
-    def add_total(self, amount: int) -> None:
-        """Grow the total as sizes become known (downloads learn them as they start)."""
-        with self._lock:
-            self._total = (self._total or 0) + amount
-            if self._bar is not None:
-                self._bar.total = self._total
-                self._bar.refresh()
 
     def advance(self, amount: int) -> None:
         if not amount or not self.active:

@@ -25,8 +25,8 @@ from azure.storage.blob import BlobProperties, ContentSettings
 from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 from fsspec.asyn import sync_wrapper
 
-from ..adapter import Resilience
 from ..errors import StorageValidationError
+from ..resilience import Resilience
 from ..validation import default_content_type
 
 __all__ = ["PerceptraBlobFileSystem"]
@@ -63,7 +63,7 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         if wants_token and (self.credential is None or self.connection_string is not None):
             raise StorageValidationError(
-                "azure: adlfs took AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY "
+                "adlfs took AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY "
                 "or AZURE_STORAGE_SAS_TOKEN from the environment over the configured token "
                 "credential; unset them or configure that credential instead",
                 backend="azure")

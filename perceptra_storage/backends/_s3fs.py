@@ -1,7 +1,7 @@
 """S3 behaviour as an s3fs filesystem: what every route to an S3 bucket gets.
 
 :class:`PerceptraS3FileSystem` is s3fs with this package's transport and
-operations: one retry policy (ours, :class:`~perceptra_storage.adapter.Resilience`),
+operations: one retry policy (ours, :class:`~perceptra_storage.resilience.Resilience`),
 no redirects, no ``Expect: 100-continue``, content type and metadata from
 plain ``content_type=``/``metadata=`` keywords, bounded part sizes, and the
 filesystem interface the generic adapter calls (``object_info``, ``probe``,
@@ -26,8 +26,8 @@ from fsspec.asyn import sync_wrapper
 from s3fs import S3FileSystem
 from s3fs.core import S3File
 
-from ..adapter import Resilience
 from ..errors import RedirectRefused
+from ..resilience import Resilience
 from ..validation import default_content_type
 
 __all__ = ["PerceptraS3FileSystem"]
