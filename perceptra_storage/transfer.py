@@ -9,7 +9,6 @@ picks the notebook widget when it runs in Jupyter) or to any callable taking
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -51,7 +50,7 @@ class BatchResult:
         return not self.failed
 
     def raise_for_errors(self) -> None:
-        """Raise the first failure, if any; when others failed too, a copy of it
+        """Raise the first failure, if any; when others failed too, a new error of its type
         whose message counts them (the errors in :attr:`failed` stay as they were,
         so calling this again says the same)."""
         if not self.failed:
@@ -60,9 +59,11 @@ class BatchResult:
         others = len(self.failed) - 1
         if not others:
             raise first
-        summary = copy.copy(first)
-        summary.reason = f"{first.reason} (and {others} more failed)"
-        summary.args = (summary.reason,)
+        # A new error of the same type, not copy.copy: once tblib's pickling support is
+        # installed (importing dask.distributed does it) a shallow copy shares the
+        # original's __dict__, and the count would pile up on the stored error.
+        summary = type(first)(f"{first.reason} (and {others} more failed)",
+                              backend=first.backend, operation=first.operation, key=first.key)
         raise summary from first
 
     def __bool__(self) -> bool:

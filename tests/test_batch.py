@@ -111,6 +111,11 @@ def test_custom_adapters_get_every_batch_kind_through_their_primitives(
 
 
 def test_raise_for_errors_says_the_same_each_time() -> None:
+    # Dask's workers install tblib's exception pickling, under which a shallow copy of an
+    # error shares its __dict__: the summary must be a new error all the same.
+    from tblib import pickling_support
+
+    pickling_support.install()
     result = _Dict().delete_files(["x", "y", "z"])
     messages = []
     for _ in range(3):

@@ -1,5 +1,6 @@
-"""What only the ``minio`` backend has: MinIO-style config, and everything a real
-SigV4-checking server refuses.  Runs against Ceph's RADOS Gateway over HTTP."""
+"""The ``minio`` backend's entry point: the whole contract, then what only it has
+(MinIO-style config, and everything a real SigV4-checking server refuses).  Runs
+against Ceph's RADOS Gateway over HTTP."""
 
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ from perceptra_storage import (
 from perceptra_storage.backends._s3fs import PART_SIZE
 from perceptra_storage.backends.minio import MinIOStorageAdapter
 from tests.cases_s3 import fetch, minio_config, minio_credentials, new_bucket, s3_client
+from tests.contract import Contract
 from tests.servers.common import S3Server, free_port
+
+
+class TestMinioContract(Contract):
+    """The whole contract on the minio backend."""
+
+    case = "minio"
 
 MiB = 2**20
 

@@ -1,5 +1,6 @@
-"""What only the ``s3`` backend has: config translation, the SigV4 signer, URL shapes,
-connection failures, multipart uploads.  Runs against moto's S3 server over HTTP."""
+"""The ``s3`` backend's entry point: the whole contract, then what only it has (config
+translation, the SigV4 signer, URL shapes, connection failures, multipart uploads).
+Runs against moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
@@ -24,8 +25,15 @@ from perceptra_storage import (
 from perceptra_storage.backends._s3fs import PART_SIZE
 from perceptra_storage.backends.s3 import S3StorageAdapter
 from tests.cases_s3 import fetch, new_bucket, s3_client, s3_config, s3_credentials
+from tests.contract import Contract
 from tests.servers.common import S3Server, free_port
 from tests.servers.faultproxy import FaultProxy
+
+
+class TestS3Contract(Contract):
+    """The whole contract on the s3 backend."""
+
+    case = "s3"
 
 MiB = 2**20
 
