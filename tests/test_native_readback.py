@@ -18,12 +18,11 @@ import pytest
 
 from perceptra_storage import BaseStorageAdapter
 from tests.cases_s3 import s3_client
-from tests.conftest import Backend
+from tests.conftest import NETWORK_BACKENDS, Backend
 
-NETWORK = ["azure", "minio", "s3"]
 MiB = 2**20
 
-pytestmark = pytest.mark.parametrize("backend", NETWORK, indirect=True)
+pytestmark = pytest.mark.parametrize("backend", NETWORK_BACKENDS, indirect=True)
 
 # Names without '_': Ceph's RADOS Gateway hands '_' in a metadata name back as '-' to
 # every client, boto3 included; the adapter maps it back (tested in the other direction).
