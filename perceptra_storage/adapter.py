@@ -38,6 +38,8 @@ from .base import (
     PresignedUrl,
     Source,
     StorageObject,
+    _refuse_same_key,
+    _source_kept,
 )
 from .errors import (
     StorageAdapterError,
@@ -858,6 +860,29 @@ class FsspecStorageAdapter(BaseStorageAdapter):
             destination_key = self._check_key(destination_key)
             self._file_info(source_key)
             self._call("cp_file", self._path(source_key), self._path(destination_key))
+        return destination_key
+
+    def move_file(self, source_key: str, destination_key: str) -> str:
+        """Move one object: on a local disk one atomic rename (through the filesystem's
+        ``mv``); on object stores a server-side copy, then a delete of the source. If
+        that delete fails, its typed error is raised and both objects stay."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        with self._operation("move", source_key if isinstance(source_key, str) else None):
+            source_key = self._check_key(source_key)
+            destination_key = self._check_key(destination_key)
+            _refuse_same_key(source_key, destination_key, self.backend_name)
+            self._file_info(source_key)
+            source, destination = self._path(source_key), self._path(destination_key)
+            if isinstance(self.filesystem, LocalFileSystem):
+                self._call("mv", source, destination)
+                return destination_key
+            self._call("cp_file", source, destination)
+        try:
+            with self._operation("move", source_key):
+                self._call("rm_file", source)
+        except StorageError as exc:
+            raise _source_kept(exc, destination_key) from exc
         return destination_key
 
     def __repr__(self) -> str:

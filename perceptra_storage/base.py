@@ -191,6 +191,20 @@ class BaseStorageAdapter(ABC):
                          content_type=info.content_type, metadata=info.metadata)
         return destination_key
 
+    def move_file(self, source_key: str, destination_key: str) -> str:
+        """Move one object to another key: copy (content type and metadata kept), then
+        delete the source. If the delete fails its typed error is raised and both
+        objects stay, so nothing is lost; a failed copy leaves the source alone."""
+        source_key = validate_key(source_key, self.backend_name)
+        destination_key = validate_key(destination_key, self.backend_name)
+        _refuse_same_key(source_key, destination_key, self.backend_name)
+        self.copy_file(source_key, destination_key)
+        try:
+            self.delete_file(source_key)
+        except StorageError as exc:
+            raise _source_kept(exc, destination_key) from exc
+        return destination_key
+
     # -- batch operations: a bounded thread pool over the primitives; the generic
     # adapter runs the same items on its filesystem's event loop instead.
 
@@ -351,6 +365,23 @@ class BaseStorageAdapter(ABC):
     def _secret_values(self) -> tuple[str, ...]:
         """Credential values that messages must never contain."""
         return tuple(str(v) for v in self.credentials.values() if isinstance(v, str) and v)
+
+
+def _refuse_same_key(source_key: str, destination_key: str, backend: str) -> None:
+    """A move onto itself would copy the object over itself and then delete it."""
+    if source_key == destination_key:
+        raise StorageValidationError(
+            f"{backend}: move {source_key!r}: source and destination are the same key",
+            backend=backend, operation="move", key=source_key)
+
+
+def _source_kept(error: StorageError, destination_key: str) -> StorageError:
+    """``error`` (a failed delete after a good copy), saying that both objects exist."""
+    error.message = (f"{error.message} (the copy at {destination_key!r} was made; "
+                     "the source was kept)")
+    error.args = (error.message,)
+    error.operation = "move"
+    return error
 
 
 class _UploadOnClose(io.BytesIO):

@@ -272,12 +272,26 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
                 self._open(path2, "wb", **_read_properties(path1)) as target:
             _copy(source, target, None)
 
+    def mv(self, path1: str, path2: str, recursive: bool = False, **kwargs: Any) -> None:
+        """Move one file by one rename (atomic; its stored properties travel with it)
+        into a folder made as needed, replacing a file there (``os.replace``, which
+        Windows' ``os.rename`` would refuse), and drop the folders it leaves empty."""
+        path1, path2 = self._strip_protocol(path1), self._strip_protocol(path2)
+        if os.path.isdir(path2):
+            raise IsADirectoryError(errno.EISDIR, "destination is a folder", path2)
+        os.makedirs(os.path.dirname(path2), exist_ok=True)
+        os.replace(path1, path2)
+        self._drop_empty_folders(path1)
+
     def rm_file(self, path: str) -> None:
         """Delete a file and the directories it leaves empty: on an object store a
         "directory" exists only while it holds keys, and the same key names must stay
         usable here (after deleting ``a/b``, ``a`` can be a file)."""
         path = self._strip_protocol(path)
         os.unlink(path)
+        self._drop_empty_folders(path)
+
+    def _drop_empty_folders(self, path: str) -> None:
         folder = os.path.realpath(os.path.dirname(path))
         while folder.startswith(self.keep + os.sep):
             try:
