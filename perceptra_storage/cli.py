@@ -975,6 +975,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("perceptra-storage: interrupted\n")
         return 130
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        out.error(f"{args.command}: internal error (run with --debug and report it)", exc)
+        return EXIT_SOME_FAILED
 
 
 def _where(args: argparse.Namespace, error: StorageError) -> str:

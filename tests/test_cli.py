@@ -326,3 +326,42 @@ def test_permission_and_connection_failures(request: pytest.FixtureRequest,
     assert "TLS handshake failed" in tool.run("test", "notls", code=5).stderr.decode()
     record = tool.json("test", "refused", code=5)[0]
     assert record["ok"] is False and record["reason"].startswith("TCP")
+
+
+def test_readme_command_line_examples_run(request: pytest.FixtureRequest,
+                                          tmp_path: Path) -> None:
+    """The README's profiles file and its command-line block, as a reader would run them,
+    with only the cloud substituted: tenant-a's bucket lives on moto."""
+    import re
+    import uuid
+
+    from tests.cases_s3 import s3_client
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    profiles = re.search(r"## Profiles\n.*?```toml\n(.*?)```", readme, re.S)
+    commands = re.search(r"## Command line\n.*?```bash\n(.*?)```", readme, re.S)
+    assert profiles and commands
+    moto = request.getfixturevalue("moto_server")
+    bucket = f"tenant-a-{uuid.uuid4().hex[:12]}"
+    s3_client(moto).create_bucket(Bucket=bucket, CreateBucketConfiguration={
+        "LocationConstraint": "eu-west-1"})
+    text = profiles.group(1).replace('"tenant-a-data"', json.dumps(bucket)).replace(
+        'region = "eu-west-1" }', f'region = "eu-west-1", endpoint_url = '
+                                  f'{json.dumps(moto.endpoint_url)} }}').replace(
+        "/tmp/perceptra-scratch", str(tmp_path / "scratch"))
+    (tmp_path / "profiles.toml").write_text(text)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "q1.csv").write_text("quarter,total\nq1,42\n")
+    env = {**os.environ, "PERCEPTRA_STORAGE_PROFILES": str(tmp_path / "profiles.toml"),
+           "TENANT_A_KEY_ID": moto.access_key, "TENANT_A_SECRET": moto.secret_key,
+           "PATH": f"{CLI.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", commands.group(1)],
+                            cwd=tmp_path, env=env, capture_output=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "quarter,total" in out and "ok: profile tenant-a" in out
+    assert moto.secret_key not in out + result.stderr.decode()
+    assert (tmp_path / "scratch" / "archive" / "q1.csv").exists()
+    listing = (tmp_path / "listing.ndjson").read_text().splitlines()
+    assert json.loads(listing[0])["key"] == "reports/2026/q1.csv"
