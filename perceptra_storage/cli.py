@@ -66,7 +66,8 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_DENIED, EXIT_CONNECT
 EXIT_CODES = """\
 exit codes:
   0  success
-  1  some items failed (the others were done)
+  1  some items failed (the others were done; when every item failed the same
+     way, that failure's code below)
   2  usage or configuration error (bad arguments, profile, key or config)
   3  not found (key, prefix, bucket or container)
   4  permission denied (credentials missing, wrong or not allowed)
@@ -734,8 +735,10 @@ def _needs_copy(source: Location, entry: Entry, destination: Location,
                 existing: Optional[Entry], checksum: bool) -> tuple[bool, Optional[str]]:
     """Whether ``entry`` must be copied, and the source's SHA-256 if it was computed.
 
-    Remote destinations are compared against the mtime (and hash) that a previous
-    sync stored in their metadata; local ones against their own mtime and content."""
+    A size difference decides at once. Otherwise remote destinations are compared
+    against the mtime (and hash) that a previous sync stored in their metadata (one
+    metadata request per object, as listings carry no metadata); local ones against
+    their own mtime and content."""
     if existing is None or existing.size != entry.size:
         return True, None
     digest = None
@@ -885,7 +888,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="add size, modified time and etag")
     command("stat", cmd_stat, "show one object's size, time, etag, type and metadata"
             ).add_argument("path", metavar="PROFILE:KEY")
-    command("cat", cmd_cat, "write objects to stdout (streamed)").add_argument(
+    command("cat", cmd_cat, "write objects to stdout, streamed (raw bytes: --json does "
+            "not apply)").add_argument(
         "paths", nargs="+", metavar="PROFILE:KEY")
     for name, handler, verb in (("cp", cmd_cp, "copy"), ("mv", _cmd_mv, "move")):
         sub = command(name, handler, f"{verb} a file, or a folder/prefix with -r, between "
