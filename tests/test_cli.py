@@ -8,6 +8,7 @@ users are told to keep them. Memory lives in one process, so it is not here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -365,3 +366,38 @@ def test_readme_command_line_examples_run(request: pytest.FixtureRequest,
     assert (tmp_path / "scratch" / "archive" / "q1.csv").exists()
     listing = (tmp_path / "listing.ndjson").read_text().splitlines()
     assert json.loads(listing[0])["key"] == "reports/2026/q1.csv"
+
+
+def test_quiet_concurrency_and_progress_only_on_a_terminal(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    tool = Cli(tmp_path)
+    tool.add("disk", "local", {"base_path": str(tmp_path / "disk")})
+    _tree(tmp_path / "src")
+    quiet = tool.run("cp", "-r", "--quiet", "--concurrency", "1", "src", "disk:q")
+    assert quiet.stdout == b"" and quiet.stderr == b""
+    assert len(list((tmp_path / "disk" / "q").rglob("*.*"))) == 3
+    assert tool.run("cp", "-r", "--concurrency", "0", "src", "disk:z", code=2).returncode == 2
+    piped = tool.run("sync", "src", "disk:p")
+    assert b"it/s" not in piped.stderr and b"%|" not in piped.stderr  # not a terminal
+
+    leader, follower = pty.openpty()
+    # A terminal of 24 x 80 (a fresh pty is 0 x 0, where tqdm draws an empty bar).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    try:
+        result = subprocess.run([str(CLI), "sync", "src", "disk:t"], stdout=subprocess.PIPE,
+                                stderr=follower, env={**os.environ, **tool.env}, cwd=tmp_path,
+                                timeout=120, check=False)
+        os.close(follower)
+        seen = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 65536):
+                seen += chunk
+    finally:
+        os.close(leader)
+    assert result.returncode == 0
+    assert b"/3 [" in seen and b"file/s" in seen  # tqdm drew its bar on the terminal
+    assert b"%|" not in result.stdout
