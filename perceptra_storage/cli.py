@@ -257,7 +257,7 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
-def list_entries(location: Location, recursive: bool = True) -> dict[str, Entry]:
+def list_entries(location: Location) -> dict[str, Entry]:
     """Every file under ``location`` by relative path (a single file: its base name)."""
     if location.remote:
         adapter = location.store()
@@ -410,13 +410,10 @@ def cmd_stat(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_cat(args: argparse.Namespace, out: Output) -> int:
     sink = sys.stdout.buffer
-    total = 0
     for text in args.paths:
         location = _remote(text, out)
         with location.store().open(location.path, "rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                sink.write(chunk)
-                total += len(chunk)
+            shutil.copyfileobj(stream, sink, _CHUNK)
     sink.flush()
     return EXIT_OK
 
@@ -453,9 +450,9 @@ def _plan_copy(source: Location, destination: Location,
 
 def _stdio_copy(source: Location, destination: Location, out: Output) -> int:
     """``cp - DST`` (stdin) or ``cp SRC -`` (stdout): one stream, no temporary file."""
-    if source.path == "-" and destination.path == "-":
+    if source.text == "-" and destination.text == "-":
         raise StorageValidationError("cp: source and destination cannot both be '-'")
-    if destination.path == "-":
+    if destination.text == "-":
         if source.remote:
             with source.store().open(source.path, "rb") as stream:
                 shutil.copyfileobj(stream, sys.stdout.buffer, _CHUNK)
