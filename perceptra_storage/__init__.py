@@ -4,7 +4,7 @@ import logging
 
 from .backends.local import LocalStorageAdapter
 from .backends.memory import MemoryStorageAdapter
-from .base import BaseStorageAdapter, PresignedUrl, StorageObject
+from .base import BaseStorageAdapter, PresignedUrl, StorageAdapter, StorageObject
 from .errors import (
     StorageAdapterError,
     StorageConnectionError,
@@ -22,15 +22,18 @@ from .registry import (
     list_available_backends,
     register_adapter,
 )
+from .transfer import BatchResult
 
 __version__ = "0.2.0"
 
 __all__ = [
     "BaseStorageAdapter",
+    "BatchResult",
     "LocalStorageAdapter",
     "MemoryStorageAdapter",
     "PresignedUrl",
     "Profile",
+    "StorageAdapter",
     "StorageAdapterError",
     "StorageConnectionError",
     "StorageError",

@@ -19,13 +19,25 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import IO, Any, BinaryIO, ClassVar, Optional, Union
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    ClassVar,
+    Optional,
+    Protocol,
+    Self,
+    TypeVar,
+    Union,
+    overload,
+)
 
+from .batch import PrimitiveOperations, run_batch
 from .errors import (
     StorageAdapterError,
     StorageConnectionError,
@@ -37,14 +49,20 @@ from .errors import (
     StorageValidationError,
     translate_errors,
 )
-from .transfer import BatchResult, Progress, ProgressArg, check_concurrency, collect, source_size
+from .transfer import BatchResult, Progress, ProgressArg, source_size
 from .validation import validate_key
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+    from .batch import Operations
 
 __all__ = [
     "BaseStorageAdapter",
     "BatchResult",
     "PresignedUrl",
     "Source",
+    "StorageAdapter",
     "StorageAdapterError",
     "StorageConnectionError",
     "StorageError",
@@ -60,6 +78,15 @@ logger = logging.getLogger("perceptra_storage")
 
 Source = Union[BinaryIO, IO[bytes], bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 """What ``upload_file`` accepts: a binary file object, bytes-like data, or a local path."""
+
+
+class Writable(Protocol):
+    """A destination ``download_file`` can stream into: anything with ``write(bytes)``."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
+
+_Writer = TypeVar("_Writer", bound=Writable)
 
 
 @dataclass
@@ -181,7 +208,7 @@ class BaseStorageAdapter(ABC):
             return io.BytesIO(self.download_file(key))
         if mode == "wb":
             return _UploadOnClose(self, validate_key(key, self.backend_name))
-        raise StorageValidationError(f"{self.backend_name}: mode must be 'rb' or 'wb', "
+        raise StorageValidationError(f"mode must be 'rb' or 'wb', "
                                      f"not {mode!r}", backend=self.backend_name, key=key)
 
     def copy_file(self, source_key: str, destination_key: str) -> str:
@@ -205,8 +232,8 @@ class BaseStorageAdapter(ABC):
             raise _source_kept(exc, destination_key) from exc
         return destination_key
 
-    # -- batch operations: a bounded thread pool over the primitives; the generic
-    # adapter runs the same items on its filesystem's event loop instead.
+    # -- batch operations: the batch engine (batch.py) over the one-item methods; the
+    # generic adapter runs the same items on its filesystem's event loop instead.
 
     def upload_files(
         self,
@@ -279,60 +306,20 @@ class BaseStorageAdapter(ABC):
         return self._run_batch(kind, items, concurrency,
                                Progress(progress, len(items), "it", kind))
 
-    def _batch_item(self, kind: str, key: str, arg: Any, progress: Progress) -> None:
-        """One item of a batch, through the public primitives."""
-        if kind == "upload":
-            self.upload_file(arg, key)
-            progress.advance(source_size(arg))
-        elif kind == "download":
-            self.download_file(key, arg)
-            progress.advance(os.path.getsize(arg))
-        elif kind == "delete":
-            try:
-                self.delete_file(key)
-            except StorageNotFoundError:
-                if not arg:
-                    raise
-            progress.advance(1)
-        else:
-            self.copy_file(arg, key)
-            if kind == "move":
-                self.delete_file(arg)
-            progress.advance(1)
-
-    def _run_batch(self, kind: str, items: list[tuple[str, Any]], concurrency: int,
+    def _run_batch(self, kind: str, items: list[tuple[Any, Any]], concurrency: int,
                    progress: Progress) -> BatchResult:
-        """Run every item on a bounded thread pool; collect results in input order."""
-        workers = check_concurrency(concurrency, self.backend_name)
-        outcomes: dict[int, Optional[StorageError]] = {}
+        """Run every item through the batch engine; results in input order."""
+        return run_batch(self._batch_operations(), kind, items, concurrency, progress,
+                         threads=self.batch_in_threads)
 
-        def run(index: int, key: str, arg: Any) -> None:
-            try:
-                with translate_errors(self.backend_name, kind,
-                                      key if isinstance(key, str) else None,
-                                      secrets=self._secret_values()):
-                    self._batch_item(kind, validate_key(key, self.backend_name), arg, progress)
-                outcomes[index] = None
-            except StorageError as exc:
-                outcomes[index] = exc
-
-        try:
-            if not self.batch_in_threads:
-                for index, (key, arg) in enumerate(items):
-                    run(index, key, arg)
-            else:
-                with ThreadPoolExecutor(max_workers=workers,
-                                        thread_name_prefix="perceptra-batch") as pool:
-                    for index, (key, arg) in enumerate(items):
-                        pool.submit(run, index, key, arg)
-        finally:
-            progress.close()
-        return collect(items, outcomes)
+    def _batch_operations(self) -> Operations:
+        """How the batch engine does one item: here through the public one-item methods."""
+        return PrimitiveOperations(self)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; the adapter rebuilds them if used again."""
 
-    def __enter__(self) -> BaseStorageAdapter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -376,12 +363,10 @@ def _refuse_same_key(source_key: str, destination_key: str, backend: str) -> Non
 
 
 def _source_kept(error: StorageError, destination_key: str) -> StorageError:
-    """``error`` (a failed delete after a good copy), saying that both objects exist."""
-    error.message = (f"{error.message} (the copy at {destination_key!r} was made; "
-                     "the source was kept)")
-    error.args = (error.message,)
-    error.operation = "move"
-    return error
+    """The error of a delete that failed after a good copy, saying both objects exist."""
+    return type(error)(f"{error.reason} (the copy at {destination_key!r} was made; the "
+                       "source was kept)", backend=error.backend, operation="move",
+                       key=error.key)
 
 
 class _UploadOnClose(io.BytesIO):
@@ -407,3 +392,88 @@ class _UploadOnClose(io.BytesIO):
             self._adapter.upload_file(self.getvalue(), self._key)
         super().close()
 
+
+class StorageAdapter(Protocol):
+    """The API every built-in backend offers: what ``get_storage_adapter`` returns for a
+    backend name not known until run time.
+
+    A protocol, not a base class: adapters written against the 0.1 contract subclass
+    :class:`BaseStorageAdapter` with its narrower ``upload_file``/``download_file``
+    signatures, which stay valid overrides there; the built-in adapters
+    (:class:`~perceptra_storage.adapter.FsspecStorageAdapter`) satisfy this protocol.
+    """
+
+    config: dict[str, Any]
+    credentials: dict[str, Any]
+
+    @property
+    def backend_name(self) -> str: ...
+
+    def test_connection(self, timeout: float = 10) -> bool: ...
+
+    def upload_file(self, file_obj: Source, key: str, content_type: Optional[str] = None,
+                    metadata: Optional[dict[str, str]] = None, *,
+                    progress: ProgressArg = None, checksum: bool = False) -> str: ...
+
+    @overload
+    def download_file(self, key: str, destination: None = None, *,
+                      progress: ProgressArg = None, checksum: bool = False) -> bytes: ...
+
+    @overload
+    def download_file(self, key: str, destination: Union[str, os.PathLike[str]], *,
+                      progress: ProgressArg = None, checksum: bool = False) -> str: ...
+
+    @overload
+    def download_file(self, key: str, destination: _Writer, *,
+                      progress: ProgressArg = None, checksum: bool = False) -> _Writer: ...
+
+    def delete_file(self, key: str) -> bool: ...
+
+    def file_exists(self, key: str) -> bool: ...
+
+    def get_file_metadata(self, key: str) -> StorageObject: ...
+
+    def list_files(self, prefix: str = "", max_results: int = 1000) -> list[StorageObject]: ...
+
+    def iter_files(self, prefix: str = "") -> Iterator[StorageObject]: ...
+
+    def generate_presigned_url(self, key: str, expiration: int = 3600,
+                               method: str = "GET") -> PresignedUrl: ...
+
+    def get_public_url(self, key: str) -> Optional[str]: ...
+
+    def open(self, key: str, mode: str = "rb") -> IO[bytes]: ...
+
+    def copy_file(self, source_key: str, destination_key: str) -> str: ...
+
+    def move_file(self, source_key: str, destination_key: str) -> str: ...
+
+    def url(self, key: str) -> str: ...
+
+    @property
+    def storage_options(self) -> dict[str, Any]: ...
+
+    @property
+    def fs(self) -> AbstractFileSystem: ...
+
+    def upload_files(self, items: Union[Mapping[str, Source], Iterable[tuple[Source, str]]], *,
+                     concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    def download_files(self, keys: Iterable[str], destination_dir: Union[str, os.PathLike[str]],
+                       *, concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    def delete_files(self, keys: Iterable[str], *, concurrency: int = 16,
+                     progress: ProgressArg = None, missing_ok: bool = False) -> BatchResult: ...
+
+    def copy_files(self, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]], *,
+                   concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    def move_files(self, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]], *,
+                   concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None: ...

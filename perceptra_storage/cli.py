@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
-from .base import BaseStorageAdapter, BatchResult, StorageObject
+from .base import BatchResult, StorageAdapter, StorageObject
 from .errors import (
     StorageAdapterError,
     StorageConnectionError,
@@ -188,7 +188,7 @@ class Location:
     text: str
     profile: Optional[str] = None
     path: str = ""
-    adapter: Optional[BaseStorageAdapter] = None
+    adapter: Optional[StorageAdapter] = None
 
     @property
     def remote(self) -> bool:
@@ -198,7 +198,7 @@ class Location:
         """How an item here is shown: ``profile:key`` or the local path."""
         return f"{self.profile}:{ref}" if self.remote else ref
 
-    def store(self) -> BaseStorageAdapter:
+    def store(self) -> StorageAdapter:
         assert self.adapter is not None
         return self.adapter
 
@@ -343,7 +343,7 @@ def _sha256_local(path: str) -> str:
     return hasher.hexdigest()
 
 
-def _sha256_remote(adapter: BaseStorageAdapter, key: str) -> str:
+def _sha256_remote(adapter: StorageAdapter, key: str) -> str:
     hasher = hashlib.sha256()
     with adapter.open(key, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -752,7 +752,7 @@ def _needs_copy(source: Location, entry: Entry, destination: Location,
     return existing.mtime_ns != entry.mtime_ns, digest
 
 
-def _stored_or_computed(adapter: BaseStorageAdapter, key: str) -> str:
+def _stored_or_computed(adapter: StorageAdapter, key: str) -> str:
     stored = (adapter.get_file_metadata(key).metadata or {}).get(SHA256_FIELD)
     return stored or _sha256_remote(adapter, key)
 

@@ -17,25 +17,26 @@ Each class also inherits the builtin it means, so code written for files
 (``except FileNotFoundError``) and for fsspec works unchanged.
 
 Every public operation of the generic adapter runs inside :func:`translate_errors`.
-It walks one ordered rule table (built-in OS errors, then botocore, then
-azure.core, then aiohttp; each SDK's rules only when that SDK is installed) and
-raises the first match, keeping the original exception as ``__cause__``.
-Anything unmatched becomes :class:`StorageOperationError`.  Messages name the
-backend, the operation and the key, and are scrubbed of anything that looks
-like a credential before they are built; :func:`guard_sdk_logs` does the same
-for the SDKs' own log records.
+It walks one ordered rule table (fsspec's timeout, built-in OS errors, then
+botocore, then azure.core, then aiohttp; each SDK's rules only when that SDK is
+installed) and raises the first match, keeping the original exception as
+``__cause__``. Anything unmatched becomes :class:`StorageOperationError`.
+
+An error carries its reason and its context (``backend``, ``operation``,
+``key``) as separate fields; its message is built from them, so code that
+raises one gives only the reason and :func:`translate_errors` adds the context.
+Reasons built from SDK errors are scrubbed of anything that looks like a
+credential (:mod:`redaction`).
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Optional
+
+from .redaction import redact
 
 __all__ = [
     "StorageAdapterError",
@@ -46,11 +47,11 @@ __all__ = [
     "StoragePermissionError",
     "StorageTimeoutError",
     "StorageValidationError",
+    "build_error",
     "classify",
-    "guard_sdk_logs",
-    "interrupted",
+    "match",
     "redact",
-    "transient",
+    "response_of",
     "translate_errors",
 ]
 
@@ -58,8 +59,9 @@ __all__ = [
 class StorageError(Exception):
     """Base of every error this package raises.
 
-    ``StorageError("message")`` works as with any exception; ``backend``,
-    ``operation`` and ``key`` are optional context that the adapter fills in.
+    ``StorageError("reason")`` works as with any exception; ``backend``,
+    ``operation`` and ``key`` are optional context that the adapter fills in,
+    and the message names each one that is known.
     """
 
     def __init__(
@@ -71,10 +73,23 @@ class StorageError(Exception):
         key: Optional[str] = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
+        self.reason = message
         self.backend = backend
         self.operation = operation
         self.key = key
+
+    @property
+    def message(self) -> str:
+        """``backend: operation 'key': reason``, with the parts that are known."""
+        reason = self.reason
+        if self.backend and reason.startswith(f"{self.backend}: "):
+            # A reason written the 0.1 way, naming its backend itself (custom adapters).
+            reason = reason[len(self.backend) + 2:]
+        where = " ".join(part for part in (
+            self.operation, None if self.key is None else repr(self.key)) if part)
+        if self.backend:
+            where = f"{self.backend}: {where}" if where else self.backend
+        return f"{where}: {reason}" if where else reason
 
     def __str__(self) -> str:
         return self.message
@@ -106,30 +121,6 @@ class StorageNotFoundError(StorageOperationError, FileNotFoundError):
 
 class StoragePermissionError(StorageOperationError, PermissionError):
     """The credentials are missing, wrong, expired or not allowed to do this."""
-
-
-# Values that must never reach a message: signatures, keys, tokens, passwords.
-_SECRET_PATTERNS = [
-    re.compile(r"(?i)((?:sig|signature|x-amz-signature|x-amz-security-token|"
-               r"x-amz-credential)=)[^&\s'\"]+"),
-    re.compile(r"(?i)((?:accountkey|sharedaccesssignature|password|secret|signature|"
-               r"secret_access_key|aws_secret_access_key|client_secret|"
-               r"session_token|aws_session_token|account_key|sas_token)\s*[=:]\s*['\"]?)"
-               r"[^;&\s'\",}]+"),
-    re.compile(r"(?i)(authorization\s*[=:]\s*['\"]?)[^'\"\n]+"),
-    re.compile(r"(//[^/:@\s]+:)[^@/\s]+(@)"),
-]
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Return ``text`` with known secret values and credential-shaped fields masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + "***" + (m.group(2) if m.re.groups > 1 else ""),
-                           text)
-    return text
 
 
 _CUT = "connection cut mid-transfer"
@@ -169,7 +160,7 @@ def _answered(not_found: bool, denied: bool, code: str,
     return StorageOperationError, f"refused ({label})"
 
 
-def _response_of(exc: BaseException) -> tuple[Optional[int], str]:
+def response_of(exc: BaseException) -> tuple[Optional[int], str]:
     """HTTP status and error code of an SDK exception that carries a response."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):  # botocore's ClientError
@@ -197,14 +188,14 @@ def _botocore_rules() -> list[_Rule]:
     def client_error(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
         if not isinstance(exc, bce.ClientError):
             return None
-        status, code = _response_of(exc)
+        status, code = response_of(exc)
         return _answered(code in _BOTO_NOT_FOUND, code in _BOTO_DENIED, code, status)
 
     def ours_inside(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
         # aiobotocore wraps whatever its HTTP session raises, our refusals included.
         inner = getattr(exc, "kwargs", {}).get("error")
         if isinstance(exc, bce.HTTPClientError) and isinstance(inner, StorageError):
-            return type(inner), inner.message
+            return type(inner), inner.reason
         return None
 
     return [
@@ -236,7 +227,7 @@ def _azure_rules() -> list[_Rule]:
     def http_error(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
         if not isinstance(exc, ace.HttpResponseError):
             return None
-        status, code = _response_of(exc)
+        status, code = response_of(exc)
         if status is None and exc.__cause__ is not None:
             # No answer at all: the storage SDK re-raises a transport failure (a cut
             # download) as a bare HttpResponseError; the cause says what happened.
@@ -245,7 +236,6 @@ def _azure_rules() -> list[_Rule]:
                          isinstance(exc, ace.ClientAuthenticationError), code, status)
 
     return [
-        _isinstance_rule(ace.IncompleteReadError, StorageConnectionError, _CUT),
         http_error,
         _isinstance_rule(ace.ClientAuthenticationError, StoragePermissionError,
                          "authentication failed"),
@@ -267,11 +257,33 @@ def _aiohttp_rules() -> list[_Rule]:
         return []
     return [
         _isinstance_rule(aiohttp.ServerTimeoutError, StorageTimeoutError, "timed out"),
-        _isinstance_rule(aiohttp.ClientPayloadError, StorageConnectionError, _CUT),
         _isinstance_rule(aiohttp.ClientConnectionError, StorageConnectionError,
                          "connection failed"),
         _isinstance_rule(aiohttp.ClientResponseError, StorageOperationError, "refused"),
     ]
+
+
+def _fsspec_rules() -> list[_Rule]:
+    # fsspec raises FSTimeoutError (a TimeoutError) when a call given ``timeout=``
+    # (the adapter's operation_timeout) was cancelled on its event loop.
+    from fsspec.exceptions import FSTimeoutError
+
+    return [_isinstance_rule(FSTimeoutError, StorageTimeoutError,
+                             "not done within operation_timeout")]
+
+
+def _cut_rule() -> _Rule:
+    """A response body cut mid-transfer, by the exception types the HTTP stacks
+    raise for it (:func:`resilience.cut_read_types`), before the SDKs' broader
+    rules would call it a failed connection or a failed response."""
+    from .resilience import cut_read_types
+
+    kinds = cut_read_types()
+
+    def rule(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+        return (StorageConnectionError, _CUT) if isinstance(exc, kinds) else None
+
+    return rule
 
 
 def _os_rules() -> list[_Rule]:
@@ -292,6 +304,8 @@ def _rules() -> tuple[_Rule, ...]:
     """The ordered table, most specific first; generic OSError comes last because
     aiohttp's connection errors are OSErrors too."""
     return (
+        *_fsspec_rules(),
+        _cut_rule(),
         *_os_rules(),
         *_botocore_rules(),
         *_azure_rules(),
@@ -300,7 +314,7 @@ def _rules() -> tuple[_Rule, ...]:
     )
 
 
-def _match(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+def match(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
     """The first rule of the table that matches ``exc`` itself."""
     for rule in _rules():
         found = rule(exc)
@@ -312,8 +326,8 @@ def _match(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
 def classify(exc: BaseException) -> tuple[type[StorageError], str]:
     """Our exception class and a short reason for any exception a backend raised."""
     if isinstance(exc, StorageError):
-        return type(exc), exc.message
-    found = _match(exc)
+        return type(exc), exc.reason
+    found = match(exc)
     if found:
         return found
     if exc.__cause__ is not None:
@@ -321,45 +335,6 @@ def classify(exc: BaseException) -> tuple[type[StorageError], str]:
         # block") from the SDK's error): what it wraps says what happened.
         return classify(exc.__cause__)
     return StorageOperationError, "failed"
-
-
-# Error codes that mean "slow down" or "try again" whatever the status says.
-_RETRY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-                          "TooManyRequests", "ServerBusy", "RequestTimeout", "InternalError",
-                          "ServiceUnavailable", "OperationTimedOut"})
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it was raised from (cause, else context), without loops."""
-    seen: set[int] = set()
-    current: Optional[BaseException] = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def transient(exc: BaseException) -> bool:
-    """Whether another attempt may succeed: the connection failed, timed out or was
-    cut, or the server failed or asked to slow down (5xx, 408, 429, throttling codes).
-    An answer such as 403 or 404, and anything we refused ourselves, is permanent:
-    another attempt would only repeat it."""
-    for error in _chain(exc):
-        if isinstance(error, StorageError):
-            return isinstance(error, StorageConnectionError)
-        status, code = _response_of(error)
-        if status is not None or code:
-            return code in _RETRY_CODES or status in (408, 429) or (status or 0) >= 500
-        found = _match(error)
-        if found and issubclass(found[0], StorageConnectionError):
-            return True
-    return False
-
-
-def interrupted(exc: BaseException) -> bool:
-    """Whether the connection was cut while a response body was arriving, which the
-    SDKs report but do not retry (the request itself had succeeded)."""
-    return any((_match(error) or (None, ""))[1] == _CUT for error in _chain(exc))
 
 
 def _detail(exc: BaseException) -> str:
@@ -377,12 +352,10 @@ def build_error(
 ) -> StorageError:
     """The :class:`StorageError` that stands for ``exc``, with context and a safe message."""
     error_class, reason = classify(exc)
-    where = f"{backend}: {operation}" + (f" {key!r}" if key is not None else "")
     detail = _detail(exc)
     # A wrapper around one of our own refusals adds nothing but its class name.
     said = reason if detail.endswith(reason) else f"{reason}: {type(exc).__name__}: {detail}"
-    message = redact(f"{where}: {said}", secrets)
-    return error_class(message, backend=backend, operation=operation, key=key)
+    return error_class(redact(said, secrets), backend=backend, operation=operation, key=key)
 
 
 @contextmanager
@@ -407,57 +380,3 @@ def translate_errors(
         raise
     except Exception as exc:
         raise build_error(exc, backend, operation, key, secrets) from exc
-
-
-_SDK_LOGGERS = ("botocore", "aiobotocore", "boto3", "s3transfer", "s3fs", "adlfs", "azure",
-                "urllib3", "aiohttp", "fsspec")
-_live_secrets: weakref.WeakValueDictionary[int, _SecretSet] = weakref.WeakValueDictionary()
-
-
-class _SecretSet:
-    """The credential values of one adapter; gone when the adapter is."""
-
-    def __init__(self, values: Iterable[str]) -> None:
-        self.values = tuple(values)
-
-
-_factory_lock = threading.Lock()
-_installed = False
-
-
-_Factory = Callable[..., logging.LogRecord]
-
-
-def _redacting_factory(previous: _Factory) -> _Factory:
-    """Wrap the record factory so SDK records are masked as they are created, on any
-    logger of those SDKs, including ones created after this was installed."""
-
-    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        if record.name.split(".")[0] in _SDK_LOGGERS:
-            secrets = [value for entry in list(_live_secrets.values())
-                       for value in entry.values]
-            message = record.getMessage()
-            cleaned = redact(message, secrets)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
-        return record
-
-    return make
-
-
-def guard_sdk_logs(secrets: Iterable[str]) -> Optional[_SecretSet]:
-    """Register credential values to mask in the SDKs' log records (signed URLs,
-    keys, tokens), installing the masking once per process. Keep the returned
-    holder alive as long as the secrets are in use. Costs nothing unless those
-    SDK loggers are enabled."""
-    global _installed
-    values = tuple(secrets)
-    holder = _SecretSet(values) if values else None
-    if holder is not None:
-        _live_secrets[id(holder)] = holder
-    with _factory_lock:
-        if not _installed:
-            logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
-            _installed = True
-    return holder

@@ -47,7 +47,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Optional, Union
 
-from .base import BaseStorageAdapter
+from .base import StorageAdapter
 from .errors import StorageAdapterError, StorageError, StorageValidationError, redact
 from .validation import validate_options
 
@@ -111,7 +111,7 @@ class Profile:
                        _frozen(_expand(self.credentials, self.source, self.name,
                                        "credentials")), self.source)
 
-    def open(self) -> BaseStorageAdapter:
+    def open(self) -> StorageAdapter:
         """A new adapter for this profile (variables resolved; errors name the profile)."""
         from .registry import get_storage_adapter
 
@@ -126,7 +126,7 @@ class Profile:
 _lock = threading.Lock()
 _registered: dict[str, Profile] = {}
 _file_cache: dict[str, tuple[tuple[int, int, int], dict[str, Profile]]] = {}
-_adapters: dict[str, tuple[Profile, BaseStorageAdapter]] = {}
+_adapters: dict[str, tuple[Profile, StorageAdapter]] = {}
 
 
 def register_profile(
@@ -201,7 +201,7 @@ def get_profile(name: str) -> Profile:
     return profiles[name].resolved()
 
 
-def open_profile(name: str) -> BaseStorageAdapter:
+def open_profile(name: str) -> StorageAdapter:
     """The adapter of profile ``name``, shared within the process.
 
     The same adapter is returned while the profile's resolved backend, config and

@@ -50,14 +50,21 @@ class BatchResult:
         return not self.failed
 
     def raise_for_errors(self) -> None:
-        """Raise the first failure (its message counts the others), if any."""
-        if self.failed:
-            first = next(iter(self.failed.values()))
-            others = len(self.failed) - 1
-            if others:
-                first.message = f"{first.message} (and {others} more failed)"
-                first.args = (first.message,)
+        """Raise the first failure, if any; when others failed too, a new error of its type
+        whose message counts them (the errors in :attr:`failed` stay as they were,
+        so calling this again says the same)."""
+        if not self.failed:
+            return
+        first = next(iter(self.failed.values()))
+        others = len(self.failed) - 1
+        if not others:
             raise first
+        # A new error of the same type, not copy.copy: once tblib's pickling support is
+        # installed (importing dask.distributed does it) a shallow copy shares the
+        # original's __dict__, and the count would pile up on the stored error.
+        summary = type(first)(f"{first.reason} (and {others} more failed)",
+                              backend=first.backend, operation=first.operation, key=first.key)
+        raise summary from first
 
     def __bool__(self) -> bool:
         return self.ok
@@ -88,14 +95,6 @@ class Progress:
     @property
     def active(self) -> bool:
         return self._bar is not None or self._callback is not None
-
-    def add_total(self, amount: int) -> None:
-        """Grow the total as sizes become known (downloads learn them as they start)."""
-        with self._lock:
-            self._total = (self._total or 0) + amount
-            if self._bar is not None:
-                self._bar.total = self._total
-                self._bar.refresh()
 
     def advance(self, amount: int) -> None:
         if not amount or not self.active:

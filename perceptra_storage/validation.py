@@ -48,8 +48,7 @@ _MIME = mimetypes.MimeTypes()
 def _fail(
     message: str, backend: Optional[str], key: Optional[str] = None
 ) -> StorageValidationError:
-    prefix = f"{backend}: " if backend else ""
-    return StorageValidationError(prefix + message, backend=backend, key=key)
+    return StorageValidationError(message, backend=backend, key=key)
 
 
 def _check_segments(text: str, what: str, backend: Optional[str], allow_trailing: bool) -> None:
@@ -118,7 +117,7 @@ def validate_root_prefix(prefix: Any, backend: str) -> str:
     try:
         validate_key(stripped, backend)
     except StorageValidationError as exc:
-        raise _fail(f"config field 'prefix' is invalid: {exc.message.split(': ', 1)[-1]}",
+        raise _fail(f"config field 'prefix' is invalid: {exc.reason}",
                     backend) from None
     return stripped
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from perceptra_storage import get_storage_adapter
-from tests.conftest import Backend, unavailable
+from tests.conftest import Backend, Case, unavailable
 from tests.servers.common import AzuriteServer, ServerUnavailable
 
 
@@ -71,10 +71,12 @@ def _azure(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return len(every - committed)
 
     parts = urlsplit(server.account_url)
-    return Backend("azure", make, presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
-                   secrets=(server.account_key,), cleanup=[delete],
+    return Backend("azure", make, secrets=(server.account_key,), cleanup=[delete],
                    server=(str(parts.hostname), int(parts.port or 80)), via=via,
                    pending_uploads=pending)
 
 
-BACKENDS = {"azure": _azure}
+BACKENDS = {
+    "azure": Case(start=_azure, presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
+                  network=True, multipart_uploads=True, discards_failed_uploads=False),
+}

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from perceptra_storage import BaseStorageAdapter, get_storage_adapter
-from tests.conftest import Backend, unavailable
+from tests.conftest import Backend, Case, unavailable
 from tests.servers.common import S3Server, ServerUnavailable
 
 SIGNED_METHODS = frozenset({"GET", "PUT", "HEAD", "DELETE"})
@@ -149,9 +149,9 @@ def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return get_storage_adapter("s3", {**s3_config(server, bucket), **extra,
                                           "endpoint_url": endpoint}, s3_credentials(server))
 
-    return Backend("s3", make, presign_methods=SIGNED_METHODS,
-                   secrets=(server.secret_key, server.access_key), cleanup=[remove],
-                   server=_address(server), via=via, pending_uploads=_pending(server, bucket))
+    return Backend("s3", make, secrets=(server.secret_key, server.access_key),
+                   cleanup=[remove], server=_address(server), via=via,
+                   pending_uploads=_pending(server, bucket))
 
 
 def _minio(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
@@ -167,9 +167,13 @@ def _minio(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         config.pop("secure")
         return get_storage_adapter("minio", config, minio_credentials(server))
 
-    return Backend("minio", make, presign_methods=SIGNED_METHODS,
-                   secrets=(server.secret_key, server.access_key), cleanup=[remove],
-                   server=_address(server), via=via, pending_uploads=_pending(server, bucket))
+    return Backend("minio", make, secrets=(server.secret_key, server.access_key),
+                   cleanup=[remove], server=_address(server), via=via,
+                   pending_uploads=_pending(server, bucket))
 
 
-BACKENDS = {"s3": _s3, "minio": _minio}
+BACKENDS = {
+    "s3": Case(start=_s3, presign_methods=SIGNED_METHODS, network=True, multipart_uploads=True),
+    "minio": Case(start=_minio, presign_methods=SIGNED_METHODS, network=True,
+                  multipart_uploads=True),
+}

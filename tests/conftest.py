@@ -1,17 +1,26 @@
 """Backends under test, each over a real store, and the fixtures that reach them.
 
-``backend`` is parametrized over every entry of ``BACKENDS``; a backend joins
-the contract suite by adding one factory there.  Servers are started once per
-session on loopback; when one cannot start, the test is skipped locally and
-fails under CI (CI=true), so CI never passes on a silently skipped backend.
+``BACKENDS`` is the backend table: one ``Case`` per backend (or variant of one),
+holding what the backend can do and how to reach a fresh store.  The contract
+suite (``tests/contract``) selects and adapts its tests by those capability
+fields, never by a backend's name; ``tests/contract/__init__.py`` says how to
+add a backend or a variant.
+
+The fixtures ``backend``, ``storage``, ``shared_backend`` and ``faulty`` are
+parametrized over the table, for plain test functions that should run on every
+backend (or every one with the capability).  Servers are started once per session
+on loopback; when one cannot start, the test is skipped locally and fails under CI
+(CI=true), so CI never passes on a silently skipped backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -24,14 +33,44 @@ from tests.servers.faultproxy import FaultProxy
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@dataclass
-class Backend:
-    """One backend under test: how to build adapters over the same store."""
+@dataclass(kw_only=True)
+class Capabilities:
+    """What a backend can do, known before any server starts (tests are selected by
+    these at collection time).  The defaults describe a plain object store on disk."""
 
-    name: str
-    factory: Callable[[Optional[str]], BaseStorageAdapter]
     presign_methods: frozenset[str] = frozenset()
     """Methods whose presigned URL a plain HTTP client can use on this backend."""
+    network: bool = False
+    """Reached over HTTP through a server: has network faults to survive, and a fault
+    proxy can sit between adapter and server (``Backend.server``, ``Backend.via``)."""
+    shared_across_processes: bool = True
+    """Other processes (forked children, Dask workers) reach the same store."""
+    holds_objects_in_memory: bool = False
+    """The store keeps every object in this process's memory, so memory bounds on
+    transfers allow for the object itself."""
+    multipart_uploads: bool = False
+    """Large uploads go up in parts (S3 multipart uploads, Azure blocks)."""
+    discards_failed_uploads: bool = True
+    """A failed upload leaves nothing pending in the store (``Backend.pending_uploads``).
+    Azure cannot drop staged blocks safely; they stay invisible until the name's next
+    commit or the service's clean-up (README, Reliability)."""
+    directories: bool = False
+    """Keys are paths in a real directory tree: a name cannot be a file and a folder at
+    once, and empty directories exist (object stores have neither)."""
+
+    def capabilities(self) -> dict[str, Any]:
+        """The capability fields alone, by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Capabilities)}
+
+
+@dataclass
+class Backend(Capabilities):
+    """One backend under test: how to build adapters over the same store, and what
+    the backend can do (the ``Capabilities`` fields of its table entry)."""
+
+    name: str
+    """The backend's registered name, as its adapters and errors report it."""
+    factory: Callable[[Optional[str]], BaseStorageAdapter]
     secrets: tuple[str, ...] = ()
     """Credential values that must never appear in reprs, messages or logs."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
@@ -48,6 +87,14 @@ class Backend:
         return self.factory(prefix)
 
 
+@dataclass(kw_only=True)
+class Case(Capabilities):
+    """One entry of the backend table: the capabilities, and ``start``, which reaches a
+    fresh, empty store for one test (starting the session's server on first use)."""
+
+    start: Callable[[pytest.FixtureRequest, Path], Backend]
+
+
 def unavailable(reason: str) -> None:
     """Skip outside CI; fail under CI, where every backend must run."""
     if IN_CI:
@@ -59,26 +106,24 @@ def _with_prefix(config: dict[str, Any], prefix: Optional[str]) -> dict[str, Any
     return {**config, "prefix": prefix} if prefix else dict(config)
 
 
-def _local(tmp_path: Path) -> Backend:
+def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     config = {"base_path": str(tmp_path / "store")}
-    return Backend("local", lambda p: get_storage_adapter("local", _with_prefix(config, p)),
-                   presign_methods=frozenset({"GET"}))
+    return Backend("local", lambda p: get_storage_adapter("local", _with_prefix(config, p)))
 
 
-def _memory(tmp_path: Path) -> Backend:
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     config = {"store_name": f"test-{uuid.uuid4().hex}"}
     return Backend("memory", lambda p: get_storage_adapter("memory", _with_prefix(config, p)))
 
 
-BackendFactory = Callable[[pytest.FixtureRequest, Path], Backend]
-
-BACKENDS: dict[str, BackendFactory] = {
-    "local": lambda request, tmp_path: _local(tmp_path),
-    "memory": lambda request, tmp_path: _memory(tmp_path),
+BACKENDS: dict[str, Case] = {
+    "local": Case(start=_local, presign_methods=frozenset({"GET"}), directories=True),
+    "memory": Case(start=_memory, shared_across_processes=False,
+                   holds_objects_in_memory=True),
 }
 
 # Server-backed backends: each module holds its session fixtures (servers) and a
-# BACKENDS dict of factories that reach them through ``request.getfixturevalue``.
+# BACKENDS dict of cases whose ``start`` reaches them through ``request.getfixturevalue``.
 CASE_MODULES = ["tests.cases_s3", "tests.cases_azure"]
 pytest_plugins = CASE_MODULES
 pytest.register_assert_rewrite(*CASE_MODULES)
@@ -86,27 +131,38 @@ for _module in CASE_MODULES:
     BACKENDS.update(importlib.import_module(_module).BACKENDS)
 
 
+@contextmanager
+def started_backend(case_id: str, request: pytest.FixtureRequest,
+                    tmp_path: Path) -> Iterator[Backend]:
+    """The backend of table entry ``case_id`` on a fresh store, with the entry's
+    capabilities, cleaned up afterwards."""
+    case = BACKENDS[case_id]
+    backend = dataclasses.replace(case.start(request, tmp_path), **case.capabilities())
+    try:
+        yield backend
+    finally:
+        for step in backend.cleanup:
+            step()
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    case = BACKENDS[request.param](request, tmp_path)
-    yield case
-    for step in case.cleanup:
-        step()
+    with started_backend(request.param, request, tmp_path) as started:
+        yield started
 
 
-SHARED_ACROSS_PROCESSES = sorted(name for name in BACKENDS if name != "memory")
+SHARED_ACROSS_PROCESSES = sorted(k for k, case in BACKENDS.items()
+                                 if case.shared_across_processes)
 """Backends whose store other processes reach (memory lives in one process)."""
 
 
 @pytest.fixture(params=SHARED_ACROSS_PROCESSES)
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    case = BACKENDS[request.param](request, tmp_path)
-    yield case
-    for step in case.cleanup:
-        step()
+    with started_backend(request.param, request, tmp_path) as started:
+        yield started
 
 
-NETWORK_BACKENDS = sorted(name for name in BACKENDS if name not in ("local", "memory"))
+NETWORK_BACKENDS = sorted(k for k, case in BACKENDS.items() if case.network)
 """Backends reached over HTTP: the ones with network faults to survive."""
 
 
@@ -123,15 +179,22 @@ class Faulty:
         return self.backend.via(f"http://{self.proxy.address}", config)
 
 
+@contextmanager
+def fault_proxy(backend: Backend) -> Iterator[Faulty]:
+    """A fault proxy in front of ``backend``'s server, closed afterwards."""
+    assert backend.server is not None, f"{backend.name} has no server to proxy"
+    proxy = FaultProxy(*backend.server)
+    try:
+        yield Faulty(backend, proxy)
+    finally:
+        proxy.close()
+
+
 @pytest.fixture(params=NETWORK_BACKENDS)
 def faulty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Faulty]:
-    case = BACKENDS[request.param](request, tmp_path)
-    assert case.server is not None
-    proxy = FaultProxy(*case.server)
-    yield Faulty(case, proxy)
-    proxy.close()
-    for step in case.cleanup:
-        step()
+    with started_backend(request.param, request, tmp_path) as started, \
+            fault_proxy(started) as proxied:
+        yield proxied
 
 
 @pytest.fixture

@@ -83,8 +83,9 @@ def test_exceptions_are_simple_to_raise_and_pickle() -> None:
     assert isinstance(error, StorageOperationError)
     rich = StoragePermissionError("denied", backend="s3", operation="upload", key="k")
     clone = pickle.loads(pickle.dumps(rich))
-    assert (str(clone), clone.backend, clone.operation, clone.key) == \
-        ("denied", "s3", "upload", "k")
+    # The message is built from the fields: raisers give only the reason.
+    assert (str(clone), clone.reason, clone.backend, clone.operation, clone.key) == \
+        ("s3: upload 'k': denied", "denied", "s3", "upload", "k")
 
 
 def test_backend_names_are_case_insensitive(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""What only the ``azure`` backend has: config and credential forms, the SAS signer,
-URL shapes, connection failures; SAS grants are checked against Azurite with urllib."""
+"""The ``azure`` backend's entry point: the whole contract, then what only it has (config
+and credential forms, the SAS signer, URL shapes, connection failures; SAS grants are
+checked against Azurite with urllib)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,14 @@ from perceptra_storage import (
 from perceptra_storage.backends.azure import AzureStorageAdapter
 
 from .cases_azure import new_container
+from .contract import Contract
 from .servers.common import AzuriteServer, free_port
+
+
+class TestAzureContract(Contract):
+    """The whole contract on the azure backend."""
+
+    case = "azure"
 
 pytest.importorskip("adlfs")
 

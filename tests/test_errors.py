@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import pickle
+from pathlib import Path
 
 import pytest
 from botocore import exceptions as bce
 
+from perceptra_storage import get_storage_adapter
 from perceptra_storage.errors import (
     StorageConnectionError,
     StorageError,
@@ -75,7 +77,7 @@ def test_translate_keeps_cause_and_passes_our_errors_through() -> None:
     with pytest.raises(StorageValidationError) as ours, translate_errors("local", "upload", "k"):
         raise StorageValidationError("bad")
     assert (ours.value.backend, ours.value.operation, ours.value.key) == ("local", "upload", "k")
-    assert str(ours.value) == "bad"
+    assert ours.value.reason == "bad" and str(ours.value) == "local: upload 'k': bad"
 
 
 def test_messages_never_hold_secrets() -> None:
@@ -104,12 +106,16 @@ def test_errors_pickle_with_context() -> None:
 
 
 def test_sdk_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
-    from perceptra_storage.errors import guard_sdk_logs
+    from perceptra_storage.redaction import guard_sdk_logs
+
+    class Owner:
+        """Stands for an adapter: its secrets are masked while it lives."""
 
     secret = "an-account-key-value-0123456789"
-    holder = guard_sdk_logs([secret])
+    holder = Owner()
+    guard_sdk_logs(holder, [secret])
     child = logging.getLogger("botocore.endpoint.perceptra_test")
-    guard_sdk_logs([])
+    guard_sdk_logs(Owner(), [])
     with caplog.at_level(logging.DEBUG):
         child.debug("sending %s to https://h/k?X-Amz-Signature=%s", secret, "feedbeef")
         logging.getLogger("urllib3.connectionpool").debug("GET /c/b?sig=%s HTTP/1.1", "Zm9v")
@@ -117,3 +123,43 @@ def test_sdk_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     assert secret not in text and "feedbeef" not in text and "Zm9v" not in text
     assert "sending *** to" in text
     del holder
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        child.debug("sending %s", secret)
+    assert secret in caplog.text  # gone with its owner: nothing left to mask
+
+
+def test_operation_timeout_is_a_rule_of_the_table() -> None:
+    from fsspec.exceptions import FSTimeoutError
+
+    error = build_error(FSTimeoutError(), "s3", "download", "k")
+    assert isinstance(error, StorageTimeoutError) and "operation_timeout" in str(error)
+
+
+def test_cut_reads_are_known_by_exception_type() -> None:
+    import aiohttp
+    from azure.core import exceptions as ace
+
+    from perceptra_storage.resilience import cut_read, transient
+
+    cut = [aiohttp.ClientPayloadError("Response payload is not completed"),
+           bce.ResponseStreamingError(error=ConnectionResetError("reset")),
+           bce.IncompleteReadError(actual_bytes=10, expected_bytes=20),
+           ace.IncompleteReadError("peer closed")]
+    for exc in cut:
+        assert cut_read(exc) and transient(exc), exc
+        assert isinstance(build_error(exc, "s3", "download", "k"), StorageConnectionError)
+    wrapped = RuntimeError("read failed")
+    wrapped.__cause__ = cut[0]
+    assert cut_read(wrapped)
+    # Same words, other types: a timeout or a refused connection is no cut read.
+    for exc in (bce.ReadTimeoutError(endpoint_url="http://h"),
+                ConnectionRefusedError("connection cut mid-transfer")):
+        assert not cut_read(exc) and transient(exc)
+
+
+def test_get_public_url_runs_inside_the_translation(tmp_path: Path) -> None:
+    adapter = get_storage_adapter("local", {"base_path": str(tmp_path)})
+    with pytest.raises(StorageValidationError) as info:
+        adapter.get_public_url("../outside")
+    assert (info.value.backend, info.value.operation) == ("local", "public_url")

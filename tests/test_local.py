@@ -1,4 +1,5 @@
-"""What only the local backend has: files on disk, symlinks, extended attributes."""
+"""The local backend's entry point: the whole contract, then what only it has (files on
+disk, symlinks, extended attributes)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ from perceptra_storage import (
     StorageValidationError,
     get_storage_adapter,
 )
+from tests.contract import Contract
+
+
+class TestLocalContract(Contract):
+    """The whole contract on the local backend."""
+
+    case = "local"
 
 
 @pytest.fixture

@@ -1,10 +1,18 @@
-"""What only the memory backend has: private and named stores inside one process."""
+"""The memory backend's entry point: the whole contract, then what only it has (private
+and named stores inside one process)."""
 
 from __future__ import annotations
 
 import pickle
 
 from perceptra_storage import get_storage_adapter
+from tests.contract import Contract
+
+
+class TestMemoryContract(Contract):
+    """The whole contract on the memory backend."""
+
+    case = "memory"
 
 
 def test_private_stores_are_isolated() -> None:

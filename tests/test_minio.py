@@ -1,5 +1,6 @@
-"""What only the ``minio`` backend has: MinIO-style config, and everything a real
-SigV4-checking server refuses.  Runs against Ceph's RADOS Gateway over HTTP."""
+"""The ``minio`` backend's entry point: the whole contract, then what only it has
+(MinIO-style config, and everything a real SigV4-checking server refuses).  Runs
+against Ceph's RADOS Gateway over HTTP."""
 
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ from perceptra_storage import (
 from perceptra_storage.backends.minio import MinIOStorageAdapter
 from perceptra_storage.backends.s3 import PART_SIZE
 from tests.cases_s3 import fetch, minio_config, minio_credentials, new_bucket, s3_client
+from tests.contract import Contract
 from tests.servers.common import S3Server, free_port
+
+
+class TestMinioContract(Contract):
+    """The whole contract on the minio backend."""
+
+    case = "minio"
 
 MiB = 2**20
 
@@ -44,7 +52,7 @@ def minio(rgw_server: S3Server, bucket: str) -> MinIOStorageAdapter:
 
 def _endpoint(config: dict[str, Any]) -> str:
     adapter = get_storage_adapter("minio", {"bucket_name": "b-1", **config})
-    return str(adapter.storage_options["endpoint_url"])  # type: ignore[attr-defined]
+    return str(adapter.storage_options["endpoint_url"])
 
 
 # --- config translation ---------------------------------------------------------------
@@ -57,7 +65,7 @@ def test_seed_config_translates_to_s3_options() -> None:
     before = (dict(config), dict(credentials))
     adapter = get_storage_adapter("minio", config, credentials)
     assert (config, credentials) == before
-    options = adapter.storage_options  # type: ignore[attr-defined]
+    options = adapter.storage_options
     assert options["endpoint_url"] == "https://play.min.io:9000"
     assert (options["key"], options["secret"]) == ("MINIOKEY", "m1n10-s3cr3t")
     assert options["config_kwargs"]["s3"] == {"addressing_style": "path"}
@@ -103,7 +111,7 @@ def test_bad_config_names_the_field(config: dict[str, Any], field: str) -> None:
 
 def test_region_defaults_to_us_east_1() -> None:
     adapter = get_storage_adapter("minio", {"bucket_name": "b-1", "endpoint_url": "h:9000"})
-    assert adapter.storage_options["client_kwargs"] == {"region_name": "us-east-1"}  # type: ignore[attr-defined]
+    assert adapter.storage_options["client_kwargs"] == {"region_name": "us-east-1"}
 
 
 @pytest.mark.parametrize("credentials, field", [

@@ -1,6 +1,5 @@
-"""``move_file`` on every backend: the object arrives with its content type and
-metadata, the source is gone, and bad moves are refused with typed errors before
-anything changes."""
+"""What ``move_file`` does beyond the contract (``tests/contract/objects.py``): one
+rename on local disks, and no loss when the store refuses the delete after the copy."""
 
 from __future__ import annotations
 
@@ -12,37 +11,10 @@ from pathlib import Path
 import pytest
 
 from perceptra_storage import (
-    BaseStorageAdapter,
     StorageError,
-    StorageNotFoundError,
     StoragePermissionError,
-    StorageValidationError,
 )
-from tests.conftest import Backend
-
-
-def test_move_keeps_content_type_and_metadata(storage: BaseStorageAdapter) -> None:
-    storage.upload_file(b"payload", "in/a.csv", content_type="text/csv",
-                        metadata={"owner": "ops"})
-    storage.upload_file(b"old", "out/b.csv")
-    assert storage.move_file("in/a.csv", "out/b.csv") == "out/b.csv"
-    assert not storage.file_exists("in/a.csv")
-    assert storage.download_file("out/b.csv") == b"payload"
-    info = storage.get_file_metadata("out/b.csv")
-    assert info.content_type == "text/csv" and info.metadata == {"owner": "ops"}
-    assert [o.key for o in storage.list_files()] == ["out/b.csv"]
-
-
-def test_bad_moves_change_nothing(storage: BaseStorageAdapter) -> None:
-    storage.upload_file(b"x", "k")
-    with pytest.raises(StorageNotFoundError) as missing:
-        storage.move_file("absent", "elsewhere")
-    assert missing.value.operation == "move" and "absent" in str(missing.value)
-    with pytest.raises(StorageValidationError, match="same key"):
-        storage.move_file("k", "k")
-    with pytest.raises(StorageValidationError):
-        storage.move_file("k", "../escape")
-    assert storage.download_file("k") == b"x" and not storage.file_exists("elsewhere")
+from tests.conftest import started_backend
 
 
 def test_local_move_is_one_rename(tmp_path: Path) -> None:
@@ -66,10 +38,9 @@ def test_a_failed_delete_keeps_both_objects(request: pytest.FixtureRequest,
                                             tmp_path: Path) -> None:
     """Ceph RGW enforces bucket policies on the owner too: with DeleteObject denied,
     the copy is made, the delete is refused (403), and neither object is lost."""
-    from tests.cases_s3 import BACKENDS, s3_client
+    from tests.cases_s3 import s3_client
 
-    case: Backend = BACKENDS["minio"](request, tmp_path)
-    try:
+    with started_backend("minio", request, tmp_path) as case:
         storage = case.make()
         bucket = storage.config["bucket_name"]
         storage.upload_file(b"keep me", "src.txt")
@@ -84,6 +55,3 @@ def test_a_failed_delete_keeps_both_objects(request: pytest.FixtureRequest,
         assert storage.download_file("src.txt") == b"keep me"
         assert storage.download_file("dst.txt") == b"keep me"
         s3_client(request.getfixturevalue("rgw_server")).delete_bucket_policy(Bucket=bucket)
-    finally:
-        for step in case.cleanup:
-            step()

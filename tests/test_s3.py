@@ -1,5 +1,6 @@
-"""What only the ``s3`` backend has: config translation, the SigV4 signer, URL shapes,
-connection failures, multipart uploads.  Runs against moto's S3 server over HTTP."""
+"""The ``s3`` backend's entry point: the whole contract, then what only it has (config
+translation, the SigV4 signer, URL shapes, connection failures, multipart uploads).
+Runs against moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ from perceptra_storage import (
 )
 from perceptra_storage.backends.s3 import PART_SIZE, S3StorageAdapter
 from tests.cases_s3 import fetch, new_bucket, s3_client, s3_config, s3_credentials
+from tests.contract import Contract
 from tests.servers.common import S3Server, free_port
 from tests.servers.faultproxy import FaultProxy
+
+
+class TestS3Contract(Contract):
+    """The whole contract on the s3 backend."""
+
+    case = "s3"
 
 MiB = 2**20
 
@@ -55,7 +63,7 @@ def test_config_is_translated_without_touching_the_callers_dicts() -> None:
     before = (dict(config), dict(credentials))
     adapter = get_storage_adapter("s3", config, credentials)
     assert (config, credentials) == before
-    options = adapter.storage_options  # type: ignore[attr-defined]
+    options = adapter.storage_options
     assert options["endpoint_url"] == "https://s3.example.com:9000"
     assert (options["key"], options["secret"], options["token"]) == (
         "AKIAEXAMPLE", "s3cr3t-value", "tok3n-value")
@@ -64,13 +72,13 @@ def test_config_is_translated_without_touching_the_callers_dicts() -> None:
     assert options["config_kwargs"]["s3"] == {"addressing_style": "path"}
     assert options["use_listings_cache"] is False
     twin = get_storage_adapter("s3", config, credentials)
-    assert twin.filesystem is not adapter.filesystem  # type: ignore[attr-defined]
-    assert adapter.url("k.csv") == "s3://my-bucket/tenant/a/k.csv"  # type: ignore[attr-defined]
+    assert twin.filesystem is not adapter.filesystem
+    assert adapter.url("k.csv") == "s3://my-bucket/tenant/a/k.csv"
     assert "s3cr3t" not in repr(adapter) and "tok3n" not in repr(adapter)
 
 
 def test_no_credentials_leave_the_aws_chain_to_botocore() -> None:
-    options = get_storage_adapter("s3", {"bucket_name": "b-1"}).storage_options  # type: ignore[attr-defined]
+    options = get_storage_adapter("s3", {"bucket_name": "b-1"}).storage_options
     assert not {"key", "secret", "token", "anon"} & set(options)
     assert "s3" not in options["config_kwargs"]  # AWS itself: botocore picks the style
 
@@ -271,7 +279,7 @@ def test_large_file_goes_up_in_concurrent_parts(s3: S3StorageAdapter, moto_serve
         if done < total and len(in_flight) < 1:
             in_flight.append(len(_uploads(moto_server, bucket)))
 
-    s3.upload_file(local, "big/100mib.bin", progress=progress)  # type: ignore[call-arg]
+    s3.upload_file(local, "big/100mib.bin", progress=progress)
     assert in_flight == [1]  # a multipart upload was open while parts went up
     parts = -(-100 * MiB // PART_SIZE)
     info = s3.get_file_metadata("big/100mib.bin")
@@ -326,7 +334,7 @@ def test_failed_file_upload_aborts_its_multipart_upload(
         raise RuntimeError("cancelled by the user")
 
     with pytest.raises(StorageError, match="cancelled"):
-        s3.upload_file(local, "broken/file.bin", progress=cancel)  # type: ignore[call-arg]
+        s3.upload_file(local, "broken/file.bin", progress=cancel)
     assert seen and seen[0] == 1
     deadline = time.monotonic() + 5
     while _uploads(moto_server, bucket) and time.monotonic() < deadline:

@@ -345,9 +345,9 @@ class AzureStorageAdapter(FsspecStorageAdapter):
     def _blob_url(self, path: str) -> str:
         return f"{self._endpoint}/{self._root()}/{quote(self._blob_name(path))}"
 
-    def get_public_url(self, key: str) -> Optional[str]:
+    def _public_url(self, key: str) -> Optional[str]:
         """``public_base_url`` + the key when configured, else the blob's own URL."""
-        return super().get_public_url(key) or self._blob_url(self._path(key))
+        return super()._public_url(key) or self._blob_url(self._path(key))
 
     def _signer(self) -> str:
         """How presigned URLs are made: ``account key`` (a blob SAS signed here),

@@ -117,9 +117,9 @@ class LocalStorageAdapter(FsspecStorageAdapter):
         if not os.path.isdir(self._base()):
             raise StorageNotFoundError(f"local: directory {self._base()!r} does not exist")
 
-    def get_public_url(self, key: str) -> Optional[str]:
+    def _public_url(self, key: str) -> Optional[str]:
         """A ``file://`` URI: usable by programs on this machine, by no one else."""
-        return Path(self._path(self._check_key(key))).as_uri()
+        return Path(self._path(key)).as_uri()
 
     def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
         """Local files have no signer: GET gets the plain ``file://`` URI, flagged as

@@ -340,10 +340,10 @@ class S3StorageAdapter(FsspecStorageAdapter):
 
         return pages()
 
-    def get_public_url(self, key: str) -> Optional[str]:
+    def _public_url(self, key: str) -> Optional[str]:
         """``public_base_url`` when set; else path-style on a custom endpoint, and AWS's
         virtual-hosted URL (path-style for dotted names, which break its certificate)."""
-        url = super().get_public_url(key)
+        url = super()._public_url(key)
         if url is not None:
             return url
         bucket, _, name = self._path(key).partition("/")

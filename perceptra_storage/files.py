@@ -1,0 +1,286 @@
+"""File objects and local files around transfers.
+
+:class:`GuardedFile` is what ``adapter.open`` returns: the filesystem's file
+object with its errors typed and a failed write discarded. :func:`staged` writes
+a download beside its destination and renames it over it only when complete.
+:func:`upload_source` sorts what ``upload_file`` was given into bytes, a local
+path or a binary reader, once, for every upload route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Optional, Union
+
+from .errors import (
+    StorageNotFoundError,
+    StorageOperationError,
+    StorageValidationError,
+    translate_errors,
+)
+
+if TYPE_CHECKING:
+    from .adapter import FsspecStorageAdapter
+    from .transfer import Progress
+
+Options = Callable[[str], dict[str, Any]]
+"""Write options for an fsspec call named by its argument (``pipe_file``, ``put_file``,
+``open``): content type, metadata, part sizes."""
+
+__all__ = [
+    "GuardedFile",
+    "abandon",
+    "check_writable",
+    "copy_into",
+    "expect_digest",
+    "hashed",
+    "sender",
+    "sha256_of",
+    "staged",
+    "upload_source",
+    "write_stream",
+]
+
+COPY_CHUNK = 8 * 1024 * 1024
+"""Read size when hashing or copying a whole object."""
+_STREAM_CHUNK = 1024 * 1024
+"""Read size when copying a file object into a new object: small, so the target's own
+write buffer (a multipart part on object stores) bounds the memory, not this copy."""
+
+
+class GuardedFile(io.RawIOBase):
+    """A filesystem's file object whose errors come out as StorageErrors.
+
+    Written objects are committed by ``close``; leaving a ``with`` block by an
+    exception discards the write, so the stored object stays as it was.
+    """
+
+    def __init__(self, raw: Any, adapter: FsspecStorageAdapter, key: str, mode: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._adapter = adapter
+        self._key = key
+        self.mode = mode
+
+    def _guard(self, operation: str) -> Any:
+        return translate_errors(self._adapter.backend_name, operation, self._key,
+                                secrets=self._adapter._secret_values())
+
+    def readable(self) -> bool:
+        return self.mode == "rb"
+
+    def writable(self) -> bool:
+        return self.mode == "wb"
+
+    def seekable(self) -> bool:
+        return self.mode == "rb"
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        with self._guard("read"):
+            return bytes(self._raw.read(-1 if size is None else size))
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+    def write(self, data: Any) -> int:
+        """Buffer or send ``data``; when that fails, the whole write is discarded, so
+        a later ``close`` (or the garbage collector's) cannot commit part of it."""
+        with self._guard("write"):
+            try:
+                self._raw.write(data)
+            except BaseException:
+                self.discard()
+                raise
+        return len(memoryview(data).cast("B"))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        with self._guard("read"):
+            return int(self._raw.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._raw.tell())
+
+    @property
+    def size(self) -> Optional[int]:
+        return getattr(self._raw, "size", None)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            with self._guard("write" if self.mode == "wb" else "read"):
+                try:
+                    self._raw.close()
+                except BaseException:
+                    if self.mode == "wb":
+                        abandon(self._raw)  # a failed commit leaves no upload behind
+                    raise
+        finally:
+            super().close()
+
+    def discard(self) -> None:
+        """Drop a pending write; the stored object (if any) is untouched."""
+        if not self.closed:
+            abandon(self._raw)
+            super().close()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and self.mode == "wb":
+            self.discard()
+        else:
+            self.close()
+
+
+def abandon(file: Any) -> None:
+    """Throw away an unfinished write without committing it."""
+    discard = getattr(file, "discard", None)
+    if callable(discard):
+        discard()
+    with contextlib.suppress(AttributeError):
+        file.closed = True
+
+
+def upload_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO[bytes]]:
+    """bytes for bytes-like data, a str path for a local file, or a binary reader."""
+    if isinstance(file_obj, (bytes, bytearray, memoryview)):
+        return bytes(file_obj)
+    if isinstance(file_obj, (str, os.PathLike)):
+        path = os.fspath(file_obj)
+        if not isinstance(path, str) or not os.path.isfile(path):
+            raise StorageValidationError(
+                f"upload source {str(path)!r} is not an existing local file",
+                backend=backend, key=key)
+        return path
+    if isinstance(file_obj, io.TextIOBase) or "b" not in getattr(file_obj, "mode", "b"):
+        raise StorageValidationError(
+            f"file object for {key!r} is open in text mode; open it with 'rb'",
+            backend=backend, key=key)
+    if not callable(getattr(file_obj, "read", None)):
+        raise StorageValidationError(
+            f"cannot upload a {type(file_obj).__name__}; give bytes, a path "
+            "or a binary file object", backend=backend, key=key)
+    return file_obj  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def staged(destination: str, key: str, backend: str) -> Iterator[str]:
+    """A temporary path beside ``destination``, renamed over it if the block
+    succeeds and produced a file; removed otherwise."""
+    target = os.path.abspath(destination)
+    if os.path.isdir(target):
+        raise StorageValidationError(
+            f"destination {destination!r} is a directory; give a file path",
+            backend=backend, key=key)
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.part")
+    try:
+        yield temp
+        if not os.path.isfile(temp):
+            raise StorageNotFoundError("not a file", backend=backend, key=key)
+        os.replace(temp, target)
+    finally:
+        if os.path.isdir(temp):
+            shutil.rmtree(temp, ignore_errors=True)
+        elif os.path.lexists(temp):
+            os.unlink(temp)
+
+
+def sha256_of(stream: IO[bytes]) -> str:
+    hasher = hashlib.sha256()
+    while chunk := stream.read(COPY_CHUNK):
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def expect_digest(actual: str, expected: str, key: str, what: str) -> None:
+    if actual != expected:
+        raise StorageOperationError(
+            f"checksum mismatch: the {what} hash to sha256 {actual[:16]}..., "
+            f"expected {expected[:16]}...", key=key)
+
+
+def hashed(source: Union[bytes, str, IO[bytes]]) -> tuple[str, Union[bytes, str, IO[bytes]]]:
+    """The SHA-256 of an upload source, and the source to send: a file object is
+    spooled (to disk past COPY_CHUNK) so that it can be read twice."""
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest(), source
+    if isinstance(source, str):
+        with open(source, "rb") as local:
+            return sha256_of(local), source
+    spool = tempfile.SpooledTemporaryFile(max_size=COPY_CHUNK)  # noqa: SIM115 - returned
+    shutil.copyfileobj(source, spool, COPY_CHUNK)
+    spool.seek(0)
+    digest = sha256_of(spool)
+    spool.seek(0)
+    return digest, spool
+
+
+def sender(path: str, source: Union[bytes, str, IO[bytes]], options: Options,
+           progress: Progress) -> Optional[tuple[str, tuple[Any, ...], dict[str, Any], int]]:
+    """The filesystem call that stores ``source`` at ``path`` for bytes and local
+    paths: method name, args, kwargs, and the bytes to count as sent once it
+    returned (fsspec reports no progress for ``pipe_file``). None for a file
+    object, which :func:`write_stream` copies."""
+    if isinstance(source, bytes):
+        return "pipe_file", (path, source), options("pipe_file"), len(source)
+    if isinstance(source, str):
+        return "put_file", (source, path), {"callback": progress.fsspec_callback(),
+                                            **options("put_file")}, 0
+    return None
+
+
+def write_stream(fs: Any, path: str, source: IO[bytes], options: Options,
+                 sink: Optional[Progress] = None) -> None:
+    """Copy a file object into a new object of ``fs``; a failure stores nothing, also
+    when the final commit fails (an unfinished multipart upload is aborted). An
+    empty stream is stored with ``pipe_file``: s3fs commits an empty write with a
+    bare touch that drops the content type and metadata."""
+    first = source.read(_STREAM_CHUNK)
+    if not first:
+        fs.pipe_file(path, b"", **options("pipe_file"))
+        return
+    target = fs.open(path, "wb", **options("open"))
+    try:
+        chunk = first
+        while chunk:
+            target.write(chunk)
+            if sink is not None:
+                sink.advance(len(chunk))
+            chunk = source.read(_STREAM_CHUNK)
+        target.close()
+    except BaseException:
+        abandon(target)
+        raise
+
+
+def check_writable(destination: Any) -> None:
+    """A download destination that is not a path must be a binary writer."""
+    if not callable(getattr(destination, "write", None)) or \
+            isinstance(destination, io.TextIOBase):
+        raise StorageValidationError(
+            f"destination must be a path or a binary file object, not "
+            f"{type(destination).__name__}")
+
+
+def copy_into(source: IO[bytes], destination: Any, sink: Progress) -> str:
+    """Copy ``source`` into the writer ``destination`` in chunks; the SHA-256 of
+    what was copied."""
+    hasher = hashlib.sha256()
+    while chunk := source.read(COPY_CHUNK):
+        destination.write(chunk)
+        hasher.update(chunk)
+        sink.advance(len(chunk))
+    return hasher.hexdigest()

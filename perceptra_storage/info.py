@@ -1,0 +1,73 @@
+"""What an fsspec ``info`` dict says about an object, whichever filesystem made it.
+
+s3fs, adlfs, the local and the memory filesystem name the same facts
+differently (``LastModified``/``last_modified``/``mtime``, ``ETag``/``etag``,
+``ContentType``/``content_settings``); this reads them all into a
+:class:`StorageObject`, and finds the checksum an upload stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .base import StorageObject
+from .errors import StorageOperationError
+from .validation import CHECKSUM_FIELD, RESERVED_METADATA
+
+__all__ = ["stored_digest", "to_object"]
+
+
+def to_object(key: str, info: Mapping[str, Any], full: bool) -> StorageObject:
+    """A :class:`StorageObject` from the ``info`` dict of any of our filesystems; with
+    ``full``, content type and user metadata too (listings leave them None)."""
+    modified = _first(info, "LastModified", "last_modified", "mtime", "modified", "created")
+    etag = _first(info, "ETag", "etag")
+    obj = StorageObject(
+        key=key,
+        size=int(info.get("size") or 0),
+        last_modified=_utc(modified),
+        etag=str(etag).strip('"') if etag is not None else None,
+    )
+    if full:
+        settings = info.get("content_settings")
+        content_type = _first(info, "ContentType", "content_type") or (
+            settings.get("content_type") if isinstance(settings, Mapping) else
+            getattr(settings, "content_type", None))
+        obj.content_type = content_type or "application/octet-stream"
+        obj.metadata = {str(k).lower(): str(v) for k, v in _metadata(info).items()
+                        if str(k).lower() not in RESERVED_METADATA}
+    return obj
+
+
+def stored_digest(info: Mapping[str, Any]) -> str:
+    """The SHA-256 an upload with ``checksum=True`` stored with the object."""
+    digest = {str(k).lower(): v for k, v in _metadata(info).items()}.get(CHECKSUM_FIELD)
+    if not digest:
+        raise StorageOperationError(
+            "no stored checksum; upload it with checksum=True to verify downloads")
+    return str(digest)
+
+
+def _metadata(info: Mapping[str, Any]) -> Mapping[str, Any]:
+    found = _first(info, "Metadata", "metadata")
+    return found if isinstance(found, Mapping) else {}
+
+
+def _first(info: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if info.get(name) is not None:
+            return info[name]
+    return None
+
+
+def _utc(value: Any) -> datetime:
+    """A timezone-aware UTC datetime from an fsspec time field (datetime or epoch)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=UTC)
+    if isinstance(value, str):
+        return _utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    return datetime.fromtimestamp(0, tz=UTC)

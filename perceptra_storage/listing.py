@@ -1,0 +1,117 @@
+"""Listings: each file under a prefix as ``(key, info)``, in key order, lazily.
+
+Three ways, by what the filesystem offers: result pages pulled one at a time from
+its event loop (S3, Azure: :meth:`Listing._pages`), one flat ``find``
+(``flat_namespace`` without pages), or a sorted depth-first walk of directories
+(local disk). One filter (:meth:`Listing._listed`) decides what a listing shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+__all__ = ["Listing"]
+
+
+class Listing:
+    """The listing half of :class:`~perceptra_storage.adapter.FsspecStorageAdapter`,
+    over its filesystem and paths."""
+
+    find_accepts_prefix: ClassVar[bool] = False
+    """True when ``fs.find`` filters on a name ``prefix`` server-side (s3fs, adlfs)."""
+    flat_namespace: ClassVar[bool] = False
+    """True for object stores: list with one flat ``find`` instead of a directory walk."""
+
+    if TYPE_CHECKING:
+        @property
+        def filesystem(self) -> AbstractFileSystem: ...
+
+        def _base(self) -> str: ...
+
+        def _path(self, key: str) -> str: ...
+
+        def _key_of(self, path: str) -> str: ...
+
+    def _is_internal(self, key: str) -> bool:
+        """True for the backend's own bookkeeping files, which listings hide."""
+        return False
+
+    def _listed(self, key: str, info: Mapping[str, Any], prefix: str) -> bool:
+        """Whether a listing shows the entry: a file (not a folder marker ending in
+        '/') under ``prefix`` that is not the backend's own bookkeeping."""
+        return info.get("type") == "file" and key.startswith(prefix) and \
+            not key.endswith("/") and not self._is_internal(key)
+
+    def _iter_entries(self, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """``(key, info)`` of each file under ``prefix``, sorted by key."""
+        folder = prefix.rpartition("/")[0]
+        start = self._path(folder) if folder else self._base()
+        pages = self._pages(prefix) if self.flat_namespace else None
+        if pages is not None:
+            yield from self._paged_entries(pages, prefix)
+        elif self.flat_namespace:
+            yield from self._find_entries(start, prefix)
+        else:
+            yield from self._walk_entries(start, prefix)
+
+    def _pages(self, prefix: str) -> Optional[AsyncIterator[list[dict[str, Any]]]]:
+        """Info dicts (``name`` is the full path) of the objects whose key starts with
+        ``prefix``, one listing page at a time, in key order; stores that list this way
+        override it so listings stay lazy. None: one ``find`` gets everything."""
+        return None
+
+    def _paged_entries(self, pages: AsyncIterator[list[dict[str, Any]]],
+                       prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Pull one page at a time from the filesystem's event loop."""
+        from fsspec.asyn import sync
+
+        fs = self.filesystem
+        while (page := sync(fs.loop, _next_page, pages)) is not None:
+            for info in page:
+                key = self._key_of(info["name"])
+                if self._listed(key, info, prefix):
+                    yield key, info
+
+    def _find_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        options: dict[str, Any] = {}
+        if prefix and self.find_accepts_prefix:
+            # The whole prefix from the root: the store filters just as well, and adlfs
+            # answers a find from a path that is itself an object with that object alone.
+            start, options["prefix"] = self._base(), prefix
+        try:
+            found = self.filesystem.find(start, detail=True, **options)
+        except FileNotFoundError:
+            return
+        for name in sorted(found, key=lambda n: n.strip("/")):
+            info = found[name]
+            key = self._key_of(name)
+            if self._listed(key, info, prefix):
+                yield key, info
+
+    def _walk_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Depth-first, each directory sorted with '/' after a folder's name, so the
+        keys come out in global lexicographic order without holding the tree."""
+        try:
+            listing = self.filesystem.ls(start, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        ordered = sorted(listing, key=lambda i: i["name"].rstrip("/") +
+                         ("/" if i["type"] == "directory" else ""))
+        for info in ordered:
+            key = self._key_of(info["name"])
+            if info["type"] == "directory":
+                if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
+                    yield from self._walk_entries(info["name"], prefix)
+            elif self._listed(key, info, prefix):
+                yield key, info
+
+
+async def _next_page(pages: AsyncIterator[list[dict[str, Any]]]) -> Optional[list[dict[str, Any]]]:
+    try:
+        return await pages.__anext__()
+    except StopAsyncIteration:
+        return None

@@ -1,0 +1,173 @@
+"""Network faults, injected by a proxy between adapter and server."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perceptra_storage import (
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+    StorageTimeoutError,
+    StorageValidationError,
+)
+from tests.conftest import Faulty
+
+from .base import FAST, ContractBase, needs, sha
+
+
+@needs("network")
+class FaultTests(ContractBase):
+    """Refused connections, stalls, cut and reset transfers, error statuses and redirects."""
+
+    def test_refused_connection_is_reported_within_seconds(self, faulty: Faulty) -> None:
+        from tests.servers.common import free_port
+
+        adapter = faulty.backend.via(f"http://127.0.0.1:{free_port()}", {})  # type: ignore[misc]
+        start = time.monotonic()
+        with pytest.raises(StorageConnectionError) as info:
+            adapter.download_file("k")
+        assert time.monotonic() - start <= 5
+        assert info.value.backend == faulty.backend.name
+
+    @pytest.mark.parametrize("operation", ["get", "put", "exists"])
+    def test_no_response_is_a_timeout_within_seconds(self, faulty: Faulty, operation: str) -> None:
+        faulty.backend.make().upload_file(b"present", "k")
+        faulty.proxy.set("stall")
+        adapter = faulty.make(**FAST)
+        call = {"get": lambda: adapter.download_file("k"),
+                "put": lambda: adapter.upload_file(b"x" * 100_000, "k"),
+                "exists": lambda: adapter.file_exists("k")}[operation]
+        start = time.monotonic()
+        with pytest.raises(StorageTimeoutError):
+            call()
+        assert time.monotonic() - start <= 10
+        faulty.proxy.set("pass")
+        # A stalled server may still have stored the PUT; either version, never a part.
+        assert faulty.backend.make().download_file("k") in (b"present", b"x" * 100_000)
+
+    def test_operation_timeout_bounds_a_whole_transfer(self, faulty: Faulty) -> None:
+        faulty.proxy.set("stall")
+        adapter = faulty.make(read_timeout=30, operation_timeout=2)
+        start = time.monotonic()
+        with pytest.raises(StorageTimeoutError, match="operation_timeout"):
+            adapter.download_file("k")
+        assert time.monotonic() - start <= 5
+
+    def test_download_cut_once_is_retried_to_identical_bytes(self, faulty: Faulty,
+                                                             tmp_path: Path) -> None:
+        data = os.urandom(8 * 1024 * 1024)
+        faulty.backend.make().upload_file(data, "big.bin")
+        clean = faulty.make(**FAST)
+        assert sha(clean.download_file("big.bin")) == sha(data)
+        healthy = faulty.proxy.connections
+        for destination in (None, tmp_path / "out.bin"):
+            before = faulty.proxy.connections
+            faulty.proxy.set("cut", nbytes=1_000_000, times=1)
+            result = faulty.make(**FAST).download_file("big.bin", destination)
+            got = result if destination is None else destination.read_bytes()
+            assert sha(got) == sha(data)
+            # One extra connection at most: the cut one, then a healthy attempt.
+            assert faulty.proxy.connections - before <= healthy + 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+    def test_download_never_returns_short_bytes(self, faulty: Faulty, tmp_path: Path) -> None:
+        data = os.urandom(8 * 1024 * 1024)
+        faulty.backend.make().upload_file(data, "big.bin")
+        faulty.proxy.set("cut", nbytes=1_000_000)
+        adapter = faulty.make(**FAST)
+        with pytest.raises(StorageConnectionError):
+            adapter.download_file("big.bin")
+        target = tmp_path / "keep.bin"
+        target.write_bytes(b"mine")
+        with pytest.raises(StorageConnectionError):
+            adapter.download_file("big.bin", target)
+        assert target.read_bytes() == b"mine"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.bin"]
+
+    def test_server_errors_are_retried_and_refusals_are_not(self, faulty: Faulty) -> None:
+        faulty.backend.make().upload_file(b"payload", "k")
+        faulty.proxy.set("status", status=503, times=1)
+        assert faulty.make(**FAST).download_file("k") == b"payload"
+        for status, error in ((503, StorageError), (403, StoragePermissionError)):
+            faulty.proxy.set("status", status=status)
+            before = faulty.proxy.connections
+            with pytest.raises(error):
+                faulty.make(**FAST).download_file("k")
+            used = faulty.proxy.connections - before
+            assert used == (FAST["max_attempts"] if status == 503 else 1), (status, used)
+
+    def test_file_exists_is_honest_about_403(self, faulty: Faulty) -> None:
+        faulty.proxy.set("status", status=403)
+        with pytest.raises(StoragePermissionError):
+            faulty.make(**FAST).file_exists("anything")
+
+    @needs("multipart_uploads")
+    def test_reset_during_part_two_leaves_no_object_and_no_upload(self, faulty: Faulty) -> None:
+        faulty.backend.make().upload_file(b"previous version", "mp.bin")
+        adapter = faulty.make(**FAST)
+        with pytest.raises(StorageConnectionError), adapter.open("mp.bin", "wb") as f:
+            f.write(os.urandom(6 * 1024 * 1024))  # part 1 goes up here
+            faulty.proxy.set("reset", nbytes=64 * 1024, direction="up", sever=True)
+            f.write(os.urandom(6 * 1024 * 1024))
+            f.write(os.urandom(1024))
+        faulty.proxy.set("pass")
+        assert faulty.backend.make().download_file("mp.bin") == b"previous version"
+        assert faulty.backend.pending_uploads() == 0
+
+    def test_endpoints_must_be_http(self, faulty: Faulty) -> None:
+        assert faulty.backend.via is not None
+        for endpoint in ("ftp://127.0.0.1:21", "file:///etc", "gopher://x:70"):
+            with pytest.raises(StorageValidationError):
+                faulty.backend.via(endpoint, {})
+
+    def test_redirect_to_another_host_is_not_followed(self, faulty: Faulty) -> None:
+        import http.server
+
+        received: list[str] = []
+
+        class Record(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                received.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+
+            do_PUT = do_HEAD = do_GET
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        second = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(307)
+                self.send_header("Location", f"http://127.0.0.1:{second.server_port}{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_PUT = do_HEAD = do_GET
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        for server in (first, second):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            adapter = faulty.backend.via(f"http://127.0.0.1:{first.server_port}",  # type: ignore[misc]
+                                         FAST)
+            with pytest.raises(StorageError):
+                adapter.download_file("k")
+            with pytest.raises(StorageError):
+                adapter.upload_file(b"secret payload", "k")
+        finally:
+            first.shutdown()
+            second.shutdown()
+        assert received == []

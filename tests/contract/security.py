@@ -1,0 +1,128 @@
+"""Security: hostile keys and prefixes are refused before any I/O; no secret is ever shown."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from perceptra_storage import (
+    StorageAdapter,
+    StorageError,
+    StorageValidationError,
+)
+from tests.conftest import Backend
+
+from .base import KEYS, ContractBase
+
+REFUSED_KEYS = [
+    "", "/abs", "a//b", "a/", "./a", "a/./b", "a/../b", "..", "a/%2e%2e/b", "a\\b",
+    "nul\x00", "tab\tkey", "bell\x07", "del\x7f", "x" * 1025, "é" * 513, 42, None, b"bytes",
+    "../x", "a/../../x", "/etc/passwd", "C:\\x", "a\\..\\x", "%2e%2e/x", "a/%2E%2E/x",
+    "a/%2e%2e", "\x1b[2Jx", "a\r\nb", "x\u0085y", "//x",
+]
+"""Keys no operation accepts: empty, absolute, empty or dot segments (also
+percent-encoded), backslashes, control characters, over 1024 bytes, not a string."""
+
+BAD_KEYS = st.one_of(
+    st.sampled_from(REFUSED_KEYS),
+    KEYS.map(lambda k: k + "/"), KEYS.map(lambda k: "/" + k),
+    st.tuples(KEYS, st.sampled_from(["..", ".", "", "%2E%2E"]), KEYS).map("/".join),
+    st.tuples(KEYS, st.characters(min_codepoint=0, max_codepoint=31)).map("".join),
+)
+
+
+class SecurityTests(ContractBase):
+    """Input that could escape the store, and credentials that must stay hidden."""
+
+    @pytest.fixture
+    def debug_everywhere(
+            self, caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+        """Every logger that exists (ours, botocore, aiobotocore, s3fs, adlfs, azure,
+        urllib3, aiohttp...) at DEBUG, as a user chasing a bug would set them."""
+        every = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+        levels = [(logger, logger.level) for logger in every]
+        with caplog.at_level(logging.DEBUG):
+            for logger in every:
+                logger.setLevel(logging.DEBUG)
+            try:
+                yield caplog
+            finally:
+                for logger, level in levels:
+                    logger.setLevel(level)
+
+    @pytest.mark.parametrize("key", REFUSED_KEYS, ids=repr)
+    def test_invalid_keys_are_refused_before_any_io(self, storage: StorageAdapter,
+                                                    key: Any) -> None:
+        calls = [
+            lambda: storage.upload_file(b"data", key),
+            lambda: storage.download_file(key),
+            lambda: storage.delete_file(key),
+            lambda: storage.file_exists(key),
+            lambda: storage.get_file_metadata(key),
+            lambda: storage.generate_presigned_url(key),
+            lambda: storage.open(key, "wb"),
+        ]
+        for call in calls:
+            with pytest.raises(StorageValidationError) as info:
+                call()
+            assert isinstance(info.value, ValueError)
+        assert storage.list_files() == []
+
+    @pytest.mark.parametrize("prefix", ["/x", "a//b", "../", "a/../b", "a\\b", "n\x00"], ids=repr)
+    def test_invalid_list_prefix_is_refused(self, storage: StorageAdapter, prefix: str) -> None:
+        with pytest.raises(StorageValidationError):
+            storage.list_files(prefix)
+
+    @settings(max_examples=40, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(key=BAD_KEYS)
+    def test_property_invalid_keys_store_nothing(
+            self, storage: StorageAdapter, key: Any) -> None:
+        with pytest.raises(StorageValidationError):
+            storage.upload_file(b"payload", key)
+        assert storage.list_files() == []
+
+    def test_debug_logging_everywhere_leaks_no_secret(
+            self, backend: Backend, storage: StorageAdapter,
+            debug_everywhere: pytest.LogCaptureFixture) -> None:
+        """No credential or URL signature in the adapter's repr, its errors (with their
+        causes), or any record of any logger at DEBUG, as a user chasing a bug sets them."""
+        seen: list[str] = [repr(storage), str(storage)]
+        assert backend.name in repr(storage)
+        storage.upload_file(b"secret check", "sec/a.txt", metadata={"m": "1"})
+        storage.upload_file(io.BytesIO(os.urandom(6 * 1024 * 1024)), "sec/big.bin")
+        storage.download_file("sec/a.txt")
+        storage.get_file_metadata("sec/a.txt")
+        storage.list_files("sec/")
+        storage.file_exists("sec/none")
+        storage.copy_file("sec/a.txt", "sec/b.txt")
+        signatures = []
+        if backend.presign_methods:
+            url = storage.generate_presigned_url("sec/a.txt").url
+            query = parse_qs(urlsplit(url).query)
+            signatures = query.get("sig", []) + query.get("X-Amz-Signature", [])
+            assert signatures or url.startswith("file:")
+        for call in (lambda: storage.download_file("sec/missing"),
+                     lambda: storage.delete_file("sec/missing")):
+            with pytest.raises(StorageError) as info:
+                call()
+            error: Optional[BaseException] = info.value
+            while error is not None:
+                seen += [str(error), repr(error)]
+                error = error.__cause__ or error.__context__
+        storage.delete_files(["sec/a.txt", "sec/b.txt", "sec/big.bin"])
+        records = debug_everywhere.records
+        seen += [record.getMessage() for record in records]
+        seen += [repr(record.args) for record in records if record.args]
+        text = "\n".join(seen)
+        for secret in (*backend.secrets, *signatures):
+            assert secret not in text
+        assert len(records) > 5

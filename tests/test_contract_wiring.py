@@ -1,0 +1,41 @@
+"""The contract suite's wiring: every entry of the backend table runs the whole
+contract through exactly one collected entry-point class, so a backend added to the
+table without its class (or given two) cannot go unnoticed."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BACKENDS
+from tests.contract import Contract, needs
+
+
+def _entry_points() -> list[type]:
+    for module in sorted(Path(__file__).parent.glob("test_*.py")):
+        importlib.import_module(f"tests.{module.stem}")
+    found, todo = [], [Contract]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if "case" in cls.__dict__:
+            found.append(cls)
+    return found
+
+
+def test_every_backend_has_exactly_one_collected_entry_point() -> None:
+    classes = _entry_points()
+    assert sorted(cls.case for cls in classes) == sorted(BACKENDS)
+    assert all(cls.__name__.startswith("Test") and cls.__module__.startswith("tests.test_")
+               for cls in classes), classes
+
+
+def test_a_test_needing_a_capability_is_left_out_where_it_is_missing() -> None:
+    without = next(k for k, case in BACKENDS.items() if not case.network)
+    entry = next(cls for cls in _entry_points() if cls.case == without)
+    assert entry.test_refused_connection_is_reported_within_seconds is None
+    assert callable(entry.test_upload_overwrites)
+    with pytest.raises(TypeError, match="unknown capabilities"):
+        needs("teleports")
