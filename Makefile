@@ -28,7 +28,7 @@ lint: $(DEV)
 	$(PY) -m mypy --strict perceptra_storage
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --cov=perceptra_storage --cov-report=term $(PYTEST_ARGS)
 	$(PY) benchmarks/run.py --quick > /dev/null
 
 bench: $(DEV)

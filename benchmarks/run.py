@@ -55,6 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "1 with --quick)")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help=f"comma-separated subset of {', '.join(BACKENDS)}")
+    parser.add_argument("--workloads", help="comma-separated workloads to run (default: all)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the shuffled orders")
     parser.add_argument("--disk-dir", default="/var/tmp",
                         help="a directory on disk for the local-disk backend")
@@ -62,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds one measurement may take before it counts as failed")
     parser.add_argument("--output", type=Path,
                         help=f"report file (default {RESULTS.relative_to(ROOT)} for a full "
-                        "run; none with --quick)")
+                        "run; none with --quick or --workloads)")
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 5
@@ -72,7 +73,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = sorted(set(args.backends) - set(BACKENDS))
     if unknown:
         parser.error(f"unknown backends: {', '.join(unknown)}")
-    if args.output is None and not args.quick:
+    args.workloads = {name.strip() for name in (args.workloads or "").split(",")
+                      if name.strip()}
+    if args.output is None and not args.quick and not args.workloads:
         args.output = RESULTS
     return args
 
@@ -157,7 +160,8 @@ def run_backend(backend: str, args: argparse.Namespace, sizes: Sizes, tmpfs: str
         runnable, missing = available(backend)
         phase.skipped.update({f"{backend}/{tool}": why for tool, why in missing.items()})
         plan = [(workload, tool) for workload, tools in runnable.items() for tool in tools
-                if (backend, workload) not in ONLY_ON_TMPFS]
+                if (backend, workload) not in ONLY_ON_TMPFS
+                and (not args.workloads or workload in args.workloads)]
         phase.samples = {(backend, workload, tool): [] for workload, tool in plan}
         stalled = 0
         for round_no in range(args.rounds):
@@ -219,7 +223,8 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(disk, ignore_errors=True)
 
     rows = summarise(samples)
-    verdicts = [judge(target, rows) for target in TARGETS if target.backend in args.backends]
+    verdicts = [judge(target, rows) for target in TARGETS if target.backend in args.backends
+                and (not args.workloads or target.workload in args.workloads)]
     info = RunInfo(command=" ".join(["benchmarks/run.py", *map(shlex.quote, argv)]),
                    started=started_at, seconds=time.monotonic() - began, rounds=args.rounds,
                    seed=args.seed, sizes=sizes, backends=measured, skipped=skipped,

@@ -93,6 +93,11 @@ def _local(backend: str, small: bool) -> list[Target]:
                    "perceptra", "wall", 1.1, "shutil_copyfile"),
             Target(f"256 MiB {what} a file: peak RSS growth <= 8 MiB", backend, workload,
                    "perceptra", "rss_growth", 8 * MIB),
+            # The path macOS and Windows take: no xattr, no sendfile (issue 13).
+            Target(f"256 MiB {what} a file, portable path: wall <= 1.1x shutil.copyfile",
+                   backend, workload, "perceptra_portable", "wall", 1.1, "shutil_copyfile"),
+            Target(f"256 MiB {what} a file, portable path: peak RSS growth <= 8 MiB",
+                   backend, workload, "perceptra_portable", "rss_growth", 8 * MIB),
         ]
     found.append(Target("listing 5,000: wall <= fsspec find", backend, "list", "perceptra",
                         "wall", 1.0, "fsspec_find"))

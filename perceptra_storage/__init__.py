@@ -1,12 +1,21 @@
-"""One API for files in S3, Azure Blob Storage, MinIO/S3-compatible stores and local disk."""
+"""One API for files in S3, Azure Blob Storage, MinIO/S3-compatible stores and local disk.
 
+The S3, MinIO and Azure adapter classes are importable from here, as in 0.1, but
+load on first access (module ``__getattr__``): importing this package never
+imports boto, s3fs or adlfs, and a core-only install can still import the names
+(building such an adapter then names the missing extra).
+"""
+
+import importlib
 import logging
+import typing
 
 from .backends.local import LocalStorageAdapter
 from .backends.memory import MemoryStorageAdapter
 from .base import BaseStorageAdapter, PresignedUrl, StorageAdapter, StorageObject
 from .errors import (
     StorageAdapterError,
+    StorageConfigError,
     StorageConnectionError,
     StorageError,
     StorageNotFoundError,
@@ -24,17 +33,33 @@ from .registry import (
 )
 from .transfer import BatchResult
 
+if typing.TYPE_CHECKING:
+    from .backends.azure import AzureStorageAdapter
+    from .backends.minio import MinIOStorageAdapter
+    from .backends.s3 import S3StorageAdapter
+
 __version__ = "0.2.0"
 
+_LAZY = {
+    "AzureStorageAdapter": ".backends.azure",
+    "MinIOStorageAdapter": ".backends.minio",
+    "S3StorageAdapter": ".backends.s3",
+}
+"""Adapter classes loaded on first access, by the module that defines them."""
+
 __all__ = [
+    "AzureStorageAdapter",
     "BaseStorageAdapter",
     "BatchResult",
     "LocalStorageAdapter",
     "MemoryStorageAdapter",
+    "MinIOStorageAdapter",
     "PresignedUrl",
     "Profile",
+    "S3StorageAdapter",
     "StorageAdapter",
     "StorageAdapterError",
+    "StorageConfigError",
     "StorageConnectionError",
     "StorageError",
     "StorageNotFoundError",
@@ -55,3 +80,17 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> typing.Any:
+    """Load a lazily exported adapter class, and keep it for the next access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

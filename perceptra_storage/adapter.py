@@ -3,12 +3,40 @@
 A backend subclasses :class:`FsspecStorageAdapter` and supplies only what is its
 own: the schemas of its ``config`` and ``credentials`` dicts, the filesystem
 those translate into (:meth:`_make_filesystem`), the root path inside it
-(:meth:`_root`), the keyword arguments that carry a content type and metadata
-on a write (:meth:`_write_options`), and, where it can, a URL signer
-(:meth:`_sign`).  Key checks, uploads, downloads, error translation and
-logging live here, so every backend behaves the same; beside it are the listing
-half (:mod:`listing`), the batch engine (:mod:`batch`), timeouts and retries
-(:mod:`resilience`) and the file-object helpers (:mod:`files`).
+(:meth:`_root`), and, where it can, a URL signer (:meth:`_sign`).  Key checks,
+uploads, downloads, error translation and logging live here, so every backend
+behaves the same; beside it are the listing half (:mod:`listing`), the batch
+engine (:mod:`batch`), timeouts and retries (:mod:`resilience`) and the
+file-object helpers (:mod:`files`).
+
+Behaviour that talks to the service lives in the backend's filesystem, so every
+route to the storage (this adapter, ``perceptra://``, pandas with
+``storage_options``) gets it.  Besides fsspec's own calls, the adapter uses
+these when the filesystem has them, and a generic fallback when it does not:
+
+``pipe_file`` / ``put_file`` / ``open(path, "wb")`` with ``content_type=`` and ``metadata=``
+    Store the object with that content type (default: from the key's extension)
+    and exactly that user metadata (see :meth:`FsspecStorageAdapter._write_options`).
+``object_info(path) -> dict``
+    One request for the object's ``info`` with ``content_type`` and ``metadata``
+    (or ``ContentType``/``Metadata``); raises a not-found error (any the error
+    table types as not found) for a missing object.  Fallback: ``info``.
+``probe(path) -> None``
+    Raise unless ``path`` (root plus prefix) is reachable with these credentials;
+    one attempt.  Fallback: ``isdir`` of the root.
+``async _object_pages(path) -> AsyncIterator[list[dict]]``
+    Info dicts (``name`` is the full path) of the objects whose path starts with
+    ``path``, a plain string prefix, one page at a time in key order, no folder
+    markers.  Fallback: one ``find`` (``flat_namespace``) or a sorted walk.
+``async _remove_many(paths) -> dict[str, BaseException]`` and ``bulk_delete_limit: int``
+    Delete up to ``bulk_delete_limit`` paths in one request; return the error of
+    each path not deleted (a path already gone counts as deleted); raise
+    ``NotImplementedError`` when the store has no bulk delete (the batch then
+    deletes key by key); any other error of the request as a whole is the answer
+    for each of its paths.  Fallback: one ``_rm_file`` per key.
+``resumes_cut_reads: bool``
+    True when the SDK itself retries a download cut mid-body; otherwise the
+    adapter retries it.
 """
 
 from __future__ import annotations
@@ -39,6 +67,7 @@ from .errors import (
     StorageNotFoundError,
     StorageOperationError,
     StorageValidationError,
+    classify,
     translate_errors,
 )
 from .files import (
@@ -145,16 +174,14 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
 
     def _write_options(self, how: str, content_type: str,
                        metadata: dict[str, str]) -> dict[str, Any]:
-        """Keyword arguments that store ``content_type`` and ``metadata`` on a write.
+        """Keyword arguments that store ``content_type`` and ``metadata`` on a write
+        through the fsspec call ``how`` (``pipe_file``, ``put_file`` or ``open``).
 
-        ``how`` is the fsspec call they are for: ``pipe_file``, ``put_file`` or ``open``.
+        Every filesystem of this package takes these plain keywords and translates
+        them itself (so plain fsspec writes carry them too); a third-party backend
+        whose filesystem spells them otherwise overrides this.
         """
         return {"content_type": content_type, "metadata": metadata}
-
-    def _read_options(self, how: str) -> dict[str, Any]:
-        """Keyword arguments for a read: ``how`` is ``cat_file``, ``get_file`` or ``open``. Backends
-        use them to bound a download's memory (part size, parts in flight, read-ahead)."""
-        return {}
 
     def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
         """A signed URL for ``path``; backends that cannot sign explain why."""
@@ -162,29 +189,18 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             "this backend cannot sign URLs", backend=self.backend_name,
             operation="presign", key=key)
 
-    sdk_resumes_cut_reads: ClassVar[bool] = False
-    """Whether the SDK itself retries a download whose connection was cut mid-body
-    (azure-storage-blob does); otherwise the adapter retries it."""
-
     def _cut_read(self, error: BaseException) -> bool:
-        """Whether a failed download should be tried again by the adapter."""
-        return not self.sdk_resumes_cut_reads and cut_read(error)
-
-    BULK_DELETE: ClassVar[int] = 0
-    """Keys one bulk-delete request may carry (S3 1,000, Azure 256); 0 where the
-    filesystem has no such request and batch deletes go key by key."""
-
-    async def _remove_many(self, fs: Any, paths: list[str]) -> dict[str, BaseException]:
-        """Delete ``paths`` in one request (at most ``BULK_DELETE``) and return the
-        error of each path that was not deleted; a path already gone counts as
-        deleted. Raise ``NotImplementedError`` when the store has no bulk delete (the
-        batch then deletes key by key); any other error of the request as a whole is
-        the answer for each of its paths."""
-        raise NotImplementedError
+        """Whether a failed download should be tried again by the adapter (not when
+        the filesystem's SDK already resumes cut reads)."""
+        return not getattr(self.filesystem, "resumes_cut_reads", False) and cut_read(error)
 
     def _probe(self) -> None:
         """Raise unless the root is reachable; :meth:`test_connection` bounds its time."""
         fs = self.filesystem
+        probe = getattr(fs, "probe", None)
+        if probe is not None:
+            probe(self._base())
+            return
         root = self._root()
         if not fs.isdir(root):
             raise StorageNotFoundError(f"root {root!r} does not exist")
@@ -224,8 +240,11 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
 
     @property
     def storage_options(self) -> dict[str, Any]:
-        """Options that rebuild this filesystem in pandas, pyarrow, Dask (``url`` + these)."""
-        return dict(self.filesystem.storage_options)
+        """Options that open ``url`` in pandas, pyarrow, Dask. ``url``'s protocol names
+        the wrapped library's class (s3fs, adlfs), which takes no ``resilience``."""
+        options = dict(self.filesystem.storage_options)
+        options.pop("resilience", None)
+        return options
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """``filesystem.<method>(...)``, given at most ``operation_timeout`` seconds on an
@@ -273,6 +292,8 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
 
     def _head(self, path: str) -> dict[str, Any]:
         """The fsspec ``info`` of one path, with content type and metadata when known."""
+        if hasattr(self.filesystem, "object_info"):
+            return dict(self._call("object_info", path))
         return dict(self.filesystem.info(path))
 
     def _file_info(self, key: str) -> dict[str, Any]:
@@ -328,7 +349,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             finally:
                 sink.close()
             if digest is not None:
-                with self.filesystem.open(path, "rb", **self._read_options("open")) as stored:
+                with self.filesystem.open(path, "rb") as stored:
                     expect_digest(sha256_of(stored), digest, key, "stored object")
         return key
 
@@ -379,7 +400,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             try:
                 if destination is None:
                     data: bytes = self.resilience.retry(
-                        lambda: self._call("cat_file", path, **self._read_options("cat_file")),
+                        lambda: self._call("cat_file", path),
                         self._cut_read)
                     sink.advance(len(data))
                     if expected is not None:
@@ -389,15 +410,15 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
                 if isinstance(destination, (str, os.PathLike)):
                     with staged(os.fspath(destination), key, self.backend_name) as temp:
                         self.resilience.retry(lambda: self._call(
-                            "get_file", path, temp, callback=sink.fsspec_callback(),
-                            **self._read_options("get_file")), self._cut_read)
+                            "get_file", path, temp, callback=sink.fsspec_callback()),
+                            self._cut_read)
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 expect_digest(sha256_of(written), expected, key,
                                                "downloaded file")
                     return str(os.fspath(destination))
                 check_writable(destination)
-                with self.filesystem.open(path, "rb", **self._read_options("open")) as source:
+                with self.filesystem.open(path, "rb") as source:
                     digest = copy_into(source, destination, sink)
                 if expected is not None:
                     expect_digest(digest, expected, key, "downloaded stream")
@@ -425,8 +446,10 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             key = self._check_key(key)
             try:
                 return self._head(self._path(key)).get("type") == "file"
-            except FileNotFoundError:
-                return False
+            except Exception as exc:
+                if issubclass(classify(exc)[0], StorageNotFoundError):
+                    return False
+                raise
 
     def get_file_metadata(self, key: str) -> StorageObject:
         with self._operation("stat", key if isinstance(key, str) else None):
@@ -492,7 +515,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             path = self._path(key)
             if mode == "rb":
                 self._file_info(key)
-                raw = self.filesystem.open(path, "rb", **self._read_options("open"))
+                raw = self.filesystem.open(path, "rb")
             else:
                 options = self._write_options(
                     "open", validate_content_type(None, key, self.backend_name), {})
@@ -509,9 +532,10 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         return destination_key
 
     def move_file(self, source_key: str, destination_key: str) -> str:
-        """Move one object: on a local disk one atomic rename (through the filesystem's
-        ``mv``); on object stores a server-side copy, then a delete of the source. If
-        that delete fails, its typed error is raised and both objects stay."""
+        """Move one object: on a local disk through the filesystem's own ``mv`` (which
+        carries the stored properties along, wherever the backend keeps them); on object
+        stores a server-side copy, then a delete of the source. If that delete fails,
+        its typed error is raised and both objects stay."""
         from fsspec.implementations.local import LocalFileSystem
 
         with self._operation("move", source_key if isinstance(source_key, str) else None):

@@ -206,8 +206,7 @@ class FilesystemOperations:
         key = self.adapter._check_key(key)
         with staged(arg, key, self.backend) as temp:
             await self.fs._get_file(self.adapter._path(key), temp,
-                                    callback=progress.fsspec_callback(),
-                                    **self.adapter._read_options("get_file"))
+                                    callback=progress.fsspec_callback())
 
     async def delete(self, key: Any, arg: Any, progress: Progress) -> None:
         if arg:
@@ -238,13 +237,14 @@ class FilesystemOperations:
                 raise
 
     async def delete_in_bulk(self, run: _Run, gate: asyncio.Semaphore) -> None:
-        """A batch delete in bulk requests of ``BULK_DELETE`` keys, where the store has
-        them. Each key is checked first (and, unless ``missing_ok``, proven to exist,
-        concurrently); the survivors go in bulk and every key the store refused gets
-        its own typed error. Only a filesystem without bulk delete
-        (``NotImplementedError``) sends one request per key; any other failure of a
-        bulk request is the answer for each of its keys, not retried key by key."""
-        size = self.adapter.BULK_DELETE
+        """A batch delete in bulk requests of the filesystem's ``bulk_delete_limit``
+        keys, where it has them (``_remove_many``). Each key is checked first (and,
+        unless ``missing_ok``, proven to exist, concurrently); the survivors go in
+        bulk and every key the store refused gets its own typed error. Only a
+        filesystem without bulk delete (``NotImplementedError``) sends one request
+        per key; any other failure of a bulk request is the answer for each of its
+        keys, not retried key by key."""
+        size: int = getattr(self.fs, "bulk_delete_limit", 0)
         if not size:
             await asyncio.gather(*(run.item(index, gate) for index in range(len(run.items))))
             return
@@ -277,7 +277,7 @@ class FilesystemOperations:
     async def _remove_chunk(self, chunk: list[str]) -> dict[str, BaseException]:
         """The error of each path in ``chunk`` that was not deleted."""
         try:
-            return await self.adapter._remove_many(self.fs, chunk)
+            return dict(await self.fs._remove_many(chunk))
         except NotImplementedError:
             answers = await asyncio.gather(*(self._remove_gone_ok(path) for path in chunk),
                                            return_exceptions=True)

@@ -7,6 +7,8 @@ The exception tree::
     │                                        missing extra, bad registration)
     ├── StorageValidationError (ValueError)  bad key, config, credentials or argument;
     │                                        raised before any bytes move
+    │   └── StorageConfigError               (also a StorageAdapterError) the factory
+    │                                        refused a backend name, class or config
     ├── StorageConnectionError (ConnectionError)
     │   └── StorageTimeoutError (TimeoutError)
     └── StorageOperationError                the store answered, and refused or failed
@@ -40,6 +42,7 @@ from .redaction import redact
 
 __all__ = [
     "StorageAdapterError",
+    "StorageConfigError",
     "StorageConnectionError",
     "StorageError",
     "StorageNotFoundError",
@@ -101,6 +104,13 @@ class StorageAdapterError(StorageError):
 
 class StorageValidationError(StorageError, ValueError):
     """A key, config field, credential or argument is invalid; nothing was sent."""
+
+
+class StorageConfigError(StorageAdapterError, StorageValidationError):
+    """The registry refused to build or register an adapter: a bad backend name or
+    adapter class, or a config/credentials field. Both parents, because 0.1 code
+    catches StorageAdapterError around ``get_storage_adapter`` and ours catches
+    StorageValidationError (``ValueError``)."""
 
 
 class StorageConnectionError(StorageError, ConnectionError):
@@ -191,16 +201,8 @@ def _botocore_rules() -> list[_Rule]:
         status, code = response_of(exc)
         return _answered(code in _BOTO_NOT_FOUND, code in _BOTO_DENIED, code, status)
 
-    def ours_inside(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
-        # aiobotocore wraps whatever its HTTP session raises, our refusals included.
-        inner = getattr(exc, "kwargs", {}).get("error")
-        if isinstance(exc, bce.HTTPClientError) and isinstance(inner, StorageError):
-            return type(inner), inner.reason
-        return None
-
     return [
         client_error,
-        ours_inside,
         _isinstance_rule(bce.ConnectTimeoutError, StorageTimeoutError, "connect timed out"),
         _isinstance_rule(bce.ReadTimeoutError, StorageTimeoutError, "read timed out"),
         _isinstance_rule(bce.EndpointConnectionError, StorageConnectionError,
@@ -299,11 +301,26 @@ def _os_rules() -> list[_Rule]:
     ]
 
 
+class RedirectRefused(Exception):
+    """Our HTTP transport refused an endpoint's redirect to another host."""
+
+
+def _redirect_refused(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+    # The SDK's HTTP layer re-raises what its transport raised (aiobotocore: as an
+    # HTTPClientError, a connection error by its type), so the refusal is also looked
+    # for in what the exception was raised from.
+    if any(isinstance(error, RedirectRefused) for error in (exc, exc.__cause__,
+                                                               exc.__context__)):
+        return StorageOperationError, "redirect to another host refused"
+    return None
+
+
 @lru_cache(maxsize=1)
 def _rules() -> tuple[_Rule, ...]:
     """The ordered table, most specific first; generic OSError comes last because
     aiohttp's connection errors are OSErrors too."""
     return (
+        _redirect_refused,
         *_fsspec_rules(),
         _cut_rule(),
         *_os_rules(),

@@ -1,7 +1,7 @@
 """Listings: each file under a prefix as ``(key, info)``, in key order, lazily.
 
 Three ways, by what the filesystem offers: result pages pulled one at a time from
-its event loop (S3, Azure: :meth:`Listing._pages`), one flat ``find``
+its event loop (S3, Azure: the filesystem's ``_object_pages``), one flat ``find``
 (``flat_namespace`` without pages), or a sorted depth-first walk of directories
 (local disk). One filter (:meth:`Listing._listed`) decides what a listing shows.
 """
@@ -21,10 +21,9 @@ class Listing:
     """The listing half of :class:`~perceptra_storage.adapter.FsspecStorageAdapter`,
     over its filesystem and paths."""
 
-    find_accepts_prefix: ClassVar[bool] = False
-    """True when ``fs.find`` filters on a name ``prefix`` server-side (s3fs, adlfs)."""
     flat_namespace: ClassVar[bool] = False
-    """True for object stores: list with one flat ``find`` instead of a directory walk."""
+    """True for object stores whose filesystem has no ``_object_pages``: list with one
+    flat ``find`` instead of a directory walk."""
 
     if TYPE_CHECKING:
         @property
@@ -50,19 +49,13 @@ class Listing:
         """``(key, info)`` of each file under ``prefix``, sorted by key."""
         folder = prefix.rpartition("/")[0]
         start = self._path(folder) if folder else self._base()
-        pages = self._pages(prefix) if self.flat_namespace else None
-        if pages is not None:
-            yield from self._paged_entries(pages, prefix)
+        fs: Any = self.filesystem
+        if hasattr(fs, "_object_pages"):
+            yield from self._paged_entries(fs._object_pages(self._path(prefix)), prefix)
         elif self.flat_namespace:
             yield from self._find_entries(start, prefix)
         else:
             yield from self._walk_entries(start, prefix)
-
-    def _pages(self, prefix: str) -> Optional[AsyncIterator[list[dict[str, Any]]]]:
-        """Info dicts (``name`` is the full path) of the objects whose key starts with
-        ``prefix``, one listing page at a time, in key order; stores that list this way
-        override it so listings stay lazy. None: one ``find`` gets everything."""
-        return None
 
     def _paged_entries(self, pages: AsyncIterator[list[dict[str, Any]]],
                        prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -77,13 +70,8 @@ class Listing:
                     yield key, info
 
     def _find_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        options: dict[str, Any] = {}
-        if prefix and self.find_accepts_prefix:
-            # The whole prefix from the root: the store filters just as well, and adlfs
-            # answers a find from a path that is itself an object with that object alone.
-            start, options["prefix"] = self._base(), prefix
         try:
-            found = self.filesystem.find(start, detail=True, **options)
+            found = self.filesystem.find(start, detail=True)
         except FileNotFoundError:
             return
         for name in sorted(found, key=lambda n: n.strip("/")):

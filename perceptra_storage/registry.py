@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Optional, overload
 
 from .base import BaseStorageAdapter, StorageAdapter
-from .errors import StorageAdapterError, StorageValidationError
+from .errors import StorageAdapterError, StorageConfigError, StorageValidationError
 
 if TYPE_CHECKING:
     from .backends.azure import AzureStorageAdapter
@@ -51,7 +51,7 @@ _lock = threading.Lock()
 
 def _normalise(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise StorageAdapterError(f"backend name must be a non-empty str, not {name!r}")
+        raise StorageConfigError(f"backend name must be a non-empty str, not {name!r}")
     return name.strip().lower()
 
 
@@ -91,8 +91,9 @@ def _adapter_class(backend: Any) -> type[BaseStorageAdapter]:
     target = _BUILTIN.get(name) or _entry_points().get(name)
     if target is None:
         available = ", ".join(sorted(_known()))
-        raise StorageAdapterError(f"unknown storage backend {backend!r}; available "
-                                  f"backends: {available}", backend=name)
+        # "Unknown storage backend" is 0.1's wording, which callers may match on.
+        raise StorageConfigError(f"Unknown storage backend {backend!r}; available "
+                                 f"backends: {available}", backend=name)
     return _load(target, name)
 
 
@@ -100,9 +101,9 @@ def register_adapter(name: str, adapter_class: type[BaseStorageAdapter]) -> None
     """Make ``adapter_class`` available as backend ``name`` (replacing any previous one)."""
     key = _normalise(name)
     if not (isinstance(adapter_class, type) and issubclass(adapter_class, BaseStorageAdapter)):
-        raise StorageAdapterError(
-            f"cannot register {adapter_class!r} as backend {key!r}: adapters must subclass "
-            "BaseStorageAdapter", backend=key)
+        raise StorageConfigError(
+            f"cannot register {adapter_class!r} as backend {key!r}: an adapter class must "
+            "inherit from BaseStorageAdapter", backend=key)
     with _lock:
         _registered[key] = adapter_class
 
@@ -157,8 +158,9 @@ def get_storage_adapter(
     """Build the adapter for ``backend`` from a ``config`` and optional ``credentials``,
     or a new adapter for the named ``profile`` (see :mod:`perceptra_storage.profiles`).
 
-    Never touches the network; bad config raises StorageValidationError naming the
-    field, a missing extra raises StorageAdapterError naming the pip command. Typed
+    Never touches the network; bad config raises StorageConfigError naming the
+    field (a StorageValidationError, and the StorageAdapterError that 0.1 raised
+    here), a missing extra raises StorageAdapterError naming the pip command. Typed
     as :class:`StorageAdapter`: the built-in adapters implement all of it; an adapter
     built only on :class:`BaseStorageAdapter`'s eight methods has the rest from the
     base, without ``progress=``/``checksum=`` (passing them raises TypeError).
@@ -172,7 +174,14 @@ def get_storage_adapter(
         return get_profile(profile).open()
     if backend is None:
         raise StorageValidationError("get_storage_adapter needs a backend name or a profile")
-    return typing.cast(StorageAdapter, _adapter_class(backend)(config, credentials))
+    adapter_class = _adapter_class(backend)
+    try:
+        return typing.cast(StorageAdapter, adapter_class(config, credentials))
+    except StorageValidationError as exc:
+        if isinstance(exc, StorageAdapterError):
+            raise
+        raise StorageConfigError(exc.message, backend=exc.backend, operation=exc.operation,
+                                 key=exc.key) from exc
 
 
 def _installed(cls: type[BaseStorageAdapter]) -> bool:
@@ -194,7 +203,12 @@ def list_available_backends() -> list[str]:
 
 
 def get_adapter_info(backend: str) -> dict[str, Any]:
-    """What a backend is and which config and credential fields it takes."""
+    """What a backend is and which config and credential fields it takes.
+
+    ``backend``, ``class_name``, ``module`` and ``docstring`` are the keys 0.1 returned;
+    ``name``, ``class``, ``extra``, ``installed``, ``config``, ``credentials`` and
+    ``description`` are ours.
+    """
     from .validation import schema_fields
 
     cls = _adapter_class(backend)
@@ -206,8 +220,13 @@ def get_adapter_info(backend: str) -> dict[str, Any]:
                         "doc": _field_doc(schema, field)}
                 for field, (hint, required) in schema_fields(schema).items()}
 
+    name = _normalise(backend)
     return {
-        "name": _normalise(backend),
+        "backend": name,
+        "class_name": cls.__name__,
+        "module": cls.__module__,
+        "docstring": cls.__doc__,
+        "name": name,
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "extra": getattr(cls, "extra", None),
         "installed": _installed(cls),
@@ -241,7 +260,7 @@ def _field_doc(schema: type, field: str) -> str:
         if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name) \
                 and statement.target.id == field and isinstance(following, ast.Expr) \
                 and isinstance(following.value, ast.Constant):
-            return str(following.value.value).strip()
+            return " ".join(str(following.value.value).split())
     namespace = vars(sys.modules.get(schema.__module__, object))
     for base in tree.body[0].bases:
         parent = namespace.get(base.id) if isinstance(base, ast.Name) else None

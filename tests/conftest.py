@@ -111,6 +111,13 @@ def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return Backend("local", lambda p: get_storage_adapter("local", _with_prefix(config, p)))
 
 
+def _local_portable(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Content type and metadata in hidden bookkeeping files, as where the platform or
+    filesystem has no extended attributes."""
+    config = {"base_path": str(tmp_path / "store"), "metadata_store": "portable"}
+    return Backend("local", lambda p: get_storage_adapter("local", _with_prefix(config, p)))
+
+
 def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     config = {"store_name": f"test-{uuid.uuid4().hex}"}
     return Backend("memory", lambda p: get_storage_adapter("memory", _with_prefix(config, p)))
@@ -118,6 +125,8 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 BACKENDS: dict[str, Case] = {
     "local": Case(start=_local, presign_methods=frozenset({"GET"}), directories=True),
+    "local-portable": Case(start=_local_portable, presign_methods=frozenset({"GET"}),
+                           directories=True),
     "memory": Case(start=_memory, shared_across_processes=False,
                    holds_objects_in_memory=True),
 }

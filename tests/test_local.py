@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import builtins
 import os
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,11 @@ import pytest
 
 from perceptra_storage import (
     LocalStorageAdapter,
-    StorageNotFoundError,
+    StorageConnectionError,
     StorageOperationError,
     StoragePermissionError,
     StorageValidationError,
+    get_adapter_info,
     get_storage_adapter,
 )
 from tests.contract import Contract
@@ -26,6 +29,13 @@ class TestLocalContract(Contract):
     """The whole contract on the local backend."""
 
     case = "local"
+
+
+class TestLocalPortableContract(Contract):
+    """The whole contract again with ``metadata_store='portable'``: the extended
+    attribute path disabled, properties in hidden bookkeeping files."""
+
+    case = "local-portable"
 
 
 @pytest.fixture
@@ -111,15 +121,14 @@ def test_a_sibling_whose_name_extends_the_root_is_outside(tmp_path: Path) -> Non
 
 
 def test_create_dirs_false_needs_an_existing_base_path(tmp_path: Path) -> None:
-    adapter = get_storage_adapter("local", {"base_path": str(tmp_path / "absent"),
-                                            "create_dirs": False})
-    with pytest.raises(StorageNotFoundError, match="absent"):
-        adapter.test_connection()
+    with pytest.raises(StorageConnectionError, match="absent"):
+        get_storage_adapter("local", {"base_path": str(tmp_path / "absent"),
+                                      "create_dirs": False})
     assert not (tmp_path / "absent").exists()
     created = get_storage_adapter("local", {"base_path": str(tmp_path / "made"),
                                             "prefix": "t/1"})
-    assert created.test_connection() is True
     assert (tmp_path / "made" / "t" / "1").is_dir()
+    assert created.test_connection() is True
 
 
 def test_a_name_cannot_be_file_and_folder(local: LocalStorageAdapter) -> None:
@@ -165,3 +174,234 @@ def test_failed_write_leaves_no_temporary_file(local: LocalStorageAdapter, base:
         raise RuntimeError
     assert os.listdir(base) == ["w.bin"]
     assert (base / "w.bin").read_bytes() == b"v1"
+
+
+# --- where content type and metadata live: metadata_store -----------------------------------
+
+
+def _store(tmp_path: Path, mode: str, **config: Any) -> LocalStorageAdapter:
+    adapter = get_storage_adapter("local", {"base_path": str(tmp_path / "store"),
+                                            "metadata_store": mode, **config})
+    assert isinstance(adapter, LocalStorageAdapter)
+    return adapter
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".~ps."))
+
+
+def test_metadata_store_is_documented_and_checked(tmp_path: Path) -> None:
+    field = get_adapter_info("local")["config"]["metadata_store"]
+    assert field["required"] is False
+    for word in ("'auto'", "'xattr'", "'portable'", "default", ".~ps."):
+        assert word in field["doc"] + field["type"]
+    with pytest.raises(StorageValidationError, match="metadata_store"):
+        get_storage_adapter("local", {"base_path": str(tmp_path), "metadata_store": "sidecar"})
+
+
+def test_portable_store_keeps_properties_out_of_sight(tmp_path: Path) -> None:
+    adapter = _store(tmp_path, "portable")
+    base = tmp_path / "store"
+    adapter.upload_file(b"<p>", "site/index.html", content_type="text/x-custom",
+                        metadata={"owner": "ana"})
+    info = adapter.get_file_metadata("site/index.html")
+    assert (info.content_type, info.metadata) == ("text/x-custom", {"owner": "ana"})
+    assert _visible(base / "site") == ["index.html"]
+    assert len(os.listdir(base / "site")) == 2  # the object and its bookkeeping file
+    assert [o.key for o in adapter.list_files()] == ["site/index.html"]
+    assert adapter.fs.ls("site", detail=False) == ["site/index.html"]  # type: ignore[attr-defined]
+    assert adapter.fs.find("") == ["site/index.html"]  # type: ignore[attr-defined]
+    if hasattr(os, "listxattr"):
+        assert os.listxattr(base / "site" / "index.html") == []
+
+
+def test_no_key_can_address_the_bookkeeping(tmp_path: Path) -> None:
+    adapter = _store(tmp_path, "portable")
+    adapter.upload_file(b"x", "k", metadata={"a": "b"})
+    (hidden,) = [p.name for p in (tmp_path / "store").iterdir() if p.name != "k"]
+    for key in (hidden, f"d/{hidden}", ".~ps.anything", "a/.~ps./b"):
+        for call in (adapter.download_file, adapter.get_file_metadata, adapter.delete_file,
+                     adapter.file_exists, lambda k: adapter.upload_file(b"y", k)):
+            with pytest.raises(StorageValidationError, match="reserved"):
+                call(key)
+    with pytest.raises(StorageValidationError, match="reserved"):
+        _store(tmp_path, "auto", prefix="t/.~ps.x")
+
+
+@pytest.mark.parametrize("mode", ["auto", "xattr", "portable"])
+def test_properties_follow_the_object(tmp_path: Path, mode: str) -> None:
+    adapter = _store(tmp_path, mode)
+    base = tmp_path / "store"
+    adapter.upload_file(b"v1", "a/k.bin", content_type="image/png", metadata={"v": "1"})
+    adapter.upload_file(b"v2", "a/k.bin", metadata={"v": "2"})  # overwrite
+    info = adapter.get_file_metadata("a/k.bin")
+    assert (info.content_type, info.metadata) == ("application/octet-stream", {"v": "2"})
+    adapter.upload_file(b"v3", "a/k.bin")
+    assert adapter.get_file_metadata("a/k.bin").metadata == {}
+    adapter.upload_file(b"v4", "a/k.bin", content_type="image/png", metadata={"v": "4"})
+    adapter.copy_file("a/k.bin", "b/copy.bin")
+    copied = adapter.get_file_metadata("b/copy.bin")
+    assert (copied.content_type, copied.metadata) == ("image/png", {"v": "4"})
+    assert adapter.move_files({"b/copy.bin": "c/moved.bin"}).ok
+    moved = adapter.get_file_metadata("c/moved.bin")
+    assert (moved.content_type, moved.metadata) == ("image/png", {"v": "4"})
+    adapter.fs.mv("c/moved.bin", "d/renamed.bin")  # type: ignore[attr-defined]
+    assert adapter.get_file_metadata("d/renamed.bin").metadata == {"v": "4"}
+    adapter.delete_file("d/renamed.bin")
+    adapter.delete_file("a/k.bin")
+    assert os.listdir(base) == []  # no bookkeeping left behind, folders pruned
+    adapter.upload_file(b"fresh", "a/k.bin")  # a new object under the same name
+    assert adapter.get_file_metadata("a/k.bin").metadata == {}
+
+
+def test_portable_properties_move_with_their_directory(tmp_path: Path) -> None:
+    adapter = _store(tmp_path, "portable")
+    adapter.upload_file(b"x", "old/sub/k.csv", content_type="text/x-mine", metadata={"a": "b"})
+    adapter.fs.mv("old", "new", recursive=True)  # type: ignore[attr-defined]
+    info = adapter.get_file_metadata("new/sub/k.csv")
+    assert (info.content_type, info.metadata) == ("text/x-mine", {"a": "b"})
+    assert [o.key for o in adapter.list_files()] == ["new/sub/k.csv"]
+
+
+def test_portable_entries_apply_only_to_the_file_they_were_written_for(tmp_path: Path) -> None:
+    adapter = _store(tmp_path, "portable")
+    target = tmp_path / "store" / "k.txt"
+    adapter.upload_file(b"ours", "k.txt", content_type="text/x-ours", metadata={"a": "1"})
+    replacement = tmp_path / "store" / "elsewhere.tmp"
+    replacement.write_bytes(b"another program's file")
+    os.replace(replacement, target)
+    info = adapter.get_file_metadata("k.txt")
+    assert (info.content_type, info.metadata) == ("text/plain", {})
+
+
+def test_portable_write_that_fails_at_the_rename_keeps_old_properties(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter = _store(tmp_path, "portable")
+    adapter.upload_file(b"old", "k.bin", content_type="image/png", metadata={"v": "old"})
+    real_replace = os.replace
+
+    def fail_on_the_object(source: Any, target: Any) -> None:
+        if os.path.basename(target) == "k.bin":
+            raise OSError(5, "injected I/O error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", fail_on_the_object)
+    with pytest.raises(StorageOperationError):
+        adapter.upload_file(b"new", "k.bin", content_type="text/x-new", metadata={"v": "new"})
+    monkeypatch.undo()
+    info = adapter.get_file_metadata("k.bin")
+    assert (adapter.download_file("k.bin"), info.content_type, info.metadata) == (
+        b"old", "image/png", {"v": "old"})
+    assert _visible(tmp_path / "store") == ["k.bin"]
+    assert len(os.listdir(tmp_path / "store")) == 2  # no temporary file left either
+    adapter.upload_file(b"new", "k.bin", metadata={"v": "new"})
+    assert adapter.get_file_metadata("k.bin").metadata == {"v": "new"}
+
+
+def test_portable_concurrent_writers_each_keep_their_properties(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writer A stores its entry, then B writes and renames before A's rename lands:
+    the object is A's, and so must be its properties."""
+    adapter = _store(tmp_path, "portable")
+    adapter.upload_file(b"old", "k.bin", metadata={"v": "old"})
+    fs, path = adapter.filesystem, adapter._path("k.bin")
+    first = fs.open(path, "wb", content_type="image/png", metadata={"v": "a"})
+    second = fs.open(path, "wb", content_type="text/x-b", metadata={"v": "b"})
+    first.write(b"from a")
+    second.write(b"from b")
+    real_replace = os.replace
+
+    def b_lands_first(source: Any, target: Any) -> None:
+        if os.path.basename(target) == "k.bin" and source == first._temp:
+            monkeypatch.setattr(os, "replace", real_replace)
+            second.close()
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", b_lands_first)
+    first.close()
+    info = adapter.get_file_metadata("k.bin")
+    assert (adapter.download_file("k.bin"), info.content_type, info.metadata) == (
+        b"from a", "image/png", {"v": "a"})
+
+
+def _no_xattrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem without extended attributes, as tmpfs before Linux 6.6 or FAT."""
+    import errno
+
+    def unsupported(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    for name in ("setxattr", "getxattr"):
+        monkeypatch.setattr(os, name, unsupported, raising=False)
+
+
+def test_auto_falls_back_to_portable_without_extended_attributes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_xattrs(monkeypatch)
+    adapter = _store(tmp_path, "auto")
+    adapter.upload_file(b"x", "k.bin", content_type="image/png", metadata={"a": "b"})
+    info = adapter.get_file_metadata("k.bin")
+    assert (info.content_type, info.metadata) == ("image/png", {"a": "b"})
+    assert [o.key for o in adapter.list_files()] == ["k.bin"]
+
+
+def test_forced_xattr_without_extended_attributes_is_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_xattrs(monkeypatch)
+    adapter = _store(tmp_path, "xattr")
+    adapter.upload_file(b"plain", "k.bin")  # default properties need no storage
+    assert adapter.get_file_metadata("k.bin").content_type == "application/octet-stream"
+    with pytest.raises(StorageOperationError, match="no extended attributes") as info:
+        adapter.upload_file(b"typed", "k.bin", metadata={"a": "b"})
+    assert "metadata_store" in str(info.value)
+    assert adapter.download_file("k.bin") == b"plain"
+    assert os.listdir(tmp_path / "store") == ["k.bin"]
+
+
+def test_copies_without_sendfile_use_shutil(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from perceptra_storage.backends import local as module
+
+    # As on macOS and Windows (the child-process contract run deletes os.sendfile too).
+    monkeypatch.setattr(module, "_KERNEL_COPY", False)
+    adapter = _store(tmp_path, "portable")
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    seen: list[int] = []
+    adapter.upload_file(source, "big.bin", progress=lambda done, total: seen.append(done))
+    adapter.copy_file("big.bin", "copy.bin")
+    out = tmp_path / "out.bin"
+    adapter.download_file("copy.bin", out)
+    assert out.read_bytes() == data and seen[-1] == len(data)
+
+
+_MISSING_ELSEWHERE = ("setxattr", "getxattr", "listxattr", "removexattr", "sendfile")
+
+
+def test_local_contract_passes_without_xattr_and_sendfile(tmp_path: Path) -> None:
+    """The whole local contract in a child process whose ``os`` lacks the calls that
+    macOS's or Windows' Python lacks, deleted before anything imports ``shutil`` or
+    this package, so both take their portable paths there."""
+    repo = Path(__file__).resolve().parent.parent
+    # The local entry point's contract class (tests/contract), else the parametrized
+    # contract module's local cases.
+    selection = [f"{repo / 'tests' / 'test_local.py'}::TestLocalContract"] \
+        if (repo / "tests" / "contract").is_dir() else \
+        [str(repo / "tests" / "test_contract.py"), "-k", "local and not portable"]
+    code = (
+        "import os, sys\n"
+        f"for name in {_MISSING_ELSEWHERE!r}:\n"
+        "    if hasattr(os, name):\n"
+        "        delattr(os, name)\n"
+        "import pytest\n"
+        "sys.exit(pytest.main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *selection, "-q", "-p", "no:cacheprovider",
+         f"--basetemp={tmp_path / 'child'}"],
+        cwd=repo, capture_output=True, text=True, timeout=900)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    passed = int(summary.split(" passed")[0].split()[-1])
+    assert passed >= 100 and "failed" not in summary and "error" not in summary, summary

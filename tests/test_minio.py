@@ -20,8 +20,8 @@ from perceptra_storage import (
     StorageValidationError,
     get_storage_adapter,
 )
+from perceptra_storage.backends._s3fs import PART_SIZE
 from perceptra_storage.backends.minio import MinIOStorageAdapter
-from perceptra_storage.backends.s3 import PART_SIZE
 from tests.cases_s3 import fetch, minio_config, minio_credentials, new_bucket, s3_client
 from tests.contract import Contract
 from tests.servers.common import S3Server, free_port

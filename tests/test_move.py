@@ -1,10 +1,10 @@
-"""What ``move_file`` does beyond the contract (``tests/contract/objects.py``): one
-rename on local disks, and no loss when the store refuses the delete after the copy."""
+"""What ``move_file`` does beyond the contract (``tests/contract/objects.py``): the local
+filesystem's move (properties kept, emptied folders gone), and no loss when the store
+refuses the delete after the copy."""
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -17,20 +17,19 @@ from perceptra_storage import (
 from tests.conftest import started_backend
 
 
-def test_local_move_is_one_rename(tmp_path: Path) -> None:
+def test_local_move_keeps_properties_and_drops_empty_folders(tmp_path: Path) -> None:
     from perceptra_storage import get_storage_adapter
 
     adapter = get_storage_adapter("local", {"base_path": str(tmp_path)})
     adapter.upload_file(b"data", "deep/down/f.bin", metadata={"tag": "t"})
-    inode = os.stat(tmp_path / "deep" / "down" / "f.bin").st_ino
     adapter.move_file("deep/down/f.bin", "new/place/g.bin")
-    assert os.stat(tmp_path / "new" / "place" / "g.bin").st_ino == inode
+    assert (tmp_path / "new" / "place" / "g.bin").read_bytes() == b"data"
     assert not (tmp_path / "deep").exists()  # folders left empty go, as on object stores
     assert adapter.get_file_metadata("new/place/g.bin").metadata == {"tag": "t"}
     adapter.upload_file(b"", "folder/inside")
     with pytest.raises(StorageError) as caught:
         adapter.move_file("new/place/g.bin", "folder")
-    assert caught.value.operation == "move" and "folder" in str(caught.value)
+    assert caught.value.operation == "move" and "directory" in str(caught.value)
     assert adapter.file_exists("new/place/g.bin") and adapter.file_exists("folder/inside")
 
 

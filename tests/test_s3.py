@@ -22,7 +22,8 @@ from perceptra_storage import (
     StorageValidationError,
     get_storage_adapter,
 )
-from perceptra_storage.backends.s3 import PART_SIZE, S3StorageAdapter
+from perceptra_storage.backends._s3fs import PART_SIZE
+from perceptra_storage.backends.s3 import S3StorageAdapter
 from tests.cases_s3 import fetch, new_bucket, s3_client, s3_config, s3_credentials
 from tests.contract import Contract
 from tests.servers.common import S3Server, free_port
@@ -369,7 +370,7 @@ def test_twenty_mib_file_is_multipart_and_reachable_through_fsspec(
 
 def test_parts_grow_when_a_file_would_need_more_than_the_part_limit(
         s3: S3StorageAdapter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import perceptra_storage.backends.s3 as module
+    import perceptra_storage.backends._s3fs as module
 
     monkeypatch.setattr(module, "MAX_PARTS", 2)  # as if 20 MiB were past 10,000 parts
     local = tmp_path / "twenty.bin"

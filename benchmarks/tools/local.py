@@ -18,10 +18,16 @@ from benchmarks.tools.common import check, expect_listed, read, write
 REGISTRY = Registry()
 
 
-def make_adapter(root: str) -> Any:
+def make_adapter(root: str, portable: bool = False) -> Any:
+    """The adapter over ``root``; ``portable``: on the path macOS and Windows take
+    (properties in bookkeeping files, copies by ``shutil.copyfile``, no ``sendfile``)."""
     from perceptra_storage import get_storage_adapter
+    from perceptra_storage.backends import local
 
-    adapter = get_storage_adapter("local", {"base_path": root})
+    if portable:
+        local._KERNEL_COPY = False  # this measurement's own process: as where it is absent
+    config = {"base_path": root, "metadata_store": "portable" if portable else "auto"}
+    adapter = get_storage_adapter("local", config)
     adapter.file_exists("warm-up")
     return adapter
 
@@ -125,6 +131,13 @@ def _big_upload(spec: Spec) -> Run:
     return lambda: adapter.upload_file(spec.big_source(), key)
 
 
+@REGISTRY.tool("big_upload", "perceptra_portable")
+def _big_upload_portable(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.scratch, portable=True)
+    key = spec.scratch_keys(1)[0]
+    return lambda: adapter.upload_file(spec.big_source(), key)
+
+
 @REGISTRY.tool("big_upload", "shutil_copyfile")
 def _big_upload_shutil(spec: Spec) -> Run:
     target = os.path.join(spec.store.scratch, spec.scratch_keys(1)[0])
@@ -144,6 +157,13 @@ def _big_upload_fsspec(spec: Spec) -> Run:
 @REGISTRY.tool("big_download", "perceptra")
 def _big_download(spec: Spec) -> Run:
     adapter = make_adapter(spec.store.data)
+    target = os.path.join(spec.out_dir(), "big")
+    return lambda: adapter.download_file("big", target)
+
+
+@REGISTRY.tool("big_download", "perceptra_portable")
+def _big_download_portable(spec: Spec) -> Run:
+    adapter = make_adapter(spec.store.data, portable=True)
     target = os.path.join(spec.out_dir(), "big")
     return lambda: adapter.download_file("big", target)
 

@@ -3,21 +3,41 @@
 Writes are atomic: bytes go to a hidden temporary file in the target's
 directory, which is renamed over the target once complete, so readers see the
 old file or the new one, never half of one, and a failed write leaves the old
-file in place.  Content type and metadata are kept in one extended attribute
-of the file itself (no sidecar files that could shadow a user's key).  Every
-path is resolved and must stay under ``base_path``, symlinks included.
+file in place.  Every path is resolved and must stay under ``base_path``,
+symlinks included.
+
+Content type and metadata (the "properties") are stored, by ``metadata_store``:
+
+* ``'xattr'``: in one extended attribute of the file itself (Linux; not on
+  Windows, nor on macOS's Python, nor on every filesystem);
+* ``'portable'``: in a hidden bookkeeping file beside it, one per file name
+  (``.~ps.<digest>.meta``), which records the identity (inode, size, modification
+  time) of the file each entry describes, so an entry only ever applies to the
+  file it was written for: a file replaced by another program, or a crash
+  between the two renames of a write, shows default properties, never stale ones;
+* ``'auto'`` (default): extended attributes where the platform and filesystem
+  have them, the portable files otherwise (decided per write).
+
+Names with a component starting with ``.~ps.`` are the backend's own (temporary
+and bookkeeping files): listings never show them and no key may contain one.
+Directories written by 0.1's local adapter keep working: its ``<name>.meta``
+JSON sidecars supply the properties of ``<name>`` until it is next written, and
+are not listed as objects.
 """
 
+import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
-import re
+import shutil
 import stat
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional, Required, TypedDict, Union
+from typing import Any, Literal, Optional, Required, TypedDict, Union
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -26,6 +46,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ..adapter import FsspecStorageAdapter
 from ..base import PresignedUrl
 from ..errors import (
+    StorageConnectionError,
     StorageNotFoundError,
     StorageOperationError,
     StoragePermissionError,
@@ -35,11 +56,25 @@ from ..validation import default_content_type
 
 __all__ = ["LocalConfig", "LocalStorageAdapter"]
 
-_TEMP_NAME = re.compile(r"\.~ps\.[0-9a-f]{32}\.tmp\Z")
+RESERVED = ".~ps."
+"""Name components starting with this are the backend's own files."""
 _XATTR = "user.perceptra_storage.meta"
 _NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 _CHUNK = 8 * 1024 * 1024
+_LEGACY_SUFFIX = ".meta"
+_LEGACY_MAX = 64 * 1024
+"""0.1 sidecars hold a content type and a few metadata pairs; a bigger ``.meta``
+file is the user's own and is not parsed."""
+_KERNEL_COPY = sys.platform.startswith("linux") and hasattr(os, "sendfile")
+"""``sendfile`` copies file to file only on Linux: macOS's wants a socket as the
+target, and Windows has none."""
+_IN_FLIGHT = 4
+"""Entries of other writes a portable properties file keeps: concurrent writers of one
+key each find theirs, whichever rename lands last."""
+METADATA_STORES = ("auto", "xattr", "portable")
 PROTOCOL = "perceptra-local"
+
+_Properties = dict[str, Any]
 
 
 class LocalConfig(TypedDict, total=False):
@@ -48,9 +83,18 @@ class LocalConfig(TypedDict, total=False):
     base_path: Required[Union[str, os.PathLike[str]]]
     """Directory that holds the objects (the "bucket")."""
     create_dirs: bool
-    """Create ``base_path`` (and ``prefix`` under it) on first use; default True."""
+    """Create ``base_path`` (and ``prefix`` under it) when the adapter is built; default
+    True. When False, a missing ``base_path`` fails construction with
+    StorageConnectionError."""
     prefix: str
     """Sub-directory of ``base_path`` that this adapter is confined to, e.g. one tenant."""
+    metadata_store: Literal["auto", "xattr", "portable"]
+    """Where content type and metadata are kept: 'auto' (default) uses extended
+    attributes where the platform and filesystem support them, else 'portable';
+    'xattr' forces extended attributes (writing a content type or metadata fails where
+    there are none); 'portable' forces hidden '.~ps.' bookkeeping files beside the
+    objects (Linux, macOS and Windows). Key components starting with '.~ps.' are
+    reserved in every mode."""
 
 
 class LocalStorageAdapter(FsspecStorageAdapter):
@@ -61,26 +105,50 @@ class LocalStorageAdapter(FsspecStorageAdapter):
     config_schema = LocalConfig
 
     def _check_config(self) -> None:
+        """Check the fields, then create (or require) ``base_path`` as 0.1 did at
+        construction: a local directory is not the network, and a wrong path should
+        fail here rather than at the first upload."""
+        self._metadata_store = str(self.config.get("metadata_store") or "auto")
+        if self._metadata_store not in METADATA_STORES:
+            raise StorageValidationError(
+                f"local: config field 'metadata_store' must be one of "
+                f"{', '.join(map(repr, METADATA_STORES))}, not {self._metadata_store!r}",
+                backend="local")
+        if any(part.startswith(RESERVED) for part in self.prefix.split("/")):
+            raise StorageValidationError(
+                f"local: config field 'prefix' has a component starting with {RESERVED!r}, "
+                "which is reserved for the backend's own files", backend="local")
         self._base_path = os.path.abspath(str(os.fspath(self.config["base_path"])))
+        base = self._base()
+        if self.config.get("create_dirs", True):
+            try:
+                os.makedirs(base, exist_ok=True)
+            except OSError as exc:
+                raise StorageConnectionError(
+                    f"local: cannot create base_path {self._base_path!r}: "
+                    f"{exc.strerror or exc}", backend="local") from exc
+        if not os.path.isdir(self._base_path):
+            problem = ("is not a directory" if os.path.lexists(self._base_path) else
+                       "does not exist and create_dirs is False")
+            raise StorageConnectionError(f"local: base_path {self._base_path!r} {problem}",
+                                         backend="local")
+        self._confine = os.path.realpath(self._base_path)
+        self._keep = os.path.realpath(base)
 
     def _root(self) -> str:
         return self._base_path
 
     def _make_filesystem(self) -> AbstractFileSystem:
-        base = self._base()
-        if self.config.get("create_dirs", True):
-            os.makedirs(base, exist_ok=True)
-        elif not os.path.isdir(self._base_path):
-            raise StorageNotFoundError(
-                f"local: base_path {self._base_path!r} does not exist and create_dirs is False")
-        return _AtomicLocalFileSystem(confine=os.path.realpath(self._base_path),
-                                      keep=os.path.realpath(base), skip_instance_cache=True)
+        return _AtomicLocalFileSystem(confine=self._confine, keep=self._keep,
+                                      metadata_store=self._metadata_store,
+                                      skip_instance_cache=True)
 
     def _check_key(self, key: Any) -> str:
         key = super()._check_key(key)
-        if any(_TEMP_NAME.match(part) for part in key.split("/")):
+        if any(part.startswith(RESERVED) for part in key.split("/")):
             raise StorageValidationError(
-                f"local: key {key!r} has the form of an internal temporary file", key=key)
+                f"local: key {key!r} has a component starting with {RESERVED!r}, which is "
+                "reserved for the backend's temporary and bookkeeping files", key=key)
         if not self._stays_inside(key):
             raise StoragePermissionError(
                 f"local: key {key!r} resolves outside the adapter's directory (symlink)",
@@ -91,59 +159,125 @@ class LocalStorageAdapter(FsspecStorageAdapter):
         """Whether ``key`` resolves inside the adapter's directory. Only the key's own
         components can be symlinks that lead out (the root was resolved once), so they
         are checked one ``lstat`` each, and fully resolved only when one is a link:
-        a third of the cost of ``realpath`` on every operation."""
-        keep = self.filesystem.keep
-        path = keep
+        a third of the cost of ``realpath`` on every operation. Creates nothing."""
+        path = self._keep
         for part in key.split("/"):
-            path = f"{path}/{part}"
+            path = os.path.join(path, part)
             try:
                 if stat.S_ISLNK(os.lstat(path).st_mode):
-                    return os.path.realpath(f"{keep}/{key}").startswith(keep + os.sep)
+                    full = os.path.realpath(os.path.join(self._keep, *key.split("/")))
+                    return full.startswith(self._keep + os.sep)
             except (FileNotFoundError, NotADirectoryError):
                 return True  # nothing exists below a missing entry
         return True
 
     def _is_internal(self, key: str) -> bool:
-        return bool(_TEMP_NAME.match(key.rpartition("/")[2]))
+        return key.rpartition("/")[2].startswith(RESERVED)
 
     def _head(self, path: str) -> dict[str, Any]:
-        info = dict(self.filesystem.info(path))
+        fs = self.filesystem
+        info = dict(fs.info(path))
         if info.get("type") == "file":
-            info.update(_read_properties(path))
+            info.update(fs.properties(path))
         return info
 
     def _probe(self) -> None:
-        self.filesystem  # noqa: B018 - builds it, creating base_path when create_dirs
         if not os.path.isdir(self._base()):
             raise StorageNotFoundError(f"local: directory {self._base()!r} does not exist")
 
     def _public_url(self, key: str) -> Optional[str]:
-        """A ``file://`` URI: usable by programs on this machine, by no one else."""
+        """A ``file://`` URI of a stored file, usable by programs on this machine (by
+        no one else); None when no file is stored under ``key``, as in 0.1."""
+        if not self.file_exists(key):
+            return None
         return Path(self._path(key)).as_uri()
 
     def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
-        """Local files have no signer: GET gets the plain ``file://`` URI, flagged as
-        unscoped and without an enforced expiry; other methods are refused."""
+        """Local files have no signer: GET of a stored file gets the plain ``file://``
+        URI, flagged as unscoped and without an enforced expiry; a missing key raises
+        StorageNotFoundError (as in 0.1); other methods are refused."""
         if method != "GET":
             raise StorageOperationError(
                 f"local: a file:// URL cannot carry a {method} grant; use the adapter "
                 "directly or an S3/Azure backend for client uploads")
+        self._file_info(key)
         return PresignedUrl(
             url=Path(path).as_uri(),
             expires_at=datetime.now(UTC) + timedelta(seconds=expiration),
             method="GET", scoped=False, expiry_enforced=False)
 
 
-def _read_properties(path: str) -> dict[str, Any]:
-    """Content type and metadata stored with the file; defaults when absent."""
-    try:
-        stored = json.loads(os.getxattr(path, _XATTR))
-    except OSError as exc:
-        if exc.errno not in _NO_XATTR:
-            raise
-        stored = {}
+# -- stored properties ---------------------------------------------------------------
+
+
+def _defaults(path: str) -> _Properties:
+    return {"content_type": default_content_type(path), "metadata": {}}
+
+
+def _clean(stored: Any, path: str) -> _Properties:
+    stored = stored if isinstance(stored, dict) else {}
     return {"content_type": stored.get("content_type") or default_content_type(path),
             "metadata": dict(stored.get("metadata") or {})}
+
+
+def _identity(info: os.stat_result) -> str:
+    """What changes whenever a different file, or different content, has this name."""
+    return f"{info.st_ino:x}-{info.st_size:x}-{info.st_mtime_ns:x}"
+
+
+def _bookkeeping_path(path: str) -> str:
+    """The portable properties file of the file at ``path``: hidden, beside it, named
+    by a digest so that any file name (up to the filesystem's limit) gets one."""
+    folder, name = os.path.split(path)
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return os.path.join(folder, f"{RESERVED}{digest}.meta")
+
+
+def _load_entries(bookkeeping: str) -> dict[str, Any]:
+    """The entries of a portable properties file; none if it is missing or unreadable
+    (a torn file cannot happen, it is replaced atomically; unreadable means foreign)."""
+    try:
+        with open(bookkeeping, "rb") as file:
+            entries = json.loads(file.read()).get("entries")
+    except (FileNotFoundError, NotADirectoryError, ValueError, AttributeError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    temp = os.path.join(os.path.dirname(path), f"{RESERVED}{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temp, "xb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _legacy_properties(path: str) -> Optional[_Properties]:
+    """The properties in 0.1's sidecar of ``path`` (``<path>.meta``: one JSON object of
+    strings, the user metadata plus ``content_type``), or None when there is no such
+    sidecar (missing, too big, or not of that shape: then it is a user's own file)."""
+    try:
+        with open(path + _LEGACY_SUFFIX, "rb") as file:
+            raw = file.read(_LEGACY_MAX + 1)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    if len(raw) > _LEGACY_MAX:
+        return None
+    try:
+        stored = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(stored, dict) or not all(isinstance(value, str)
+                                               for value in stored.values()):
+        return None
+    content_type = stored.pop("content_type", None)
+    return {"content_type": content_type or default_content_type(path), "metadata": stored}
 
 
 def _parent_is_a_file() -> StorageOperationError:
@@ -152,10 +286,12 @@ def _parent_is_a_file() -> StorageOperationError:
 
 
 class _AtomicWriter(io.RawIOBase):
-    """A write to a hidden temporary file, renamed over the target on close."""
+    """A write to a hidden temporary file, renamed over the target on close, with the
+    properties stored first (on the temporary file, or in the portable file keyed by
+    its identity), so the rename publishes the content and its properties at once."""
 
     def __init__(self, target: str, content_type: Optional[str],
-                 metadata: Optional[dict[str, str]]) -> None:
+                 metadata: Optional[dict[str, str]], store: str) -> None:
         super().__init__()
         if os.path.isdir(target):
             raise StorageOperationError(
@@ -163,9 +299,10 @@ class _AtomicWriter(io.RawIOBase):
                 "cannot also be a file")
         folder = os.path.dirname(target)
         self._target = target
-        self._temp = os.path.join(folder, f".~ps.{uuid.uuid4().hex}.tmp")
-        self._content_type = content_type or default_content_type(target)
-        self._metadata = dict(metadata or {})
+        self._store = store
+        self._temp = os.path.join(folder, f"{RESERVED}{uuid.uuid4().hex}.tmp")
+        self._properties = {"content_type": content_type or default_content_type(target),
+                            "metadata": dict(metadata or {})}
         for attempt in (1, 2, 3):
             try:
                 self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close/discard
@@ -189,6 +326,10 @@ class _AtomicWriter(io.RawIOBase):
     def write(self, data: Any) -> int:
         return self._file.write(data)
 
+    def fill_from(self, source: str, callback: Any) -> None:
+        """Copy the file at ``source`` into this (still empty) write."""
+        _copy(source, self._temp, callback)
+
     def close(self) -> None:
         if self.closed:
             return
@@ -202,18 +343,45 @@ class _AtomicWriter(io.RawIOBase):
             self.discard()
             raise
         super().close()
+        _forget_legacy(self._target)
 
     def _store_properties(self) -> None:
-        value = json.dumps({"content_type": self._content_type, "metadata": self._metadata})
+        if self._store != "portable" and self._set_xattr():
+            return
+        if self._store == "xattr":
+            if self._properties != _defaults(self._target):
+                raise StorageOperationError(
+                    "local: the filesystem under base_path has no extended attributes, so "
+                    "content_type and metadata cannot be stored with the file; use "
+                    "metadata_store='auto' or 'portable'")
+            return
+        bookkeeping = _bookkeeping_path(self._target)
+        # Keep the entry of the file still in place (its readers need it until the
+        # rename) and those of other writes in flight (whichever rename lands last,
+        # its entry is there); older ones describe files that are gone.
+        entries = _load_entries(bookkeeping)
         try:
-            os.setxattr(self._temp, _XATTR, value.encode())
+            current: Optional[str] = _identity(os.stat(self._target))
+        except FileNotFoundError:
+            current = None
+        recent = dict(list(entries.items())[-_IN_FLIGHT:])
+        if current in entries:
+            recent[current] = entries[current]
+        recent[_identity(os.stat(self._temp))] = self._properties
+        entries = recent
+        _write_atomically(bookkeeping, json.dumps({"entries": entries}).encode())
+
+    def _set_xattr(self) -> bool:
+        """Store the properties as an extended attribute; False where there are none."""
+        if not hasattr(os, "setxattr"):
+            return False
+        try:
+            os.setxattr(self._temp, _XATTR, json.dumps(self._properties).encode())
         except OSError as exc:
             if exc.errno not in _NO_XATTR:
                 raise
-            if self._metadata or self._content_type != default_content_type(self._target):
-                raise StorageOperationError(
-                    "local: the filesystem under base_path has no extended attributes, so "
-                    "content_type and metadata cannot be stored with the file") from exc
+            return False
+        return True
 
     def discard(self) -> None:
         if not self._file.closed:
@@ -229,9 +397,18 @@ class _AtomicWriter(io.RawIOBase):
             self.close()
 
 
+def _forget_legacy(path: str) -> None:
+    """Remove 0.1's sidecar of ``path`` (once it is written or deleted its information
+    is stale); a ``.meta`` file that is not such a sidecar is the user's and stays."""
+    if _legacy_properties(path) is not None:
+        # A concurrent write or delete may have removed it first.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + _LEGACY_SUFFIX)
+
+
 class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
-    """fsspec's LocalFileSystem with atomic writes, stored properties and
-    symlinks followed only while they stay inside ``confine``.
+    """fsspec's LocalFileSystem with atomic writes, stored properties, the backend's
+    own files hidden, and symlinks followed only while they stay inside ``confine``.
 
     Registered as the ``perceptra-local`` protocol, so ``adapter.url(key)`` with
     ``adapter.storage_options`` gives pandas and Dask these same writes (plain
@@ -240,16 +417,35 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
 
     protocol = (PROTOCOL, "file", "local")
 
-    def __init__(self, confine: str, keep: str, **kwargs: Any) -> None:
+    def __init__(self, confine: str, keep: str, metadata_store: str = "auto",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.confine = confine
         self.keep = keep
+        self.metadata_store = metadata_store
+
+    def properties(self, path: str) -> _Properties:
+        """Content type and metadata stored with the file; defaults when absent."""
+        path = self._strip_protocol(path)
+        if self.metadata_store != "portable" and hasattr(os, "getxattr"):
+            try:
+                return _clean(json.loads(os.getxattr(path, _XATTR)), path)
+            except OSError as exc:
+                if exc.errno not in _NO_XATTR:
+                    raise
+        if self.metadata_store != "xattr":
+            entries = _load_entries(_bookkeeping_path(path))
+            if entries:
+                entry = entries.get(_identity(os.stat(path)))
+                if entry is not None:
+                    return _clean(entry, path)
+        return _legacy_properties(path) or _defaults(path)
 
     def _open(self, path: str, mode: str = "rb", block_size: Any = None,
               **kwargs: Any) -> Any:
         if mode == "wb":
             return _AtomicWriter(self._strip_protocol(path), kwargs.get("content_type"),
-                                 kwargs.get("metadata"))
+                                 kwargs.get("metadata"), self.metadata_store)
         return super()._open(path, mode, block_size=block_size)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite",
@@ -258,40 +454,37 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
             target.write(value)
 
     def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
-        with open(lpath, "rb") as source, self._open(rpath, "wb", **kwargs) as target:
-            _copy(source, target, callback)
+        with self._open(rpath, "wb", **kwargs) as target:
+            target.fill_from(os.fspath(lpath), callback)
 
     def get_file(self, rpath: str, lpath: str, callback: Any = None, **kwargs: Any) -> None:
         """A plain copy out (the caller stages and renames); stored properties stay here."""
-        with open(self._strip_protocol(rpath), "rb") as source, open(lpath, "wb") as target:
-            _copy(source, target, callback)
+        _copy(self._strip_protocol(rpath), os.fspath(lpath), callback)
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         path1 = self._strip_protocol(path1)
-        with open(path1, "rb") as source, \
-                self._open(path2, "wb", **_read_properties(path1)) as target:
-            _copy(source, target, None)
+        with self._open(path2, "wb", **self.properties(path1)) as target:
+            target.fill_from(path1, None)
 
-    def mv(self, path1: str, path2: str, recursive: bool = False, **kwargs: Any) -> None:
-        """Move one file by one rename (atomic; its stored properties travel with it)
-        into a folder made as needed, replacing a file there (``os.replace``, which
-        Windows' ``os.rename`` would refuse), and drop the folders it leaves empty."""
-        path1, path2 = self._strip_protocol(path1), self._strip_protocol(path2)
-        if os.path.isdir(path2):
-            raise IsADirectoryError(errno.EISDIR, "destination is a folder", path2)
-        os.makedirs(os.path.dirname(path2), exist_ok=True)
-        os.replace(path1, path2)
-        self._drop_empty_folders(path1)
+    def mv(self, path1: str, path2: str, recursive: bool = True, **kwargs: Any) -> None:
+        """A file moves as copy and delete, so its properties go with it whatever
+        stores them; a directory is renamed whole (bookkeeping files included)."""
+        if self.isfile(path1):
+            self.cp_file(path1, path2)
+            self.rm_file(path1)
+        else:
+            super().mv(path1, path2, recursive=recursive, **kwargs)
 
     def rm_file(self, path: str) -> None:
-        """Delete a file and the directories it leaves empty: on an object store a
-        "directory" exists only while it holds keys, and the same key names must stay
-        usable here (after deleting ``a/b``, ``a`` can be a file)."""
+        """Delete a file, its properties, and the directories it leaves empty: on an
+        object store a "directory" exists only while it holds keys, and the same key
+        names must stay usable here (after deleting ``a/b``, ``a`` can be a file)."""
         path = self._strip_protocol(path)
         os.unlink(path)
-        self._drop_empty_folders(path)
-
-    def _drop_empty_folders(self, path: str) -> None:
+        # Absent when the properties are in an extended attribute, or none were stored.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_bookkeeping_path(path))
+        _forget_legacy(path)
         folder = os.path.realpath(os.path.dirname(path))
         while folder.startswith(self.keep + os.sep):
             try:
@@ -299,6 +492,13 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
             except OSError:
                 break
             folder = os.path.dirname(folder)
+
+    def ls(self, path: str, detail: bool = False, **kwargs: Any) -> list[Any]:
+        """fsspec's listing without the backend's own files and 0.1's sidecars."""
+        entries = super().ls(path, detail=True, **kwargs)
+        files = {entry["name"] for entry in entries if entry["type"] == "file"}
+        kept = [entry for entry in entries if not _hidden(entry["name"], files)]
+        return kept if detail else [entry["name"] for entry in kept]
 
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
         result: dict[str, Any] = super().info(path, **kwargs)
@@ -314,22 +514,33 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
         return result
 
 
-def _copy(source: Any, target: Any, callback: Any) -> None:
-    """Copy file to file in the kernel (``sendfile``: no bytes through Python, no
-    buffer), a chunk at a time so an fsspec callback hears of each; plain reads and
-    writes where the kernel cannot."""
-    try:
-        while sent := os.sendfile(target.fileno(), source.fileno(), None, _CHUNK):
-            if callback is not None:
-                callback.relative_update(sent)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOSYS) or source.tell():
-            raise
-    while chunk := source.read(_CHUNK):
-        target.write(chunk)
-        if callback is not None:
-            callback.relative_update(len(chunk))
+def _hidden(name: str, files: set[str]) -> bool:
+    """Whether a listed path is the backend's own file, or 0.1's sidecar of a file
+    listed beside it (only those are read, to check their shape)."""
+    if name.rpartition("/")[2].startswith(RESERVED):
+        return True
+    return name.endswith(_LEGACY_SUFFIX) and name[:-len(_LEGACY_SUFFIX)] in files and \
+        _legacy_properties(name[:-len(_LEGACY_SUFFIX)]) is not None
+
+
+def _copy(source: str, target: str, callback: Any) -> None:
+    """Copy the file ``source`` over the file ``target``. On Linux in the kernel
+    (``sendfile``: no bytes through Python, no buffer), a chunk at a time so an
+    fsspec callback hears of each; elsewhere with ``shutil.copyfile``, which uses the
+    platform's own fast copy (``fcopyfile`` on macOS, a reused buffer on Windows)."""
+    if _KERNEL_COPY:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            try:
+                while sent := os.sendfile(dst.fileno(), src.fileno(), None, _CHUNK):
+                    if callback is not None:
+                        callback.relative_update(sent)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS) or src.tell():
+                    raise
+    shutil.copyfile(source, target)
+    if callback is not None:
+        callback.relative_update(os.path.getsize(target))
 
 
 fsspec.register_implementation(PROTOCOL, _AtomicLocalFileSystem, clobber=True)

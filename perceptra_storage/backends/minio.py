@@ -53,7 +53,7 @@ class MinIOStorageAdapter(S3StorageAdapter):
         key, secret = key_pair(self.credentials, "access_key", "secret_key", self.backend_name)
         return Target(bucket=check_bucket_name(self.config["bucket_name"], self.backend_name),
                       endpoint=self._endpoint(), region=self.config.get("region") or "us-east-1",
-                      key=key, secret=secret, token=None)
+                      access_key_id=key, secret_access_key=secret, session_token=None)
 
     def _endpoint(self) -> str:
         """``http(s)://host:port`` from ``endpoint_url`` and ``secure``."""
