@@ -57,10 +57,13 @@ from .base import (
     Source,
     StorageObject,
     Writable,
+    _refuse_same_key,
+    _source_kept,
 )
 from .batch import FilesystemOperations, Operations
 from .errors import (
     StorageAdapterError,
+    StorageError,
     StorageNotFoundError,
     StorageOperationError,
     StorageValidationError,
@@ -522,6 +525,30 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             destination_key = self._check_key(destination_key)
             self._file_info(source_key)
             self._call("cp_file", self._path(source_key), self._path(destination_key))
+        return destination_key
+
+    def move_file(self, source_key: str, destination_key: str) -> str:
+        """Move one object: on a local disk through the filesystem's own ``mv`` (which
+        carries the stored properties along, wherever the backend keeps them); on object
+        stores a server-side copy, then a delete of the source. If that delete fails,
+        its typed error is raised and both objects stay."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        with self._operation("move", source_key if isinstance(source_key, str) else None):
+            source_key = self._check_key(source_key)
+            destination_key = self._check_key(destination_key)
+            _refuse_same_key(source_key, destination_key, self.backend_name)
+            self._file_info(source_key)
+            source, destination = self._path(source_key), self._path(destination_key)
+            if isinstance(self.filesystem, LocalFileSystem):
+                self._call("mv", source, destination)
+                return destination_key
+            self._call("cp_file", source, destination)
+        try:
+            with self._operation("move", source_key):
+                self._call("rm_file", source)
+        except StorageError as exc:
+            raise _source_kept(exc, destination_key) from exc
         return destination_key
 
     def __repr__(self) -> str:

@@ -268,6 +268,20 @@ class BaseStorageAdapter(ABC):
 
         return PerceptraFileSystem(adapter=self)
 
+    def move_file(self, source_key: str, destination_key: str) -> str:
+        """Move one object to another key: copy (content type and metadata kept), then
+        delete the source. If the delete fails its typed error is raised and both
+        objects stay, so nothing is lost; a failed copy leaves the source alone."""
+        source_key = validate_key(source_key, self.backend_name)
+        destination_key = validate_key(destination_key, self.backend_name)
+        _refuse_same_key(source_key, destination_key, self.backend_name)
+        self.copy_file(source_key, destination_key)
+        try:
+            self.delete_file(source_key)
+        except StorageError as exc:
+            raise _source_kept(exc, destination_key) from exc
+        return destination_key
+
     # -- batch operations: the batch engine (batch.py) over the one-item methods; the
     # generic adapter runs the same items on its filesystem's event loop instead.
 
@@ -390,6 +404,21 @@ class BaseStorageAdapter(ABC):
         return tuple(str(v) for v in self.credentials.values() if isinstance(v, str) and v)
 
 
+def _refuse_same_key(source_key: str, destination_key: str, backend: str) -> None:
+    """A move onto itself would copy the object over itself and then delete it."""
+    if source_key == destination_key:
+        raise StorageValidationError(
+            f"{backend}: move {source_key!r}: source and destination are the same key",
+            backend=backend, operation="move", key=source_key)
+
+
+def _source_kept(error: StorageError, destination_key: str) -> StorageError:
+    """The error of a delete that failed after a good copy, saying both objects exist."""
+    return type(error)(f"{error.reason} (the copy at {destination_key!r} was made; the "
+                       "source was kept)", backend=error.backend, operation="move",
+                       key=error.key)
+
+
 class _UploadOnClose(io.BytesIO):
     """Buffer for ``open(key, 'wb')`` on adapters that only have ``upload_file``.
 
@@ -466,6 +495,8 @@ class StorageAdapter(Protocol):
     def open(self, key: str, mode: str = "rb") -> IO[bytes]: ...
 
     def copy_file(self, source_key: str, destination_key: str) -> str: ...
+
+    def move_file(self, source_key: str, destination_key: str) -> str: ...
 
     def url(self, key: str) -> str: ...
 

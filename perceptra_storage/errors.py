@@ -208,6 +208,8 @@ def _botocore_rules() -> list[_Rule]:
         _isinstance_rule(bce.EndpointConnectionError, StorageConnectionError,
                          "endpoint unreachable"),
         _isinstance_rule(bce.ConnectionClosedError, StorageConnectionError, "connection closed"),
+        # An OSError through requests, so the generic OSError rule would call it a failure.
+        _isinstance_rule(bce.SSLError, StorageConnectionError, "TLS handshake failed"),
         _isinstance_rule(bce.HTTPClientError, StorageConnectionError, "HTTP connection failed"),
         _isinstance_rule(bce.NoCredentialsError, StoragePermissionError,
                          "no credentials found"),

@@ -183,9 +183,10 @@ def load_profiles(path: Union[str, os.PathLike[str], None] = None) -> dict[str, 
     from_file = _read_file(where, required=named)
     with _lock:
         registered = dict(_registered)
-    for name in sorted(set(from_file) & set(registered)):
-        raise _error(str(where), name, "defined both in the file and by register_profile; "
-                     "rename one of them")
+    clashes = sorted(set(from_file) & set(registered))
+    if clashes:
+        raise _error(str(where), clashes[0], "defined both in the file and by "
+                     "register_profile; rename one of them")
     return {**registered, **from_file}
 
 

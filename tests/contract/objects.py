@@ -159,6 +159,28 @@ class ObjectTests(ContractBase):
         with pytest.raises(StorageNotFoundError):
             storage.copy_file("nope", "x")
 
+    def test_move_keeps_content_type_and_metadata(self, storage: StorageAdapter) -> None:
+        storage.upload_file(b"payload", "in/a.csv", content_type="text/csv",
+                            metadata={"owner": "ops"})
+        storage.upload_file(b"old", "out/b.csv")
+        assert storage.move_file("in/a.csv", "out/b.csv") == "out/b.csv"
+        assert not storage.file_exists("in/a.csv")
+        assert storage.download_file("out/b.csv") == b"payload"
+        info = storage.get_file_metadata("out/b.csv")
+        assert (info.content_type, info.metadata) == ("text/csv", {"owner": "ops"})
+        assert [o.key for o in storage.list_files()] == ["out/b.csv"]
+
+    def test_bad_moves_change_nothing(self, storage: StorageAdapter) -> None:
+        storage.upload_file(b"x", "k")
+        with pytest.raises(StorageNotFoundError) as missing:
+            storage.move_file("absent", "elsewhere")
+        assert missing.value.operation == "move" and "absent" in str(missing.value)
+        with pytest.raises(StorageValidationError, match="same key"):
+            storage.move_file("k", "k")
+        with pytest.raises(StorageValidationError):
+            storage.move_file("k", "../escape")
+        assert storage.download_file("k") == b"x" and not storage.file_exists("elsewhere")
+
     def test_deleting_the_last_key_under_a_folder_frees_the_name(
             self, storage: StorageAdapter) -> None:
         storage.upload_file(b"inner", "p/q")

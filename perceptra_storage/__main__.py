@@ -1,0 +1,6 @@
+"""``python -m perceptra_storage``: the ``perceptra-storage`` command."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
