@@ -219,29 +219,25 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
                 self._fs_pid = os.getpid()
             return self._fs
 
-    @property
-    def fs(self) -> AbstractFileSystem:
-        """An fsspec filesystem rooted at this adapter's root (prefix included).
+    # url(), storage_options and fs: the perceptra:// route (fsspec_protocol.py) comes
+    # from BaseStorageAdapter; the filesystem's own URL stays available as native_*.
 
-        Paths given to it are keys; hand it to any fsspec-aware library.
-        """
-        from fsspec.implementations.dirfs import DirFileSystem
-
-        fs = self.filesystem
-        return DirFileSystem(path=self._base() or fs.root_marker, fs=fs,
-                             skip_instance_cache=True)
-
-    def url(self, key: str) -> str:
-        """An fsspec URL for ``key``; open it with :attr:`storage_options`."""
-        key = validate_key(key, self.backend_name)
-        protocol = self.filesystem.protocol
-        name = protocol if isinstance(protocol, str) else protocol[0]
-        return f"{name}://{self._path(key)}"
+    def native_url(self, key: str) -> str:
+        """The wrapped library's own URL for ``key`` (``s3://bucket/...``, ``abfs://...``),
+        for tools outside fsspec (DuckDB, Spark, polars' native readers) with
+        :attr:`native_storage_options`. It bypasses this adapter: no prefix
+        confinement, retries or typed errors; prefer :meth:`url` within fsspec."""
+        with self._operation("url", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            protocol = self.filesystem.protocol
+            name = protocol if isinstance(protocol, str) else protocol[0]
+            return f"{name}://{self._path(key)}"
 
     @property
-    def storage_options(self) -> dict[str, Any]:
-        """Options that open ``url`` in pandas, pyarrow, Dask. ``url``'s protocol names
-        the wrapped library's class (s3fs, adlfs), which takes no ``resilience``."""
+    def native_storage_options(self) -> dict[str, Any]:
+        """The wrapped filesystem's own options (credentials included), for
+        :meth:`native_url`: those of the wrapped library's class (s3fs, adlfs), which
+        takes no ``resilience``."""
         options = dict(self.filesystem.storage_options)
         options.pop("resilience", None)
         return options

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
     from .batch import Operations
+    from .fsspec_protocol import PerceptraFileSystem
 
 __all__ = [
     "BaseStorageAdapter",
@@ -217,6 +218,55 @@ class BaseStorageAdapter(ABC):
         self.upload_file(self.download_file(source_key), destination_key,
                          content_type=info.content_type, metadata=info.metadata)
         return destination_key
+
+    # -- the perceptra:// route: fsspec, pandas, pyarrow, polars, Dask (fsspec_protocol.py) --
+
+    def url(self, key: str) -> str:
+        """A ``perceptra://`` URL for ``key``; open it with :attr:`storage_options`
+        (``pd.read_csv(adapter.url(k), storage_options=adapter.storage_options)``).
+        A folder (``'tables/'``, or ``''`` for the root) gives the folder's URL, for
+        datasets and globs.
+
+        The URL reaches this adapter's own behaviour (key checks, prefix, timeouts,
+        retries, typed errors) through ``fsspec_protocol.PerceptraFileSystem``.
+        """
+        from .fsspec_protocol import url_for
+
+        with self._operation("url", key if isinstance(key, str) else None):
+            if key == "" or (isinstance(key, str) and key.endswith("/")):
+                return url_for(f"{validate_key(key[:-1], self.backend_name)}/" if key else "")
+            return url_for(validate_key(key, self.backend_name))
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Options that rebuild this adapter for :meth:`url` in pandas, pyarrow, polars
+        and on Dask workers: ``backend``, ``config`` and ``credentials`` (copies; they
+        hold the credentials, like the dicts given to the constructor). An adapter the
+        registry cannot rebuild by its name (a custom class registered under another
+        name, a private in-memory store) is passed as itself, ``adapter``, which
+        pickles to other processes."""
+        if not self._rebuilt_by_name():
+            return {"adapter": self}
+        return {"backend": self.backend_name, "config": copy.deepcopy(self.config),
+                "credentials": copy.deepcopy(self.credentials)}
+
+    def _rebuilt_by_name(self) -> bool:
+        """Whether ``get_storage_adapter(backend_name, config, credentials)`` builds an
+        adapter on the same storage as this one."""
+        from .registry import _adapter_class
+
+        try:
+            return _adapter_class(self.backend_name) is type(self)
+        except StorageAdapterError:
+            return False
+
+    @property
+    def fs(self) -> PerceptraFileSystem:
+        """This adapter as an fsspec filesystem whose paths are keys (rooted at the
+        adapter's root, prefix included): the same class :meth:`url` reaches."""
+        from .fsspec_protocol import PerceptraFileSystem
+
+        return PerceptraFileSystem(adapter=self)
 
     def move_file(self, source_key: str, destination_key: str) -> str:
         """Move one object to another key: copy (content type and metadata kept), then
@@ -455,6 +505,11 @@ class StorageAdapter(Protocol):
 
     @property
     def fs(self) -> AbstractFileSystem: ...
+
+    def native_url(self, key: str) -> str: ...
+
+    @property
+    def native_storage_options(self) -> dict[str, Any]: ...
 
     def upload_files(self, items: Union[Mapping[str, Source], Iterable[tuple[Source, str]]], *,
                      concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...

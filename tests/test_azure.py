@@ -120,7 +120,7 @@ def test_account_name_is_required_unless_derivable() -> None:
     for url in ("https://acct.blob.core.windows.net/", "http://127.0.0.1:10000/acct",
                 "https://acct.blob.core.chinacloudapi.cn"):
         adapter = azure({"container_name": "data", "account_url": url}, {"account_key": KEY})
-        assert "AccountName=acct;" in adapter.storage_options["connection_string"]
+        assert "AccountName=acct;" in adapter.native_storage_options["connection_string"]
 
 
 @pytest.mark.parametrize("url", ["ftp://acct.example.com", "acct.blob.core.windows.net",
@@ -148,18 +148,18 @@ def test_malformed_connection_string_is_refused_without_echoing_it() -> None:
 
 def test_each_credential_form_becomes_adlfs_options() -> None:
     config = {"container_name": "data", "account_name": "acct"}
-    keyed = azure(config, {"account_key": KEY}).storage_options
+    keyed = azure(config, {"account_key": KEY}).native_storage_options
     assert keyed["connection_string"] == (f"AccountName=acct;AccountKey={KEY};"
                                           "BlobEndpoint=https://acct.blob.core.windows.net")
-    sas = azure(config, {"sas_token": "?sv=1&sig=x"}).storage_options
+    sas = azure(config, {"sas_token": "?sv=1&sig=x"}).native_storage_options
     assert sas["connection_string"] == ("BlobEndpoint=https://acct.blob.core.windows.net;"
                                         "SharedAccessSignature=sv=1&sig=x")
     principal = {"tenant_id": "t", "client_id": "c", "client_secret": "s"}
     options = azure({**config, "account_url": "https://acct.privatelink.example.net"},
-                    principal).storage_options
+                    principal).native_storage_options
     assert {k: options[k] for k in ("account_name", "account_host", *principal)} == \
         {"account_name": "acct", "account_host": "acct.privatelink.example.net", **principal}
-    default = azure(config).storage_options
+    default = azure(config).native_storage_options
     assert default["anon"] is False and "account_host" not in default
     assert not any(k in default for k in ("account_key", "connection_string", "sas_token"))
 
@@ -169,7 +169,7 @@ def test_users_dicts_are_never_mutated() -> None:
     credentials = {"sas_token": "?sv=1&sig=x"}
     before = copy.deepcopy((config, credentials))
     adapter = azure(config, credentials)
-    adapter.storage_options  # noqa: B018 - builds the filesystem
+    adapter.native_storage_options  # noqa: B018 - builds the filesystem
     adapter.generate_presigned_url("k")
     assert (config, credentials) == before
 

@@ -52,7 +52,7 @@ def minio(rgw_server: S3Server, bucket: str) -> MinIOStorageAdapter:
 
 def _endpoint(config: dict[str, Any]) -> str:
     adapter = get_storage_adapter("minio", {"bucket_name": "b-1", **config})
-    return str(adapter.storage_options["endpoint_url"])
+    return str(adapter.native_storage_options["endpoint_url"])
 
 
 # --- config translation ---------------------------------------------------------------
@@ -65,7 +65,7 @@ def test_seed_config_translates_to_s3_options() -> None:
     before = (dict(config), dict(credentials))
     adapter = get_storage_adapter("minio", config, credentials)
     assert (config, credentials) == before
-    options = adapter.storage_options
+    options = adapter.native_storage_options
     assert options["endpoint_url"] == "https://play.min.io:9000"
     assert (options["key"], options["secret"]) == ("MINIOKEY", "m1n10-s3cr3t")
     assert options["config_kwargs"]["s3"] == {"addressing_style": "path"}
@@ -111,7 +111,7 @@ def test_bad_config_names_the_field(config: dict[str, Any], field: str) -> None:
 
 def test_region_defaults_to_us_east_1() -> None:
     adapter = get_storage_adapter("minio", {"bucket_name": "b-1", "endpoint_url": "h:9000"})
-    assert adapter.storage_options["client_kwargs"] == {"region_name": "us-east-1"}
+    assert adapter.native_storage_options["client_kwargs"] == {"region_name": "us-east-1"}
 
 
 @pytest.mark.parametrize("credentials, field", [

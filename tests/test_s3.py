@@ -64,7 +64,7 @@ def test_config_is_translated_without_touching_the_callers_dicts() -> None:
     before = (dict(config), dict(credentials))
     adapter = get_storage_adapter("s3", config, credentials)
     assert (config, credentials) == before
-    options = adapter.storage_options
+    options = adapter.native_storage_options
     assert options["endpoint_url"] == "https://s3.example.com:9000"
     assert (options["key"], options["secret"], options["token"]) == (
         "AKIAEXAMPLE", "s3cr3t-value", "tok3n-value")
@@ -74,12 +74,12 @@ def test_config_is_translated_without_touching_the_callers_dicts() -> None:
     assert options["use_listings_cache"] is False
     twin = get_storage_adapter("s3", config, credentials)
     assert twin.filesystem is not adapter.filesystem
-    assert adapter.url("k.csv") == "s3://my-bucket/tenant/a/k.csv"
+    assert adapter.native_url("k.csv") == "s3://my-bucket/tenant/a/k.csv"
     assert "s3cr3t" not in repr(adapter) and "tok3n" not in repr(adapter)
 
 
 def test_no_credentials_leave_the_aws_chain_to_botocore() -> None:
-    options = get_storage_adapter("s3", {"bucket_name": "b-1"}).storage_options
+    options = get_storage_adapter("s3", {"bucket_name": "b-1"}).native_storage_options
     assert not {"key", "secret", "token", "anon"} & set(options)
     assert "s3" not in options["config_kwargs"]  # AWS itself: botocore picks the style
 

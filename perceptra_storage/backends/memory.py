@@ -6,8 +6,8 @@ private store travels with the adapter when it is pickled, as an independent
 copy, and a named one rejoins the store of that name in the receiving
 process.  Nothing here is reachable from outside the process, so there are no
 public or presigned URLs; ``url()`` and ``storage_options`` work inside the
-process (pandas, Dask's threaded scheduler) through the ``perceptra-memory``
-fsspec protocol.
+process (pandas, Dask's threaded scheduler) through ``perceptra://``; the
+filesystem's own ``perceptra-memory`` protocol is ``native_url()``.
 """
 
 from __future__ import annotations
@@ -85,12 +85,18 @@ class MemoryStorageAdapter(FsspecStorageAdapter):
         super().__setstate__(state)
         self._attach(self._store)
 
-    def url(self, key: str) -> str:
-        return f"{PROTOCOL}://{self._path(self._check_key(key)).lstrip('/')}"
+    def native_url(self, key: str) -> str:
+        with self._operation("url", key if isinstance(key, str) else None):
+            return f"{PROTOCOL}://{self._path(self._check_key(key)).lstrip('/')}"
 
     @property
-    def storage_options(self) -> dict[str, Any]:
+    def native_storage_options(self) -> dict[str, Any]:
         return {"store_id": self._store_id}
+
+    def _rebuilt_by_name(self) -> bool:
+        """Only a named store is reached again from the config; a private one is passed
+        as the adapter itself."""
+        return "store_name" in self.config and super()._rebuilt_by_name()
 
     def _probe(self) -> None:
         self.filesystem  # noqa: B018 - fails if the store is gone
@@ -176,6 +182,14 @@ class _MemoryFileSystem(MemoryFileSystem):  # type: ignore[misc]
         if kwargs.get("data") is not None:
             pending.close()
         return pending
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        """Nothing to create: as on the object stores this backend stands in for, a
+        folder exists while a key lies under it (fsspec's memory filesystem would keep
+        an empty one, created by ``put_file``, after its last key is deleted)."""
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        """Nothing to create; see :meth:`makedirs`."""
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite",
                   **kwargs: Any) -> None:
