@@ -42,6 +42,10 @@ BASELINE = "adapter batch (upload_files/download_files)"
 AWS = "/usr/bin/aws"
 RCLONE = "/usr/bin/rclone"
 CONCURRENCY = 16  # the adapter's batch default; every tool gets the same
+RCLONE_AZURE_NOTE = (
+    "rclone on azure authenticates with a container SAS URL, not account + key + endpoint: "
+    "rclone 1.60's azureblob builds https://ACCOUNT.ENDPOINT (endpoint is a DNS suffix), so "
+    "it cannot name Azurite's http://127.0.0.1:PORT/ACCOUNT; the SAS URL is used as given")
 
 ADAPTER = """
 import os, sys
@@ -260,6 +264,8 @@ def main(argv: list[str]) -> None:
               " | {cpu_ratio:.2f}x |".format(**row))
     for failure in failures:
         print(f"\nnot measured: {failure}")
+    if args.peers and "azure" in args.backends.split(","):
+        print(f"\nnote: {RCLONE_AZURE_NOTE}")
 
 
 def run_backend(backend: str, args: argparse.Namespace, work: Path, source: Path,
