@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 CORE   := $(VENV)/.installed-core
 DEV    := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-cli clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: lint
 
 bench: $(DEV)
 	$(PY) benchmarks/run.py
+
+# `perceptra-storage cp -r` against aws-cli and rclone: installs both from Debian first
+# (as root; otherwise says what to install), see benchmarks/CLI_COPY.md.
+bench-cli: $(DEV)
+	benchmarks/install_peers.sh
+	$(PY) benchmarks/cli_copy.py --files 500 --size 16384
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/servers/node_modules
