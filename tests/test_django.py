@@ -10,6 +10,7 @@ mixin, per-tenant storages, and what Django's error pages show.
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import threading
@@ -423,25 +424,30 @@ def test_migrations_serialise_profiles_and_refuse_credentials(django_project: No
 NETWORK = sorted(name for name, case in BACKENDS.items() if case.network)
 
 
-@pytest.mark.parametrize("case", NETWORK)
-def test_error_pages_show_no_credentials(case: str, request: pytest.FixtureRequest,
-                                         tmp_path: Path, django_project: None) -> None:
+def _error_page(storage: Any) -> str:
+    """Django's debug page of a storage call that failed, as a view holding only the
+    storage would get it (this frame is the page's first)."""
     from django.test import RequestFactory
     from django.views.debug import ExceptionReporter
 
+    try:
+        storage.exists("reports/q1.csv")
+    except StorageConnectionError:
+        reporter = ExceptionReporter(RequestFactory().get("/"), *sys.exc_info())
+        return str(reporter.get_traceback_html())
+    raise AssertionError("an unreachable endpoint was reached")
+
+
+@pytest.mark.parametrize("case", NETWORK)
+def test_error_pages_show_no_credentials(case: str, request: pytest.FixtureRequest,
+                                         tmp_path: Path, django_project: None) -> None:
     from perceptra_storage.contrib.django import PerceptraStorage
 
     with started_backend(case, request, tmp_path) as backend:
         assert backend.via is not None
         dead = backend.via("http://127.0.0.1:9", {"max_attempts": 1, "connect_timeout": 1})
         storage = PerceptraStorage(**dead.storage_options)
-        try:
-            storage.exists("reports/q1.csv")
-        except StorageConnectionError:
-            reporter = ExceptionReporter(RequestFactory().get("/"), *sys.exc_info())
-            page = reporter.get_traceback_html()
-        else:
-            pytest.fail("an unreachable endpoint was reached")
+        page = _error_page(storage)
         assert "reports/q1.csv" in page  # the page is about our error
         for secret in backend.secrets:
             assert secret not in page and secret not in repr(storage)
@@ -466,7 +472,7 @@ def test_readme_settings_work_as_written(request: pytest.FixtureRequest, tmp_pat
     from django.test import override_settings
 
     from perceptra_storage.contrib.django import use_profile
-    from tests.cases_s3 import new_bucket
+    from tests.cases_s3 import new_bucket, s3_client
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme[readme.index("\n## Django\n"):]
@@ -476,6 +482,11 @@ def test_readme_settings_work_as_written(request: pytest.FixtureRequest, tmp_pat
     moto = request.getfixturevalue("moto_server")
     bucket, remove = new_bucket(moto)
     request.addfinalizer(remove)
+    # Static files without signatures: the bucket serves them to anyone (or a CDN does).
+    s3_client(moto).put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/static/*"}]}))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret_key)
     written: dict[str, Any] = {}

@@ -29,6 +29,7 @@ credentials (give a profile name instead).
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import mimetypes
 import posixpath
@@ -51,7 +52,6 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.deconstruct import deconstructible
 from django.utils.encoding import filepath_to_uri
-from django.utils.functional import cached_property
 from django.utils.module_loading import import_string
 from django.utils.text import get_valid_filename
 from django.views.decorators.debug import sensitive_variables
@@ -103,10 +103,35 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _hide_locals(function: _F) -> _F:
-    """Django's ``sensitive_variables()``: its debug page then shows no local variable of
-    this function's frame, nor of any frame it calls (adapters, SDKs), where options,
-    credentials and signing keys live."""
-    return cast(_F, sensitive_variables()(function))
+    """What keeps credentials off Django's error pages (and the reports built like them)
+    for the errors of ``function``, which is wrapped in Django's
+    ``sensitive_variables()``: the page shows no local variable of its frame, nor of
+    the frames it calls in this thread. Frames it cannot mark (generators, coroutines
+    on the SDK's event-loop thread, where request headers and signing keys live) are
+    cut: a StorageError leaves with its traceback starting here, and the errors it
+    chains keep their types and messages but not their frames."""
+
+    @functools.wraps(function)
+    def without_sdk_frames(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except StorageError as exc:
+            _cut_chained_frames(exc)
+            raise exc.with_traceback(None) from exc.__cause__
+
+    return cast(_F, sensitive_variables()(without_sdk_frames))
+
+
+def _cut_chained_frames(error: BaseException) -> None:
+    seen = {id(error)}
+    pending = [error.__cause__, error.__context__]
+    while pending:
+        chained = pending.pop()
+        if chained is None or id(chained) in seen:
+            continue
+        seen.add(id(chained))
+        chained.__traceback__ = None
+        pending += [chained.__cause__, chained.__context__]
 
 
 class NoActiveProfile(LookupError):
@@ -561,7 +586,7 @@ class PerceptraFile(File):  # type: ignore[misc]
         super().__init__(file, name)
         self.mode = mode
 
-    @cached_property
+    @functools.cached_property
     def size(self) -> int:
         """The stored size (reading: known from opening, else found by seeking to the
         end; writing: the bytes written so far)."""
