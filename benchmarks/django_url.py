@@ -15,6 +15,7 @@ Run: ``.venv/bin/python benchmarks/django_url.py [--calls 10000] [--rounds 5]``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -73,6 +74,11 @@ def main(argv: list[str]) -> int:
                               aws_access_key_id=server.access_key,
                               aws_secret_access_key=server.secret_key)
         client.create_bucket(Bucket="django-url")
+        # Public URLs are for a bucket that serves its objects to anyone.
+        client.put_bucket_policy(Bucket="django-url", Policy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::django-url/*"}]}))
         for name in NAMES[:1]:
             client.put_object(Bucket="django-url", Key=f"media/{name}", Body=b"picture")
 
