@@ -101,6 +101,9 @@ def test_save_open_and_read_text_and_bytes(media: Any, backend: Backend) -> None
         target.write(b"written ")
         target.write(b"in two parts")
     assert media.open("written/by-open.txt").read() == b"written in two parts"
+    with media.open("written/text.txt", "w") as target:
+        target.write("ça va\n")
+    assert media.open("written/text.txt", "r").read() == "ça va\n"
     with pytest.raises(RuntimeError), media.open("written/failed.txt", "wb") as target:
         target.write(b"never stored")
         raise RuntimeError("the block failed")
@@ -318,8 +321,9 @@ def two_tenants(request: pytest.FixtureRequest, backend: Backend, tmp_path: Path
 
 
 def test_per_tenant_files_land_in_each_tenants_store(two_tenants: Any) -> None:
+    from asgiref.sync import async_to_sync
     from django.core.files.base import ContentFile
-    from django.test import Client
+    from django.test import AsyncClient, Client
 
     from perceptra_storage.contrib.django import NoActiveProfile, use_profile
     from tests.django_project.app.models import TenantDocument, tenant_files
@@ -343,6 +347,9 @@ def test_per_tenant_files_land_in_each_tenants_store(two_tenants: Any) -> None:
     assert response.status_code == 200 and response.content == b"A"
     with pytest.raises(FileNotFoundError):
         client.get(f"/documents/{theirs.pk}/", headers={"X-Tenant": tenant})
+    served = async_to_sync(AsyncClient().get)(f"/documents/{mine.pk}/",
+                                              headers={"X-Tenant": tenant})  # ASGI
+    assert served.status_code == 200 and served.content == b"A"
 
     seen: dict[str, set[int]] = {first: set(), second: set()}
     failures: list[BaseException] = []

@@ -428,7 +428,10 @@ class PerceptraStorage(_Deconstructible):
             if "b" not in mode:
                 raw = io.TextIOWrapper(raw, encoding="utf-8")
             return PerceptraFile(raw, name, mode)
-        return PerceptraFile(_Upload(self, adapter, key, name, mode), name, mode)
+        upload = _Upload(self, adapter, key, name)
+        if "b" in mode:
+            return PerceptraFile(upload, name, mode)
+        return PerceptraFile(io.TextIOWrapper(upload, encoding="utf-8"), name, mode)
 
     @_hide_locals
     def _save(self, name: str, content: Any) -> str:
@@ -614,7 +617,7 @@ class _Upload(io.RawIOBase):
     stored, with the storage's content type and metadata, by ``close``."""
 
     def __init__(self, storage: PerceptraStorage, adapter: StorageAdapter, key: str,
-                 name: str, mode: str) -> None:
+                 name: str) -> None:
         super().__init__()
         self._storage = storage
         self._adapter = adapter
