@@ -32,6 +32,7 @@ import copy
 import functools
 import io
 import mimetypes
+import pathlib
 import posixpath
 import tempfile
 import threading
@@ -703,9 +704,10 @@ def _flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def _split_extension(base: str) -> tuple[str, str]:
-    """``photo.tar.gz`` -> (``photo``, ``.tar.gz``): Django keeps every suffix together."""
-    stem, dot, rest = base.partition(".")
-    return (stem, f"{dot}{rest}") if stem else (base, "")
+    """``photo.tar.gz`` -> (``photo``, ``.tar.gz``): every suffix stays together, as
+    Django's own ``get_available_name`` keeps them."""
+    extension = "".join(pathlib.PurePosixPath(base).suffixes)
+    return base.removesuffix(extension), extension
 
 
 def _django_time(moment: datetime) -> datetime:
