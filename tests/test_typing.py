@@ -77,6 +77,20 @@ with adapter.open("k", "wb") as f:
     f.write(b"x")
 with get_storage_adapter("local", {"base_path": "s"}) as local:
     assert_type(local, LocalStorageAdapter)
+
+
+async def through_aio() -> None:
+    aio = adapter.aio
+    assert_type(await aio.download_file("k"), bytes)
+    assert_type(await aio.download_file("k", Path("out.bin"), checksum=True), str)
+    assert_type(await aio.download_file("k", io.BytesIO()), io.BytesIO)
+    assert_type(await s3.aio.upload_file(b"x", "k", progress=True), str)
+    assert_type(await aio.upload_files({"k": b"x"}, concurrency=4), BatchResult)
+    assert_type(await aio.delete_files(["k"], missing_ok=True), BatchResult)
+    async with aio.open("k", "wb") as w:
+        assert_type(await w.write(b"x"), int)
+    async for each in aio.iter_files("p/"):
+        assert_type(each.size, int)
 '''
 
 CONFIG = """[mypy]
