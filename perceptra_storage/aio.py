@@ -749,8 +749,11 @@ class _NativeStorage(AsyncStorage):
             expected = stored_digest(info) if info is not None else None
             sink = Progress(progress, None, "B", key)
             try:
+                # One range at a time: azure-storage-blob's chunk tasks are not cancelled
+                # with a cancelled download and went on writing into its closed file.
                 if destination is None:
-                    data: bytes = await self._retried(lambda: fs._cat_file(path))
+                    data: bytes = await self._retried(
+                        lambda: fs._cat_file(path, max_concurrency=1))
                     sink.advance(len(data))
                     if expected is not None:
                         expect_digest(hashlib.sha256(data).hexdigest(), expected, key,
@@ -759,7 +762,7 @@ class _NativeStorage(AsyncStorage):
                 if isinstance(destination, (str, os.PathLike)):
                     with staged(os.fspath(destination), key, self.backend_name) as temp:
                         await self._retried(lambda: fs._get_file(
-                            path, temp, callback=sink.fsspec_callback()))
+                            path, temp, callback=sink.fsspec_callback(), max_concurrency=1))
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 digest = await asyncio.to_thread(_sha256_file, written)
@@ -981,7 +984,10 @@ class _PerLoop:
             with translate_errors(self._adapter.backend_name, "connect",
                                   secrets=self._adapter._secret_values()):
                 template = self._adapter.filesystem
-                options = {**template.storage_options, "asynchronous": True, "loop": loop}
+                # fsspec leaves skip_instance_cache out of storage_options; without it an
+                # instance of another (ended) loop with an equal token would come back.
+                options = {**template.storage_options, "asynchronous": True, "loop": loop,
+                           "skip_instance_cache": True}
                 entry = _Entry(type(template)(**options))
             self._by_loop[loop] = entry
         await entry.watch()
