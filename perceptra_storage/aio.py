@@ -970,8 +970,13 @@ class _PerLoop:
         self._pid = os.getpid()
 
     async def filesystem(self) -> Any:
-        """This loop's filesystem, built on first use in the loop."""
+        """This loop's filesystem, built on first use in the loop (after its ``warm()``,
+        when it has one, in a thread: what it loads would otherwise block the loop)."""
         loop = asyncio.get_running_loop()
+        if loop not in self._by_loop:
+            warm = getattr(self._adapter.filesystem, "warm", None)
+            if warm is not None:
+                await asyncio.to_thread(warm)
         with self._lock:
             if self._pid != os.getpid():
                 _ABANDONED.append(self._by_loop)

@@ -100,7 +100,9 @@ class ThroughAio:
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(_awaited(listing.aclose()))  # type: ignore[attr-defined]
+            runner = self._runner
+            if runner is not None and not runner.loop.is_closed():
+                self._run(_awaited(listing.aclose()))  # type: ignore[attr-defined]
 
     def open(self, key: str, mode: str = "rb") -> SyncFile:
         return SyncFile(self, self._run(_awaited(self._adapter.aio.open(key, mode))))

@@ -114,6 +114,16 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
         finally:
             _OPEN_UPLOADS.reset(token)
 
+    def warm(self) -> None:
+        """Load what a new client loads synchronously (botocore's S3 model, endpoints and
+        rules, into the process's shared loader): ``adapter.aio`` calls this in a thread,
+        so that the first request on an event loop does not parse them on the loop."""
+        loader = data_loader()
+        for name in ("endpoints", "partitions", "sdk-default-configuration"):
+            loader.load_data(name)
+        for kind in ("service-2", "endpoint-rule-set-1"):
+            loader.load_service_model("s3", kind)
+
     async def _release(self) -> None:
         """Close the HTTP session of an asynchronous instance (``adapter.aio``, one per
         event loop) on its own loop."""
