@@ -103,6 +103,8 @@ from .validation import (
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
+    from .aio import AsyncStorage
+
 __all__ = ["FsspecStorageAdapter", "NoCredentials", "Resilience", "ResilienceConfig"]
 
 _Writer = typing.TypeVar("_Writer", bound=Writable)
@@ -252,6 +254,20 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             return getattr(fs, method)(*args, **kwargs)
         return getattr(fs, method)(*args, timeout=limit, **kwargs)
 
+    @property
+    def aio(self) -> AsyncStorage:
+        """The async view (see :mod:`perceptra_storage.aio`): on an async filesystem its
+        coroutines run on the caller's event loop; otherwise in worker threads. One view
+        per adapter, which keeps one filesystem per running loop."""
+        view = self.__dict__.get("_aio")
+        if view is None:
+            from .aio import view_of
+
+            built = view_of(self)  # outside the lock: it reads self.filesystem
+            with self._lock:
+                view = self.__dict__.setdefault("_aio", built)
+        return typing.cast("AsyncStorage", view)
+
     def close(self) -> None:
         with self._lock:
             self._fs = None
@@ -259,6 +275,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock")
+        state.pop("_aio", None)
         state["_fs"] = None
         return state
 

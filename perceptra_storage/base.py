@@ -55,6 +55,7 @@ from .validation import validate_key
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
+    from .aio import AsyncStorage
     from .batch import Operations
     from .fsspec_protocol import PerceptraFileSystem
 
@@ -297,8 +298,7 @@ class BaseStorageAdapter(ABC):
         Every item is attempted; the result lists what succeeded and, per key,
         the typed error of what did not. ``progress`` counts bytes.
         """
-        pairs = [(key, source) for key, source in items.items()] if isinstance(items, Mapping) \
-            else [(key, source) for source, key in items]
+        pairs = _upload_items(items)
         total = sum(source_size(source) for _, source in pairs)
         return self._run_batch("upload", pairs, concurrency,
                                Progress(progress, total, "B", "upload"))
@@ -313,10 +313,7 @@ class BaseStorageAdapter(ABC):
     ) -> BatchResult:
         """Download keys into ``destination_dir``, keeping the key layout
         (``a/b.csv`` lands in ``destination_dir/a/b.csv``). ``progress`` counts bytes."""
-        folder = os.fspath(destination_dir)
-        pairs = [(key, os.path.join(folder, *key.split("/")) if isinstance(key, str) else "")
-                 for key in keys]
-        return self._run_batch("download", pairs, concurrency,
+        return self._run_batch("download", _download_items(keys, destination_dir), concurrency,
                                Progress(progress, None, "B", "download"))
 
     def delete_files(self, keys: Iterable[str], *, concurrency: int = 16,
@@ -351,8 +348,7 @@ class BaseStorageAdapter(ABC):
 
     def _pairs_batch(self, kind: str, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]],
                      concurrency: int, progress: ProgressArg) -> BatchResult:
-        items = [(destination, source) for source, destination in
-                 (pairs.items() if isinstance(pairs, Mapping) else pairs)]
+        items = _pair_items(pairs)
         return self._run_batch(kind, items, concurrency,
                                Progress(progress, len(items), "it", kind))
 
@@ -365,6 +361,15 @@ class BaseStorageAdapter(ABC):
     def _batch_operations(self) -> Operations:
         """How the batch engine does one item: here through the public one-item methods."""
         return PrimitiveOperations(self)
+
+    @property
+    def aio(self) -> AsyncStorage:
+        """The async view of this adapter: every method as a coroutine with the same
+        arguments, results and errors (see :mod:`perceptra_storage.aio`). This base
+        runs the blocking methods in worker threads, so any custom adapter has one."""
+        from .aio import AsyncStorage
+
+        return AsyncStorage(self)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; the adapter rebuilds them if used again."""
@@ -402,6 +407,29 @@ class BaseStorageAdapter(ABC):
     def _secret_values(self) -> tuple[str, ...]:
         """Credential values that messages must never contain."""
         return tuple(str(v) for v in self.credentials.values() if isinstance(v, str) and v)
+
+
+def _upload_items(items: Union[Mapping[str, Source], Iterable[tuple[Source, str]]]
+                  ) -> list[tuple[str, Source]]:
+    """``upload_files``'s items as ``(key, source)`` pairs."""
+    if isinstance(items, Mapping):
+        return list(items.items())
+    return [(key, source) for source, key in items]
+
+
+def _download_items(keys: Iterable[str], destination_dir: Union[str, os.PathLike[str]]
+                    ) -> list[tuple[str, str]]:
+    """``download_files``'s items: each key with its path under ``destination_dir``."""
+    folder = os.fspath(destination_dir)
+    return [(key, os.path.join(folder, *key.split("/")) if isinstance(key, str) else "")
+            for key in keys]
+
+
+def _pair_items(pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]]
+                ) -> list[tuple[str, str]]:
+    """Copy or move pairs as ``(destination, source)`` items."""
+    return [(destination, source) for source, destination in
+            (pairs.items() if isinstance(pairs, Mapping) else pairs)]
 
 
 def _refuse_same_key(source_key: str, destination_key: str, backend: str) -> None:
@@ -525,6 +553,9 @@ class StorageAdapter(Protocol):
 
     def move_files(self, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]], *,
                    concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    @property
+    def aio(self) -> AsyncStorage: ...
 
     def close(self) -> None: ...
 

@@ -26,8 +26,11 @@ def _entry_points() -> list[type]:
 
 
 def test_every_backend_has_exactly_one_collected_entry_point() -> None:
+    """One sync entry point per backend, and one driving it through ``aio``."""
     classes = _entry_points()
-    assert sorted(cls.case for cls in classes) == sorted(BACKENDS)
+    for through in ("sync", "aio"):
+        assert sorted(cls.case for cls in classes if cls.through == through) == \
+            sorted(BACKENDS), through
     assert all(cls.__name__.startswith("Test") and cls.__module__.startswith("tests.test_")
                for cls in classes), classes
 
@@ -35,6 +38,9 @@ def test_every_backend_has_exactly_one_collected_entry_point() -> None:
 def test_a_test_needing_a_capability_is_left_out_where_it_is_missing() -> None:
     without = next(k for k, case in BACKENDS.items() if not case.network)
     entry = next(cls for cls in _entry_points() if cls.case == without)
+    twin = next(cls for cls in _entry_points() if cls.case == without and cls.through == "aio")
+    assert twin.test_dask_workers_read_and_write_through_the_adapter is None  # sync_only
+    assert callable(twin.test_upload_overwrites)
     assert entry.test_refused_connection_is_reported_within_seconds is None
     assert callable(entry.test_upload_overwrites)
     with pytest.raises(TypeError, match="unknown capabilities"):

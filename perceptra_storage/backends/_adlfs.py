@@ -14,6 +14,7 @@ filesystem.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
@@ -61,6 +62,8 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         kwargs.setdefault("blocksize", BLOCK)
         kwargs.setdefault("max_concurrency", CONCURRENCY)
         super().__init__(*args, **kwargs)
+        if self.asynchronous:
+            _detach_finalizers(self)
         if wants_token and (self.credential is None or self.connection_string is not None):
             raise StorageValidationError(
                 "adlfs took AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY "
@@ -94,6 +97,14 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         if credential is None and self.sas_token:
             url += "?" + self.sas_token.lstrip("?")
         self.service_client = BlobServiceClient(url, credential=credential, **tuning)
+
+    async def _release(self) -> None:
+        """Close the SDK client of an asynchronous instance (``adapter.aio``, one per
+        event loop) on its own loop."""
+        await self.service_client.close()
+        close = getattr(self.credential, "close", None)
+        if close is not None:
+            await close()
 
     # -- paths: verbatim, folder markers hidden ------------------------------------------
 
@@ -238,6 +249,18 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
             async for page in listing.by_page():
                 yield [_listed(container, blob) async for blob in page
                        if not blob.name.endswith("/")]
+
+
+def _detach_finalizers(fs: PerceptraBlobFileSystem) -> None:
+    """Drop the finalizers adlfs registers to close an instance's clients through
+    ``sync(fs.loop, ...)``. An asynchronous instance (``adapter.aio``, one per event
+    loop) has no such loop: they would fail at interpreter exit with a traceback, and
+    they hold the instance alive until then. ``_release`` closes it on its own loop."""
+    registry = getattr(weakref.finalize, "_registry", {})
+    for finalizer in list(registry):
+        target = finalizer.peek()
+        if target is not None and target[0] is fs:
+            finalizer.detach()
 
 
 class _Retry(ExponentialRetry):

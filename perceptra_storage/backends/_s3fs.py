@@ -13,9 +13,12 @@ imports s3fs; the ``s3`` backend imports it when it builds a filesystem.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import functools
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, ClassVar, Optional
 
 import botocore.loaders
@@ -43,6 +46,10 @@ BLOCK_SIZE = 5 * 2**20
 reach 10,000 x 5 MiB, 48.8 GiB) and read-ahead of one opened for reading (s3fs's
 default is 50 MiB for both)."""
 MAX_PARTS = 10_000
+_OPEN_UPLOADS: contextvars.ContextVar[Optional[list[tuple[str, str, str]]]] = \
+    contextvars.ContextVar("perceptra_open_uploads", default=None)
+"""Multipart uploads started (and not yet completed or aborted) by the write in progress
+in this context: ``(bucket, key, upload id)``; see :meth:`PerceptraS3FileSystem._aborting`."""
 PAGE = 1000
 """Objects handed to a paged listing at a time (one ListObjectsV2 page)."""
 
@@ -76,7 +83,54 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
     # -- transport ---------------------------------------------------------------------
 
     async def _call_s3(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        return await self.resilience.retry_async(super()._call_s3, method, *args, **kwargs)
+        answer = await self.resilience.retry_async(super()._call_s3, method, *args, **kwargs)
+        uploads = _OPEN_UPLOADS.get()
+        if uploads is not None:
+            if method == "create_multipart_upload":
+                uploads.append((kwargs["Bucket"], kwargs["Key"], answer["UploadId"]))
+            elif method in ("complete_multipart_upload", "abort_multipart_upload"):
+                done = (kwargs.get("Bucket"), kwargs.get("Key"), kwargs.get("UploadId"))
+                uploads[:] = [upload for upload in uploads if upload != done]
+        return answer
+
+    async def _aborting(self, write: Awaitable[Any]) -> Any:
+        """Await a write, aborting the multipart uploads it started if it is cancelled.
+
+        s3fs aborts an unfinished multipart upload on an ``Exception``; a cancelled task
+        (``adapter.aio`` under ``asyncio.timeout``, a client gone from a web server,
+        ``operation_timeout``) raises ``CancelledError``, which is not one, and left the
+        upload's parts stored and billed. The uploads the write starts are recorded by
+        :meth:`_call_s3` in a context variable, which tasks it spawns share."""
+        uploads: list[tuple[str, str, str]] = []
+        token = _OPEN_UPLOADS.set(uploads)
+        try:
+            return await write
+        except asyncio.CancelledError:
+            for bucket, key, upload_id in list(uploads):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._call_s3(
+                        "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id))
+            raise
+        finally:
+            _OPEN_UPLOADS.reset(token)
+
+    def warm(self) -> None:
+        """Load what a new client loads synchronously (botocore's S3 model, endpoints and
+        rules, into the process's shared loader): ``adapter.aio`` calls this in a thread,
+        so that the first request on an event loop does not parse them on the loop."""
+        loader = data_loader()
+        for name in ("endpoints", "partitions", "sdk-default-configuration"):
+            loader.load_data(name)
+        for kind in ("service-2", "endpoint-rule-set-1"):
+            loader.load_service_model("s3", kind)
+
+    async def _release(self) -> None:
+        """Close the HTTP session of an asynchronous instance (``adapter.aio``, one per
+        event loop) on its own loop."""
+        creator = getattr(self, "_s3creator", None)
+        self._s3 = self._s3creator = None
+        if creator is not None:
+            await creator.__aexit__(None, None, None)
 
     call_s3 = sync_wrapper(_call_s3)  # s3fs's own wrapper would call its _call_s3
 
@@ -89,7 +143,8 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
     # -- writes: content type, metadata and part sizes from plain keywords ----------------
 
     async def _pipe_file(self, path: str, data: Any, *args: Any, **kwargs: Any) -> Any:
-        return await super()._pipe_file(path, data, *args, **_object_options(path, kwargs))
+        return await self._aborting(
+            super()._pipe_file(path, data, *args, **_object_options(path, kwargs)))
 
     async def _put_file(self, lpath: str, rpath: str, *args: Any,
                         chunksize: Optional[int] = None,
@@ -98,9 +153,9 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
         S3's MAX_PARTS parts."""
         if chunksize is None and os.path.isfile(lpath):
             chunksize = max(PART_SIZE, -(-os.path.getsize(lpath) // MAX_PARTS))
-        return await super()._put_file(lpath, rpath, *args, chunksize=chunksize,
-                                       max_concurrency=max_concurrency,
-                                       **_object_options(rpath, kwargs))
+        return await self._aborting(super()._put_file(
+            lpath, rpath, *args, chunksize=chunksize, max_concurrency=max_concurrency,
+            **_object_options(rpath, kwargs)))
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:

@@ -123,6 +123,8 @@ class S3StorageAdapter(FsspecStorageAdapter):
     credentials_schema: ClassVar[type] = S3Credentials
     requires = ("s3fs",)
     extra = "s3"
+    signs_offline: ClassVar[bool] = True
+    """Signing is computation only (no request), so ``aio`` signs on the loop."""
 
     # -- configuration ---------------------------------------------------------------
 

@@ -34,6 +34,12 @@ point whose backend lacks it does not get the test.  A test whose expectation
 depends on the backend reads the capability from its ``backend`` fixture (e.g.
 ``backend.discards_failed_uploads``).  No test compares a backend's name.
 
+Sync and async.  Every backend also has an entry point whose adapters are driven
+through ``adapter.aio`` (``through = "aio"``, in ``tests/test_async_contract.py``): the
+same tests, each call awaited on an event loop (``tests/async_view.py``).  Tests whose
+calls never reach ``aio`` (the fsspec route, pandas, Dask, construction) say so with
+``@sync_only("why")`` and run on the sync entry points only.
+
 Adding a backend, or a variant of one (the local backend with extended attributes
 disabled, another engine behind S3...), is two small steps:
 
@@ -41,10 +47,15 @@ disabled, another engine behind S3...), is two small steps:
    listed in ``CASE_MODULES``): ``"local-portable": Case(start=..., directories=True,
    presign_methods=frozenset({"GET"}))``, where ``start(request, tmp_path)`` returns a
    ``Backend`` whose ``make(prefix)`` builds adapters on a fresh store;
-2. a class in that backend's test module::
+2. a class in that backend's test module, and its async twin in
+   ``tests/test_async_contract.py``::
 
        class TestLocalPortableContract(Contract):
            case = "local-portable"
+
+       class TestLocalPortableAioContract(Contract):
+           case = "local-portable"
+           through = "aio"
 
 The parametrized ``backend``/``storage``/``shared_backend``/``faulty`` fixtures of
 ``tests/conftest.py`` pick the new entry up by themselves for plain test functions
@@ -54,7 +65,7 @@ backends have, set on the entries that differ.
 
 from __future__ import annotations
 
-from .base import ContractBase, needs
+from .base import ContractBase, needs, sync_only
 from .batch import BatchTests
 from .concurrency import ConcurrencyTests
 from .faults import FaultTests
@@ -68,7 +79,7 @@ from .security import SecurityTests
 from .transfers import TransferTests
 from .urls import UrlTests
 
-__all__ = ["Contract", "ContractBase", "needs"]
+__all__ = ["Contract", "ContractBase", "needs", "sync_only"]
 
 
 class Contract(ObjectTests, MetadataTests, ListingTests, UrlTests, LifecycleTests, BatchTests,
