@@ -13,6 +13,8 @@ imports s3fs; the ``s3`` backend imports it when it builds a filesystem.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import functools
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -43,6 +45,11 @@ BLOCK_SIZE = 5 * 2**20
 reach 10,000 x 5 MiB, 48.8 GiB) and read-ahead of one opened for reading (s3fs's
 default is 50 MiB for both)."""
 MAX_PARTS = 10_000
+SINGLE_PUT = 100 * 2**20
+"""Largest bytes upload with ``checksum=`` sent in one PutObject (s3fs's own limit for
+one), whose checksum the server checks against the whole object's SHA-256.  Larger
+ones, and local files of over two parts, go up in parts, whose checksums cover each
+part and not the object, so the adapter reads those back."""
 PAGE = 1000
 """Objects handed to a paged listing at a time (one ListObjectsV2 page)."""
 
@@ -88,19 +95,54 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
 
     # -- writes: content type, metadata and part sizes from plain keywords ----------------
 
-    async def _pipe_file(self, path: str, data: Any, *args: Any, **kwargs: Any) -> Any:
+    verifies_uploads: ClassVar[bool] = True
+    """``pipe_file``/``put_file`` take ``checksum=`` (see :meth:`_verified_put`)."""
+
+    async def _pipe_file(self, path: str, data: Any, *args: Any,
+                         checksum: Optional[str] = None, **kwargs: Any) -> Any:
+        if checksum is not None and len(data) <= SINGLE_PUT:
+            return await self._verified_put(path, data, checksum, kwargs)
         return await super()._pipe_file(path, data, *args, **_object_options(path, kwargs))
 
     async def _put_file(self, lpath: str, rpath: str, *args: Any,
                         chunksize: Optional[int] = None,
-                        max_concurrency: int = PART_CONCURRENCY, **kwargs: Any) -> Any:
+                        max_concurrency: int = PART_CONCURRENCY,
+                        checksum: Optional[str] = None, **kwargs: Any) -> Any:
         """A local file in PART_SIZE parts, grown when that would need more than
         S3's MAX_PARTS parts."""
+        if checksum is not None and os.path.isfile(lpath) and \
+                os.path.getsize(lpath) < 2 * PART_SIZE and not args:
+            # Bytes, not the open file: a retry must send the body again from its start.
+            with open(lpath, "rb") as local:
+                body = local.read()
+            done = await self._verified_put(rpath, body, checksum, kwargs)
+            callback = kwargs.get("callback")
+            if callback is not None:
+                callback.relative_update(len(body))
+            return done
         if chunksize is None and os.path.isfile(lpath):
             chunksize = max(PART_SIZE, -(-os.path.getsize(lpath) // MAX_PARTS))
         return await super()._put_file(lpath, rpath, *args, chunksize=chunksize,
                                        max_concurrency=max_concurrency,
                                        **_object_options(rpath, kwargs))
+
+    async def _verified_put(self, path: str, body: bytes, checksum: str,
+                            kwargs: dict[str, Any]) -> bool:
+        """One PutObject carrying the SHA-256 of the source (``checksum``, hex) as
+        ``x-amz-checksum-sha256``: a server that supports checksums refuses the upload
+        (BadDigest) unless the bytes it received hash to it, and stores it.  True when
+        the answer confirms the checksum; False from a server that ignored it (the
+        caller then checks another way)."""
+        bucket, key, _ = self.split_path(path)
+        options = _object_options(path, {k: v for k, v in kwargs.items()
+                                         if k not in ("callback", "mode")})
+        if kwargs.get("mode") == "create":
+            options["IfNoneMatch"] = "*"
+        encoded = base64.b64encode(bytes.fromhex(checksum)).decode()
+        answer = await self._call_s3("put_object", Bucket=bucket, Key=key, Body=body,
+                                     ChecksumSHA256=encoded, **options)
+        self.invalidate_cache(path)
+        return bool(answer.get("ChecksumSHA256") == encoded)
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:
@@ -252,6 +294,7 @@ class _NoRedirects:
 
     async def request(self, method: str, url: Any, **kwargs: Any) -> Any:
         response = await self._session.request(method, url, allow_redirects=False, **kwargs)
+        _retrieve_failure(getattr(response, "_writer", None))
         location = response.headers.get("Location")
         if 300 <= response.status < 400 and location:
             target = url.join(type(url)(location))
@@ -262,6 +305,19 @@ class _NoRedirects:
                     f"({target.host}:{target.port}); redirects are not followed, check "
                     "endpoint_url")
         return response
+
+
+def _retrieve_failure(writer: Any) -> None:
+    """Mark the failure of aiohttp's body-writing task as seen once it ends.
+
+    aiohttp sends a request body in a task of its own.  When the server answers
+    before it has read the whole body (a 503 SlowDown, a 400) and closes, that task
+    fails writing the rest, and nobody awaits it: asyncio then prints "Task exception
+    was never retrieved" and a ``ClientConnectionResetError`` traceback on stderr.
+    The answer is what counts (retried or raised as a typed error), so the task's
+    own failure is retrieved here and dropped."""
+    if isinstance(writer, asyncio.Future):
+        writer.add_done_callback(lambda task: task.cancelled() or task.exception())
 
 
 def _no_expect_continue(request: Any, **kwargs: Any) -> None:
