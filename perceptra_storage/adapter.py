@@ -459,7 +459,13 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         with self._operation("delete", key if isinstance(key, str) else None):
             key = self._check_key(key)
             self._file_info(key)
-            self._call("rm_file", self._path(key))
+            try:
+                self._call("rm_file", self._path(key))
+            except Exception as exc:
+                # It existed a moment ago (above), so a 404 now means it is gone: the SDK
+                # retried a DELETE whose first answer was lost, or another client won.
+                if not issubclass(classify(exc)[0], StorageNotFoundError):
+                    raise
         return True
 
     def file_exists(self, key: str) -> bool:

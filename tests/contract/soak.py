@@ -368,6 +368,12 @@ class SoakTests(ContractBase):
                        for w in workers]
             for thread in threads:
                 thread.start()
+            pick = random.Random(seed)
+            while time.monotonic() < until - 1:
+                # Pooled connections would otherwise meet only the faults of their first
+                # request: reset them now and then, mid-transfer or idle.
+                time.sleep(pick.uniform(0.5, 2.0))
+                faulty.proxy.sever()
             for thread in threads:
                 thread.join(timeout=max(0.0, until - time.monotonic()) + DEADLINE + 10)
             hung = [t.name for t in threads if t.is_alive()]

@@ -132,6 +132,15 @@ class FaultProxy:
         for sock in doomed:
             _close(sock, reset=True)
 
+    def sever(self) -> None:
+        """Reset every connection open now (counted as ``sever``), so that pooled
+        clients need new connections, which meet the current or random faults."""
+        with self._lock:
+            doomed, self._sockets = self._sockets, []
+            self.injected["sever"] += 1
+        for sock in doomed:
+            _close(sock, reset=True)
+
     def randomize(self, seed: int, rate: float = 0.25, timeout: float = 1.0) -> None:
         """From now on, a random fault (:class:`Chaos`) on each new connection with
         probability ``rate``; ``timeout`` is the client's read timeout, which pauses
