@@ -150,7 +150,7 @@ class Resilience:
     async def _attempts(self, call: Callable[[], Awaitable[_T]],
                         when: Callable[[BaseException], bool],
                         pause: Callable[[float], Awaitable[None]],
-                        deadline: Optional[float] = None) -> _T:
+                        deadline: Optional[float] = None, what: str = "") -> _T:
         """The retry loop: ``call`` up to ``max_attempts`` times while it fails with
         ``when(error)``, with ``pause(delay)`` between attempts, and no pause that
         would end past ``deadline``.  A recovery logs one DEBUG record (and nothing
@@ -169,15 +169,18 @@ class Resilience:
                 last = exc
             else:
                 if last is not None:
-                    recovered(attempt - 1, type(last).__name__)
+                    recovered(attempt - 1, type(last).__name__, what)
                 return result
             await pause(wait)
             attempt += 1
 
     async def retry_async(self, call: Callable[..., Awaitable[_T]], *args: Any,
                           **kwargs: Any) -> _T:
-        """Await ``call(*args, **kwargs)`` while it fails transiently."""
-        return await self._attempts(lambda: call(*args, **kwargs), transient, asyncio.sleep)
+        """Await ``call(*args, **kwargs)`` while it fails transiently; a first argument
+        that is a string (the SDK method's name) names the call in the DEBUG record."""
+        what = args[0] if args and isinstance(args[0], str) else ""
+        return await self._attempts(lambda: call(*args, **kwargs), transient, asyncio.sleep,
+                                    what=what)
 
     def retry(self, call: Callable[[], _T],
               when: Callable[[BaseException], bool] = transient,
@@ -208,11 +211,13 @@ class Resilience:
         return cls(**given)
 
 
-def recovered(retries: int, failure: str) -> None:
-    """The one record of a call that succeeded after ``retries`` retries, the last
-    after ``failure``: DEBUG, under ``perceptra_storage``, so an app that has not
-    configured logging prints nothing for a fault it never has to handle."""
-    logger.debug("recovered after %d retries (last failure: %s)", retries, failure)
+def recovered(retries: int, failure: str, what: str = "") -> None:
+    """The one record of a call (``what``, when known) that succeeded after
+    ``retries`` retries, the last after ``failure``: DEBUG, under
+    ``perceptra_storage``, so an app that has not configured logging prints nothing
+    for a fault it never has to handle."""
+    logger.debug("recovered after %d retries (last failure: %s)%s", retries, failure,
+                 f" in {what}" if what else "")
 
 
 def within(seconds: float, call: Callable[[], Any]) -> None:

@@ -13,13 +13,14 @@ imports s3fs; the ``s3`` backend imports it when it builds a filesystem.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar, Optional
 
+import aiohttp
 import botocore.loaders
 from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
@@ -290,11 +291,12 @@ class _NoRedirects:
     region with HEAD requests that the same server answers with the same redirect."""
 
     def __init__(self, session: Any) -> None:
+        if session._request_class is aiohttp.ClientRequest:
+            session._request_class = _QuietBodyRequest
         self._session = session
 
     async def request(self, method: str, url: Any, **kwargs: Any) -> Any:
         response = await self._session.request(method, url, allow_redirects=False, **kwargs)
-        _retrieve_failure(getattr(response, "_writer", None))
         location = response.headers.get("Location")
         if 300 <= response.status < 400 and location:
             target = url.join(type(url)(location))
@@ -307,17 +309,23 @@ class _NoRedirects:
         return response
 
 
-def _retrieve_failure(writer: Any) -> None:
-    """Mark the failure of aiohttp's body-writing task as seen once it ends.
+class _QuietBodyRequest(aiohttp.ClientRequest):
+    """aiohttp's request, except that a body cut off by the connection does not fail
+    the task that writes it.
 
     aiohttp sends a request body in a task of its own.  When the server answers
-    before it has read the whole body (a 503 SlowDown, a 400) and closes, that task
-    fails writing the rest, and nobody awaits it: asyncio then prints "Task exception
-    was never retrieved" and a ``ClientConnectionResetError`` traceback on stderr.
-    The answer is what counts (retried or raised as a typed error), so the task's
-    own failure is retrieved here and dropped."""
-    if isinstance(writer, asyncio.Future):
-        writer.add_done_callback(lambda task: task.cancelled() or task.exception())
+    before it has read the whole body (a 503 SlowDown, a 400) and closes, or the
+    connection is reset, that task fails writing the rest (``ClientConnectionResetError:
+    Cannot write to closing transport``) and often nobody awaits it: asyncio then
+    prints "Task exception was never retrieved" and the traceback on stderr.  aiohttp
+    has closed the connection by then, so the request itself fails or has its
+    answer (retried or raised as a typed error); the writer's failure adds nothing."""
+
+    async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().write_bytes(*args, **kwargs)
+        except aiohttp.ClientConnectionError as exc:
+            logging.getLogger(__name__).debug("request body cut off: %r", exc)
 
 
 def _no_expect_continue(request: Any, **kwargs: Any) -> None:

@@ -392,7 +392,7 @@ class SoakTests(ContractBase):
                    f"typed errors {dict(tally.typed)}, slowest call {tally.slowest:.1f} s")
         assert not hung, f"{summary}; threads still running past their deadline: {hung}"
         assert not tally.problems, "\n".join([summary, *tally.problems[:20]])
-        assert injected > 0 and sum(tally.operations.values()) > THREADS * 5
+        assert injected > 0 and sum(tally.operations.values()) > THREADS * 5, summary
 
         # Every key holds what the ledger allows: no torn object, nothing never written.
         clean = faulty.backend.make()
@@ -404,8 +404,17 @@ class SoakTests(ContractBase):
                 assert held in worker.may_hold[key], \
                     f"{key!r} holds {len(data or b'')} bytes never written whole"
         assert stored <= {key for w in workers for key in w.keys}, stored
+        orphans = pending = 0
         if faulty.backend.discards_failed_uploads:
-            assert faulty.backend.pending_uploads() == 0
+            # A CreateMultipartUpload whose answer was lost, then retried, leaves the
+            # first upload on the server with an id the client never learnt: nothing
+            # can abort it but a bucket lifecycle rule (README, Reliability).  Those are
+            # counted; any other unfinished upload is a leak.
+            orphans = sum(1 for r in records.records
+                          if r.getMessage().endswith("in create_multipart_upload"))
+            pending = faulty.backend.pending_uploads()
+            assert pending <= orphans, \
+                f"{summary}; {pending} unfinished multipart uploads left, {orphans} orphaned"
         leftovers = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".part")]
         assert not leftovers, f"partial downloads left: {leftovers}"
 
@@ -419,12 +428,15 @@ class SoakTests(ContractBase):
             time.sleep(0.2)
             gc.collect()
         assert not _our_threads() - threads_before, _our_threads() - threads_before
-        assert _connections_to(faulty.proxy.port) == 0
+        open_now = _connections_to(faulty.proxy.port)
+        assert open_now == 0, f"{open_now} connections still open after close"
 
         # Recoveries are quiet: at most DEBUG records, nothing on stderr.
         loud = [f"{r.name}: {r.getMessage()}" for r in records.records
                 if r.levelno >= logging.WARNING]
         assert not loud, loud[:10]
-        assert capfd.readouterr().err == ""
+        printed = capfd.readouterr().err
+        assert printed == "", f"stderr: {printed[:2000]}"
         with capfd.disabled():  # the figures of the run, for the README's Reliability section
-            print(f"\n{summary}, 0 lost or torn")
+            print(f"\n{summary}, {pending} multipart uploads orphaned by a lost "
+                  f"CreateMultipartUpload answer, 0 lost or torn")
