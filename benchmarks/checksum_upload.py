@@ -124,6 +124,7 @@ def main() -> None:
         "checksum / plain | read back / plain |",
         "|---|---|---|---|---|---|---|", *rows])
     heading = (f"## Upload with checksum=True ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n\n"
+               "<!-- kept by benchmarks/run.py -->\n\n"
                f"Command: `benchmarks/checksum_upload.py --rounds {options.rounds}`; medians of "
                f"{options.rounds} interleaved rounds after a warm-up upload of each kind, one "
                f"adapter per store on loopback; {os.cpu_count()} cores, Python "
