@@ -37,6 +37,11 @@ these when the filesystem has them, and a generic fallback when it does not:
 ``resumes_cut_reads: bool``
     True when the SDK itself retries a download cut mid-body; otherwise the
     adapter retries it.
+``verifies_uploads: bool``
+    True when ``pipe_file`` and ``put_file`` take ``checksum=`` (the source's SHA-256,
+    hex) and return True when the store itself verified the bytes it received
+    against it; anything else, and filesystems without the flag, get the upload
+    read back and hashed.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import hashlib
 import importlib.util
 import os
 import threading
+import time
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
@@ -66,6 +72,7 @@ from .errors import (
     StorageError,
     StorageNotFoundError,
     StorageOperationError,
+    StorageTimeoutError,
     StorageValidationError,
     classify,
     translate_errors,
@@ -244,14 +251,22 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         options.pop("resilience", None)
         return options
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: str, *args: Any, deadline: Optional[float] = None,
+              **kwargs: Any) -> Any:
         """``filesystem.<method>(...)``, given at most ``operation_timeout`` seconds on an
         async filesystem, whose event loop then cancels it: the SDKs bound each request,
-        not a transfer that keeps trickling or a wait they never arm a timer for."""
+        not a transfer that keeps trickling or a wait they never arm a timer for.  With
+        ``deadline`` (``time.monotonic()``, from :meth:`Resilience.deadline` when the
+        public call began), only the time left until then: one limit for the whole
+        call, the adapter's own retries included."""
         fs = self.filesystem
         limit = self.resilience.operation_timeout
         if not (limit and getattr(fs, "async_impl", False)):
             return getattr(fs, method)(*args, **kwargs)
+        if deadline is not None:
+            limit = deadline - time.monotonic()
+            if limit <= 0:
+                raise StorageTimeoutError("not done within operation_timeout")
         return getattr(fs, method)(*args, timeout=limit, **kwargs)
 
     @property
@@ -341,9 +356,12 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     ) -> str:
         """Store ``file_obj`` under ``key``; ``progress`` counts bytes (see transfer.py).
 
-        ``checksum=True`` stores the SHA-256 of what was sent with the object and
-        reads the object back to check it (twice the traffic); downloads with
-        ``checksum=True`` check against it.
+        ``checksum=True`` stores the SHA-256 of the source with the object, and has
+        the store check the bytes it received against it where the filesystem can
+        ask it to (``verifies_uploads``: S3's ``x-amz-checksum-sha256``, Azure's
+        per-request MD5); otherwise, or when the store ignored the request, the
+        object is read back and hashed (twice the traffic). Downloads with
+        ``checksum=True`` check against the stored SHA-256.
         """
         with self._operation("upload", key if isinstance(key, str) else None):
             key, source, options, digest = self._plan_upload(
@@ -355,13 +373,19 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
                 if call is None:
                     write_stream(self.filesystem, path, typing.cast(IO[bytes], source),
                                  options, sink)
+                    verified = False
                 else:
                     method, args, kwargs, sent = call
-                    self._call(method, *args, **kwargs)
+                    asks = digest is not None and getattr(self.filesystem, "verifies_uploads",
+                                                          False)
+                    if asks:
+                        kwargs = {**kwargs, "checksum": digest}
+                    answer = self._call(method, *args, **kwargs)
+                    verified = asks and answer is True
                     sink.advance(sent)
             finally:
                 sink.close()
-            if digest is not None:
+            if digest is not None and not verified:
                 with self.filesystem.open(path, "rb") as stored:
                     expect_digest(sha256_of(stored), digest, key, "stored object")
         return key
@@ -408,13 +432,14 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         with self._operation("download", key if isinstance(key, str) else None):
             key = self._check_key(key)
             path = self._path(key)
+            deadline = self.resilience.deadline()
             expected = stored_digest(self._file_info(key)) if checksum else None
             sink = Progress(progress, None, "B", key)
             try:
                 if destination is None:
                     data: bytes = self.resilience.retry(
-                        lambda: self._call("cat_file", path),
-                        self._cut_read)
+                        lambda: self._call("cat_file", path, deadline=deadline),
+                        self._cut_read, deadline)
                     sink.advance(len(data))
                     if expected is not None:
                         expect_digest(hashlib.sha256(data).hexdigest(), expected, key,
@@ -423,8 +448,8 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
                 if isinstance(destination, (str, os.PathLike)):
                     with staged(os.fspath(destination), key, self.backend_name) as temp:
                         self.resilience.retry(lambda: self._call(
-                            "get_file", path, temp, callback=sink.fsspec_callback()),
-                            self._cut_read)
+                            "get_file", path, temp, callback=sink.fsspec_callback(),
+                            deadline=deadline), self._cut_read, deadline)
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 expect_digest(sha256_of(written), expected, key,
@@ -432,7 +457,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
                     return str(os.fspath(destination))
                 check_writable(destination)
                 with self.filesystem.open(path, "rb") as source:
-                    digest = copy_into(source, destination, sink)
+                    digest = copy_into(source, destination, sink, deadline)
                 if expected is not None:
                     expect_digest(digest, expected, key, "downloaded stream")
                 return destination
@@ -451,7 +476,13 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         with self._operation("delete", key if isinstance(key, str) else None):
             key = self._check_key(key)
             self._file_info(key)
-            self._call("rm_file", self._path(key))
+            try:
+                self._call("rm_file", self._path(key))
+            except Exception as exc:
+                # It existed a moment ago (above), so a 404 now means it is gone: the SDK
+                # retried a DELETE whose first answer was lost, or another client won.
+                if not issubclass(classify(exc)[0], StorageNotFoundError):
+                    raise
         return True
 
     def file_exists(self, key: str) -> bool:

@@ -15,6 +15,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
@@ -22,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional, Union
 from .errors import (
     StorageNotFoundError,
     StorageOperationError,
+    StorageTimeoutError,
     StorageValidationError,
     translate_errors,
 )
@@ -213,14 +215,19 @@ def expect_digest(actual: str, expected: str, key: str, what: str) -> None:
 
 
 def hashed(source: Union[bytes, str, IO[bytes]]) -> tuple[str, Union[bytes, str, IO[bytes]]]:
-    """The SHA-256 of an upload source, and the source to send: a file object is
-    spooled (to disk past COPY_CHUNK) so that it can be read twice."""
+    """The SHA-256 of an upload source, and the source to send: a file object of up
+    to COPY_CHUNK bytes becomes bytes (sent in one request, which the store can
+    verify); a larger one is spooled to disk so that it can be read twice."""
     if isinstance(source, bytes):
         return hashlib.sha256(source).hexdigest(), source
     if isinstance(source, str):
         with open(source, "rb") as local:
             return sha256_of(local), source
+    head = source.read(COPY_CHUNK + 1)
+    if len(head) <= COPY_CHUNK:
+        return hashlib.sha256(head).hexdigest(), bytes(head)
     spool = tempfile.SpooledTemporaryFile(max_size=COPY_CHUNK)  # noqa: SIM115 - returned
+    spool.write(head)
     shutil.copyfileobj(source, spool, COPY_CHUNK)
     spool.seek(0)
     digest = sha256_of(spool)
@@ -275,12 +282,17 @@ def check_writable(destination: Any) -> None:
             f"{type(destination).__name__}")
 
 
-def copy_into(source: IO[bytes], destination: Any, sink: Progress) -> str:
+def copy_into(source: IO[bytes], destination: Any, sink: Progress,
+              deadline: Optional[float] = None) -> str:
     """Copy ``source`` into the writer ``destination`` in chunks; the SHA-256 of
-    what was copied."""
+    what was copied. Past ``deadline`` (``time.monotonic()``) no further chunk is
+    read: each read is one request, bounded by the SDK's timeouts, so the whole
+    copy ends within about one chunk's time of it."""
     hasher = hashlib.sha256()
     while chunk := source.read(COPY_CHUNK):
         destination.write(chunk)
         hasher.update(chunk)
         sink.advance(len(chunk))
+        if deadline is not None and time.monotonic() > deadline:
+            raise StorageTimeoutError("not done within operation_timeout")
     return hasher.hexdigest()

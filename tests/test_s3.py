@@ -4,7 +4,9 @@ Runs against moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
+import http.server
 import io
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -415,3 +417,71 @@ def test_parts_grow_when_a_file_would_need_more_than_the_part_limit(
     s3.upload_file(local, "grown.bin")
     etag = s3.get_file_metadata("grown.bin").etag
     assert etag and etag.endswith("-2")
+
+
+# --- a bucket in another region -----------------------------------------------------------
+
+
+class _WrongRegion(http.server.BaseHTTPRequestHandler):
+    """Answers as S3 does when a request is signed for the wrong region: 301 with the
+    bucket's region in a header to a HEAD, 400 AuthorizationHeaderMalformed naming the
+    expected region to the rest."""
+
+    def do_HEAD(self) -> None:
+        self.send_response(301)
+        self.send_header("x-amz-bucket-region", "eu-west-1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>"
+                b"<Code>AuthorizationHeaderMalformed</Code><Message>The authorization header "
+                b"is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'"
+                b"</Message><Region>eu-west-1</Region></Error>")
+        self.send_response(400)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_GET
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_wrong_region_names_the_right_one(moto_server: S3Server) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongRegion)
+    threading.Thread(target=server.serve_forever, name="wrong-region", daemon=True).start()
+    try:
+        config = {"bucket_name": "b-1", "region": "us-east-1",
+                  "endpoint_url": f"http://127.0.0.1:{server.server_port}", "max_attempts": 1}
+        adapter = get_storage_adapter("s3", config, s3_credentials(moto_server))
+        for call in (lambda: adapter.download_file("k"), lambda: adapter.file_exists("k"),
+                     lambda: adapter.upload_file(b"x", "k"),
+                     lambda: adapter.test_connection(timeout=5)):
+            with pytest.raises(StorageError, match="region='eu-west-1'") as info:
+                call()
+            assert not isinstance(info.value, StorageConnectionError)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_checksum_upload_reads_back_where_the_server_ignores_checksums(
+        s3: S3StorageAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto stores x-amz-checksum-sha256 without checking it and does not answer with it,
+    # so the adapter cannot count on it: the upload is read back and hashed instead.
+    fs = s3.filesystem
+    reads: list[str] = []
+    real_open = fs.open
+
+    def counting_open(path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        if "r" in mode:
+            reads.append(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "open", counting_open)
+    s3.upload_file(b"payload", "c.bin", checksum=True)
+    assert len(reads) == 1
+    assert s3.download_file("c.bin", checksum=True) == b"payload"

@@ -14,13 +14,16 @@ imports s3fs; the ``s3`` backend imports it when it builds a filesystem.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import contextvars
 import functools
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, ClassVar, Optional
 
+import aiohttp
 import botocore.loaders
 from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
@@ -50,6 +53,11 @@ _OPEN_UPLOADS: contextvars.ContextVar[Optional[list[tuple[str, str, str]]]] = \
     contextvars.ContextVar("perceptra_open_uploads", default=None)
 """Multipart uploads started (and not yet completed or aborted) by the write in progress
 in this context: ``(bucket, key, upload id)``; see :meth:`PerceptraS3FileSystem._aborting`."""
+SINGLE_PUT = 100 * 2**20
+"""Largest bytes upload with ``checksum=`` sent in one PutObject (s3fs's own limit for
+one), whose checksum the server checks against the whole object's SHA-256.  Larger
+ones, and local files of over two parts, go up in parts, whose checksums cover each
+part and not the object, so the adapter reads those back."""
 PAGE = 1000
 """Objects handed to a paged listing at a time (one ListObjectsV2 page)."""
 
@@ -142,20 +150,55 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
 
     # -- writes: content type, metadata and part sizes from plain keywords ----------------
 
-    async def _pipe_file(self, path: str, data: Any, *args: Any, **kwargs: Any) -> Any:
+    verifies_uploads: ClassVar[bool] = True
+    """``pipe_file``/``put_file`` take ``checksum=`` (see :meth:`_verified_put`)."""
+
+    async def _pipe_file(self, path: str, data: Any, *args: Any,
+                         checksum: Optional[str] = None, **kwargs: Any) -> Any:
+        if checksum is not None and len(data) <= SINGLE_PUT:
+            return await self._verified_put(path, data, checksum, kwargs)
         return await self._aborting(
             super()._pipe_file(path, data, *args, **_object_options(path, kwargs)))
 
     async def _put_file(self, lpath: str, rpath: str, *args: Any,
                         chunksize: Optional[int] = None,
-                        max_concurrency: int = PART_CONCURRENCY, **kwargs: Any) -> Any:
+                        max_concurrency: int = PART_CONCURRENCY,
+                        checksum: Optional[str] = None, **kwargs: Any) -> Any:
         """A local file in PART_SIZE parts, grown when that would need more than
         S3's MAX_PARTS parts."""
+        if checksum is not None and os.path.isfile(lpath) and \
+                os.path.getsize(lpath) < 2 * PART_SIZE and not args:
+            # Bytes, not the open file: a retry must send the body again from its start.
+            with open(lpath, "rb") as local:
+                body = local.read()
+            done = await self._verified_put(rpath, body, checksum, kwargs)
+            callback = kwargs.get("callback")
+            if callback is not None:
+                callback.relative_update(len(body))
+            return done
         if chunksize is None and os.path.isfile(lpath):
             chunksize = max(PART_SIZE, -(-os.path.getsize(lpath) // MAX_PARTS))
         return await self._aborting(super()._put_file(
             lpath, rpath, *args, chunksize=chunksize, max_concurrency=max_concurrency,
             **_object_options(rpath, kwargs)))
+
+    async def _verified_put(self, path: str, body: bytes, checksum: str,
+                            kwargs: dict[str, Any]) -> bool:
+        """One PutObject carrying the SHA-256 of the source (``checksum``, hex) as
+        ``x-amz-checksum-sha256``: a server that supports checksums refuses the upload
+        (BadDigest) unless the bytes it received hash to it, and stores it.  True when
+        the answer confirms the checksum; False from a server that ignored it (the
+        caller then checks another way)."""
+        bucket, key, _ = self.split_path(path)
+        options = _object_options(path, {k: v for k, v in kwargs.items()
+                                         if k not in ("callback", "mode")})
+        if kwargs.get("mode") == "create":
+            options["IfNoneMatch"] = "*"
+        encoded = base64.b64encode(bytes.fromhex(checksum)).decode()
+        answer = await self._call_s3("put_object", Bucket=bucket, Key=key, Body=body,
+                                     ChecksumSHA256=encoded, **options)
+        self.invalidate_cache(path)
+        return bool(answer.get("ChecksumSHA256") == encoded)
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:
@@ -303,6 +346,8 @@ class _NoRedirects:
     region with HEAD requests that the same server answers with the same redirect."""
 
     def __init__(self, session: Any) -> None:
+        if session._request_class is aiohttp.ClientRequest:
+            session._request_class = _QuietBodyRequest
         self._session = session
 
     async def request(self, method: str, url: Any, **kwargs: Any) -> Any:
@@ -317,6 +362,25 @@ class _NoRedirects:
                     f"({target.host}:{target.port}); redirects are not followed, check "
                     "endpoint_url")
         return response
+
+
+class _QuietBodyRequest(aiohttp.ClientRequest):
+    """aiohttp's request, except that a body cut off by the connection does not fail
+    the task that writes it.
+
+    aiohttp sends a request body in a task of its own.  When the server answers
+    before it has read the whole body (a 503 SlowDown, a 400) and closes, or the
+    connection is reset, that task fails writing the rest (``ClientConnectionResetError:
+    Cannot write to closing transport``) and often nobody awaits it: asyncio then
+    prints "Task exception was never retrieved" and the traceback on stderr.  aiohttp
+    has closed the connection by then, so the request itself fails or has its
+    answer (retried or raised as a typed error); the writer's failure adds nothing."""
+
+    async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().write_bytes(*args, **kwargs)
+        except aiohttp.ClientConnectionError as exc:
+            logging.getLogger(__name__).debug("request body cut off: %r", exc)
 
 
 def _no_expect_continue(request: Any, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ module             what its mixin checks
 ``integrity``      checksums; failed writes keep the previous version
 ``concurrency``    threads sharing one adapter
 ``faults``         network faults through a proxy (``needs("network")``)
+``soak``           eight threads of mixed calls under random faults (``needs("network")``)
 ``security``       hostile keys and prefixes, secrets in reprs, errors and logs
 =================  ==========================================================
 
@@ -76,6 +77,7 @@ from .listing import ListingTests
 from .metadata import MetadataTests
 from .objects import ObjectTests
 from .security import SecurityTests
+from .soak import SoakTests
 from .transfers import TransferTests
 from .urls import UrlTests
 
@@ -84,6 +86,6 @@ __all__ = ["Contract", "ContractBase", "needs", "sync_only"]
 
 class Contract(ObjectTests, MetadataTests, ListingTests, UrlTests, LifecycleTests, BatchTests,
                TransferTests, InteropTests, IntegrityTests, ConcurrencyTests, FaultTests,
-               SecurityTests):
+               SecurityTests, SoakTests):
     """Every contract mixin: what a backend's entry-point class subclasses (setting
     ``case``).  A backend may also pick single mixins, as fsspec's users do."""
