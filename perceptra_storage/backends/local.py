@@ -124,13 +124,16 @@ class LocalStorageAdapter(FsspecStorageAdapter):
             try:
                 os.makedirs(base, exist_ok=True)
             except OSError as exc:
+                # Errors name the field, not its value: the path is where this server
+                # keeps its files, and a web app may show the message to its users (the
+                # OS error, path included, stays as the cause).
                 raise StorageConnectionError(
-                    f"local: cannot create base_path {self._base_path!r}: "
-                    f"{exc.strerror or exc}", backend="local") from exc
+                    f"local: cannot create the directory of config field 'base_path': "
+                    f"{exc.strerror or type(exc).__name__}", backend="local") from exc
         if not os.path.isdir(self._base_path):
             problem = ("is not a directory" if os.path.lexists(self._base_path) else
                        "does not exist and create_dirs is False")
-            raise StorageConnectionError(f"local: base_path {self._base_path!r} {problem}",
+            raise StorageConnectionError(f"local: config field 'base_path' {problem}",
                                          backend="local")
         self._confine = os.path.realpath(self._base_path)
         self._keep = os.path.realpath(base)
@@ -183,7 +186,8 @@ class LocalStorageAdapter(FsspecStorageAdapter):
 
     def _probe(self) -> None:
         if not os.path.isdir(self._base()):
-            raise StorageNotFoundError(f"local: directory {self._base()!r} does not exist")
+            raise StorageNotFoundError("local: the directory of base_path (and prefix) "
+                                       "does not exist")
 
     def _public_url(self, key: str) -> Optional[str]:
         """A ``file://`` URI of a stored file, usable by programs on this machine (by
