@@ -334,7 +334,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         with self._operation("upload", key if isinstance(key, str) else None):
             key, source, options, digest = self._plan_upload(
                 file_obj, key, content_type, metadata, checksum)
-            sink = Progress(progress, source_size(source), "B", key)
+            sink = Progress(progress, source_size(file_obj), "B", key)
             try:
                 path = self._path(key)
                 call = sender(path, source, options, sink)

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Optional
+from urllib.parse import parse_qs, urlsplit
 
 from .redaction import redact
 
@@ -273,8 +275,21 @@ expiry time ... must be after ...", "Lifetime validation failed. The token is ex
 
 
 def _azure_expired(exc: BaseException) -> bool:
+    """Whether a 403 answers a request whose credentials had expired: the service says
+    so, or the request carried a SAS token whose end (``se``) is past (Azurite, like
+    some Azure answers, gives only AuthorizationFailure)."""
     text = str(exc).lower()
-    return any(sign in text for sign in _AZURE_EXPIRY_SIGNS)
+    if any(sign in text for sign in _AZURE_EXPIRY_SIGNS):
+        return True
+    url = getattr(getattr(getattr(exc, "response", None), "request", None), "url", None)
+    ends = parse_qs(urlsplit(url).query).get("se") if isinstance(url, str) else None
+    if not ends:
+        return False
+    try:
+        end = datetime.fromisoformat(ends[0].replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (end if end.tzinfo else end.replace(tzinfo=UTC)) <= datetime.now(UTC)
 
 
 def _aiohttp_rules() -> list[_Rule]:
@@ -379,12 +394,19 @@ def classify(exc: BaseException) -> tuple[type[StorageError], str]:
     return StorageOperationError, "failed"
 
 
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                PermissionError)
+
+
 def _detail(exc: BaseException) -> str:
     """What the message says of ``exc``. An OS error about a file says only its
     ``strerror``: the path it names is where the store keeps its files (a server path a
     web app might show its users); the error itself stays as ``__cause__``."""
     if isinstance(exc, OSError) and exc.filename is not None:
         text = exc.strerror or type(exc).__name__
+    elif isinstance(exc, _PATH_ERRORS) and exc.errno is None:
+        # fsspec's filesystems raise these with the path as their only argument.
+        text = type(exc).__name__
     else:
         text = str(exc).strip() or type(exc).__name__
     text = " ".join(text.split())

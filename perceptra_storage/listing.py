@@ -3,7 +3,8 @@
 Four ways, by what the filesystem offers: result pages pulled one at a time from
 its event loop (S3, Azure: the filesystem's ``_object_pages``), an ordered iterator
 of its own (memory: ``object_entries``), one flat ``find`` (``flat_namespace``
-without either), or a sorted depth-first walk of directories (local disk). One filter (:meth:`Listing._listed`) decides what a listing shows.
+without either), or a sorted depth-first walk of directories (local disk). One
+filter (:meth:`Listing._listed`) decides what a listing shows.
 """
 
 from __future__ import annotations

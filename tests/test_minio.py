@@ -370,7 +370,7 @@ def test_a_shared_file_profile_signs_every_request(
              caplog.text]
     assert not any(secret in text for text in shown
                    for secret in (rgw_server.secret_key, "revoked-secret"))
-    with pytest.raises(StorageValidationError, match="profile.*'tenant-b'"):
+    with pytest.raises(StorageValidationError, match=r"profile.*'tenant-b'"):
         get_storage_adapter("minio", minio_config(rgw_server, bucket), {"profile": "tenant-b"})
     with pytest.raises(StorageValidationError, match="one of"):
         get_storage_adapter("minio", minio_config(rgw_server, bucket),

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
 
 import botocore.loaders
-from aiobotocore.credentials import AioCredentialProvider, AioRefreshableCredentials
+from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
 from botocore.credentials import CredentialProvider, RefreshableCredentials
@@ -337,7 +337,9 @@ def refreshing_provider(refresh: Callable[[], Mapping[str, Any]], asynchronous: 
     return _AioRefreshProvider(refresh) if asynchronous else _RefreshProvider(refresh)
 
 
-class _AioRefreshProvider(AioCredentialProvider):  # type: ignore[misc]
+class _AioRefreshProvider(CredentialProvider):  # type: ignore[misc]
+    """aiobotocore's providers are botocore's with an async ``load``."""
+
     METHOD = REFRESH_METHOD
 
     def __init__(self, refresh: Callable[[], Mapping[str, Any]]) -> None:

@@ -124,16 +124,15 @@ class LocalStorageAdapter(FsspecStorageAdapter):
             try:
                 os.makedirs(base, exist_ok=True)
             except OSError as exc:
-                # Errors name the field, not its value: the path is where this server
-                # keeps its files, and a web app may show the message to its users (the
-                # OS error, path included, stays as the cause).
                 raise StorageConnectionError(
-                    f"local: cannot create the directory of config field 'base_path': "
-                    f"{exc.strerror or type(exc).__name__}", backend="local") from exc
+                    f"local: cannot create base_path {self._base_path!r}: "
+                    f"{exc.strerror or exc}", backend="local") from exc
         if not os.path.isdir(self._base_path):
+            # Construction errors name the configured path (the developer's own value,
+            # met when the adapter is built); operations' errors never show it.
             problem = ("is not a directory" if os.path.lexists(self._base_path) else
                        "does not exist and create_dirs is False")
-            raise StorageConnectionError(f"local: config field 'base_path' {problem}",
+            raise StorageConnectionError(f"local: base_path {self._base_path!r} {problem}",
                                          backend="local")
         self._confine = os.path.realpath(self._base_path)
         self._keep = os.path.realpath(base)

@@ -333,7 +333,7 @@ def _profile_secrets(profile: Optional[str]) -> tuple[str, ...]:
         return ()
     try:
         scoped = _botocore_session(profile).get_scoped_config()
-    except Exception:  # noqa: BLE001 - a missing profile fails on first use, typed there
+    except Exception:
         return ()
     return tuple(str(scoped[name]) for name in ("aws_secret_access_key", "aws_session_token",
                                                 "aws_access_key_id") if scoped.get(name))
