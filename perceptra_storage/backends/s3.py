@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 from ..adapter import FsspecStorageAdapter, ResilienceConfig
 from ..base import PresignedUrl
 from ..errors import StorageValidationError, redact
+from ._sigv4 import PROBE, QuerySigner
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -252,9 +253,30 @@ class S3StorageAdapter(FsspecStorageAdapter):
             self._signer = (os.getpid(), client)
         return client
 
+    def _query_signer(self) -> Optional[QuerySigner]:
+        """The fast signer (``_sigv4.py``) for static keys, set up from one URL botocore
+        signs for a probe key; None with the AWS chain's credentials, which botocore
+        refreshes, so those URLs are signed by its client."""
+        if not self.target.access_key_id:
+            return None
+        signer: Optional[QuerySigner] = self.__dict__.get("_fast_signer")
+        if signer is None:
+            probe = self._signing_client().generate_presigned_url(
+                "get_object", Params={"Bucket": self.target.bucket, "Key": PROBE},
+                ExpiresIn=60)
+            signer = self._fast_signer = QuerySigner(
+                probe, self.target.access_key_id, str(self.target.secret_access_key),
+                self.target.session_token)
+        return signer
+
     def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
         """A SigV4 query-string URL; no headers are signed, so a PUT needs none."""
         bucket, _, name = path.partition("/")
+        signer = self._query_signer()
+        if signer is not None:
+            url, signed_at = signer.sign(name, method, expiration)
+            return PresignedUrl(url=url, method=method,
+                                expires_at=signed_at + timedelta(seconds=expiration))
         url = self._signing_client().generate_presigned_url(
             _SIGNED_CALLS[method], Params={"Bucket": bucket, "Key": name},
             ExpiresIn=expiration, HttpMethod=method)
@@ -267,6 +289,7 @@ class S3StorageAdapter(FsspecStorageAdapter):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_signer", None)
+        state.pop("_fast_signer", None)
         return state
 
     def _secret_values(self) -> tuple[str, ...]:
