@@ -398,7 +398,7 @@ def test_twenty_mib_file_is_multipart_and_reachable_through_fsspec(
     local = tmp_path / "twenty.bin"
     data = bytes(range(256)) * (20 * MiB // 256)
     local.write_bytes(data)
-    s3.upload_file(str(local), "twenty.bin", metadata={"kind": "blob"})
+    s3.upload_file(local, "twenty.bin", metadata={"kind": "blob"})
     info = s3.get_file_metadata("twenty.bin")
     parts = -(-20 * 2**20 // PART_SIZE)
     assert info.etag and info.etag.endswith(f"-{parts}") and info.metadata == {"kind": "blob"}
