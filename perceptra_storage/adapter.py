@@ -28,6 +28,9 @@ these when the filesystem has them, and a generic fallback when it does not:
     Info dicts (``name`` is the full path) of the objects whose path starts with
     ``path``, a plain string prefix, one page at a time in key order, no folder
     markers.  Fallback: one ``find`` (``flat_namespace``) or a sorted walk.
+``object_entries(path) -> Iterator[dict]``
+    The same as ``_object_pages`` for a blocking filesystem: info dicts of the
+    objects under a plain string prefix, in key order, lazily.
 ``async _remove_many(paths) -> dict[str, BaseException]`` and ``bulk_delete_limit: int``
     Delete up to ``bulk_delete_limit`` paths in one request; return the error of
     each path not deleted (a path already gone counts as deleted); raise
@@ -366,7 +369,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         with self._operation("upload", key if isinstance(key, str) else None):
             key, source, options, digest = self._plan_upload(
                 file_obj, key, content_type, metadata, checksum)
-            sink = Progress(progress, source_size(source), "B", key)
+            sink = Progress(progress, source_size(file_obj), "B", key)
             try:
                 path = self._path(key)
                 call = sender(path, source, options, sink)

@@ -78,8 +78,10 @@ __all__ = [
 
 logger = logging.getLogger("perceptra_storage")
 
-Source = Union[BinaryIO, IO[bytes], bytes, bytearray, memoryview, str, "os.PathLike[str]"]
-"""What ``upload_file`` accepts: a binary file object, bytes-like data, or a local path."""
+Source = Union[BinaryIO, IO[bytes], bytes, bytearray, memoryview, "os.PathLike[str]"]
+"""What ``upload_file`` accepts: a binary file object, bytes-like data, or a local path as
+``os.PathLike`` (``pathlib.Path``). A plain ``str`` is refused, since text content and a
+path cannot be told apart."""
 
 
 class Writable(Protocol):

@@ -38,8 +38,10 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Optional
+from urllib.parse import parse_qs, urlsplit
 
 from .redaction import redact
 
@@ -195,6 +197,10 @@ def response_of(exc: BaseException) -> tuple[Optional[int], str]:
     return (status if isinstance(status, int) else None), str(code)
 
 
+_EXPIRED = ("credentials expired; renew them, or give credentials that renew themselves "
+            "(the AWS chain, a profile, credentials['refresh']; on Azure "
+            "DefaultAzureCredential or a service principal)")
+_BOTO_EXPIRED = {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"}
 _BOTO_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
 _BOTO_DENIED = {
     "AccessDenied", "403", "401", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -258,10 +264,18 @@ def _botocore_rules() -> list[_Rule]:
         if not isinstance(exc, bce.ClientError):
             return None
         status, code = response_of(exc)
+        if code in _BOTO_EXPIRED:
+            return StoragePermissionError, f"{_EXPIRED} ({code})"
         return _answered(code in _BOTO_NOT_FOUND, code in _BOTO_DENIED, code, status)
 
     return [
         client_error,
+        # A refresh source (credentials['refresh'], a profile's role) failed to give
+        # usable credentials.
+        _isinstance_rule(bce.CredentialRetrievalError, StoragePermissionError,
+                         "could not obtain credentials"),
+        _isinstance_rule(bce.ProfileNotFound, StorageValidationError,
+                         "the AWS profile is not in the shared config files"),
         _connect_timeout(bce.ConnectTimeoutError),
         _isinstance_rule(bce.ReadTimeoutError, StorageTimeoutError, "read timed out"),
         _isinstance_rule(bce.EndpointConnectionError, StorageConnectionError,
@@ -293,6 +307,8 @@ def _azure_rules() -> list[_Rule]:
             # No answer at all: the storage SDK re-raises a transport failure (a cut
             # download) as a bare HttpResponseError; the cause says what happened.
             return None
+        if status == 403 and _azure_expired(exc):
+            return StoragePermissionError, f"{_EXPIRED} ({code or status})"
         return _answered(isinstance(exc, ace.ResourceNotFoundError),
                          isinstance(exc, ace.ClientAuthenticationError), code, status)
 
@@ -308,6 +324,30 @@ def _azure_rules() -> list[_Rule]:
         _isinstance_rule(ace.ServiceResponseError, StorageConnectionError,
                          "connection failed while reading the response"),
     ]
+
+
+_AZURE_EXPIRY_SIGNS = ("expired", "specified time frame", "lifetime validation failed")
+"""How Azure's 403 AuthenticationFailed says that a SAS or token expired (its
+AuthenticationErrorDetail: "Signature not valid in the specified time frame", "Signed
+expiry time ... must be after ...", "Lifetime validation failed. The token is expired.")."""
+
+
+def _azure_expired(exc: BaseException) -> bool:
+    """Whether a 403 answers a request whose credentials had expired: the service says
+    so, or the request carried a SAS token whose end (``se``) is past (Azurite, like
+    some Azure answers, gives only AuthorizationFailure)."""
+    text = str(exc).lower()
+    if any(sign in text for sign in _AZURE_EXPIRY_SIGNS):
+        return True
+    url = getattr(getattr(getattr(exc, "response", None), "request", None), "url", None)
+    ends = parse_qs(urlsplit(url).query).get("se") if isinstance(url, str) else None
+    if not ends:
+        return False
+    try:
+        end = datetime.fromisoformat(ends[0].replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (end if end.tzinfo else end.replace(tzinfo=UTC)) <= datetime.now(UTC)
 
 
 def _aiohttp_rules() -> list[_Rule]:
@@ -480,8 +520,21 @@ def classify(exc: BaseException) -> tuple[type[StorageError], str]:
     return StorageOperationError, "failed"
 
 
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                PermissionError)
+
+
 def _detail(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    """What the message says of ``exc``. An OS error about a file says only its
+    ``strerror``: the path it names is where the store keeps its files (a server path a
+    web app might show its users); the error itself stays as ``__cause__``."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = exc.strerror or type(exc).__name__
+    elif isinstance(exc, _PATH_ERRORS) and exc.errno is None:
+        # fsspec's filesystems raise these with the path as their only argument.
+        text = type(exc).__name__
+    else:
+        text = str(exc).strip() or type(exc).__name__
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:297] + "..."
 

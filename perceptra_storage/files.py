@@ -155,10 +155,20 @@ def abandon(file: Any) -> None:
 
 
 def upload_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO[bytes]]:
-    """bytes for bytes-like data, a str path for a local file, or a binary reader."""
+    """bytes for bytes-like data, a str path for a local file (given as ``os.PathLike``),
+    or a binary reader.
+
+    A plain ``str`` is refused: it could be a path or text content, and treating text
+    that a web request supplied as a path would upload whatever server file it names.
+    """
     if isinstance(file_obj, (bytes, bytearray, memoryview)):
         return bytes(file_obj)
-    if isinstance(file_obj, (str, os.PathLike)):
+    if isinstance(file_obj, str):
+        raise StorageValidationError(
+            "upload source is a str, which could be a path or text: pass a local file "
+            "as pathlib.Path(...), text as str.encode(), or a binary file object",
+            backend=backend, key=key)
+    if isinstance(file_obj, os.PathLike):
         path = os.fspath(file_obj)
         if not isinstance(path, str) or not os.path.isfile(path):
             raise StorageValidationError(
@@ -171,8 +181,8 @@ def upload_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO
             backend=backend, key=key)
     if not callable(getattr(file_obj, "read", None)):
         raise StorageValidationError(
-            f"cannot upload a {type(file_obj).__name__}; give bytes, a path "
-            "or a binary file object", backend=backend, key=key)
+            f"cannot upload a {type(file_obj).__name__}; give bytes, a "
+            "pathlib.Path or a binary file object", backend=backend, key=key)
     return file_obj  # type: ignore[no-any-return]
 
 

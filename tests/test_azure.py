@@ -302,7 +302,7 @@ def test_connection_string_only_config(azurite_server: AzuriteServer, container:
 def test_metadata_and_content_type_on_every_write_path(keyed: Any, tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(b"\x07" * (9 * 1024 * 1024))  # several blocks, not one Put Blob
-    keyed.upload_file(str(big), "w/path.bin", content_type="application/x-test",
+    keyed.upload_file(big, "w/path.bin", content_type="application/x-test",
                       metadata={"run_id": "7"})
     keyed.upload_file(b"bytes", "w/bytes.txt", metadata={"run_id": "8"})
     with open(big, "rb") as source:
@@ -422,3 +422,24 @@ def test_checksum_upload_is_checked_by_the_service_not_read_back(
     assert reads == []
     assert keyed.download_file("c/bytes.bin", checksum=True) == data
     assert keyed.download_file("c/path.bin", checksum=True) == data
+
+
+def test_an_expired_sas_token_says_the_credentials_expired(
+        azurite_server: AzuriteServer, container: str) -> None:
+    """A static SAS past its expiry cannot renew itself: a permission error that says so
+    (renewing sources, DefaultAzureCredential and service principals, get new tokens
+    through azure-core's bearer token policy)."""
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    token = generate_container_sas(azurite_server.account_name, container,
+                                   account_key=azurite_server.account_key,
+                                   permission=ContainerSasPermissions(read=True, write=True),
+                                   start=now - timedelta(hours=2),
+                                   expiry=now - timedelta(hours=1))
+    adapter = azure({"container_name": container, "account_url": azurite_server.account_url},
+                    {"sas_token": token})
+    for call in (lambda: adapter.upload_file(b"x", "k"), lambda: adapter.download_file("k")):
+        with pytest.raises(StoragePermissionError, match="credentials expired") as info:
+            call()
+        assert parse_qs(token)["sig"][0] not in str(info.value)

@@ -9,6 +9,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -399,7 +400,7 @@ def test_twenty_mib_file_is_multipart_and_reachable_through_fsspec(
     local = tmp_path / "twenty.bin"
     data = bytes(range(256)) * (20 * MiB // 256)
     local.write_bytes(data)
-    s3.upload_file(str(local), "twenty.bin", metadata={"kind": "blob"})
+    s3.upload_file(local, "twenty.bin", metadata={"kind": "blob"})
     info = s3.get_file_metadata("twenty.bin")
     parts = -(-20 * 2**20 // PART_SIZE)
     assert info.etag and info.etag.endswith(f"-{parts}") and info.metadata == {"kind": "blob"}
@@ -485,3 +486,56 @@ def test_checksum_upload_reads_back_where_the_server_ignores_checksums(
     s3.upload_file(b"payload", "c.bin", checksum=True)
     assert len(reads) == 1
     assert s3.download_file("c.bin", checksum=True) == b"payload"
+
+
+# --- credentials: shared-file profiles, refresh functions, expiry ---------------------------
+
+
+def test_a_profile_gives_keys_and_region(
+        moto_server: S3Server, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "credentials").write_text(
+        f"[analytics]\naws_access_key_id = {moto_server.access_key}\n"
+        f"aws_secret_access_key = {moto_server.secret_key}\n")
+    (tmp_path / "config").write_text("[profile analytics]\nregion = eu-west-2\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    adapter = get_storage_adapter("s3", {"bucket_name": bucket,
+                                         "endpoint_url": moto_server.endpoint_url},
+                                  {"profile": "analytics"})
+    adapter.upload_file(b"by profile", "p.txt")
+    assert adapter.download_file("p.txt") == b"by profile"
+    url = adapter.generate_presigned_url("p.txt").url
+    assert moto_server.access_key in url and "eu-west-2" in url
+    assert fetch(url) == (200, b"by profile")
+    options = adapter.native_storage_options
+    assert options["profile"] == "analytics" and "aws_profile" not in options
+    assert moto_server.secret_key not in repr(adapter)
+    assert moto_server.secret_key in adapter._secret_values()  # masked in logs and errors
+    assert "analytics" not in adapter._secret_values()
+    public = get_storage_adapter("s3", {"bucket_name": "plain-bucket"},
+                                 {"profile": "analytics"})
+    assert public.get_public_url("k") == "https://plain-bucket.s3.eu-west-2.amazonaws.com/k"
+
+
+def test_refresh_function_answers_are_checked(moto_server: S3Server, bucket: str) -> None:
+    """What a refresh function returns is checked when it is called: expired or
+    incomplete credentials are a permission error saying what is wrong."""
+    answers: list[Any] = [
+        {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cr3t-value-1",
+         "expires_at": datetime.now(UTC) - timedelta(minutes=1)},
+        {"access_key_id": "AKIAEXAMPLE", "expires_at": "2099-01-01T00:00:00Z"},
+        "not a dict",
+    ]
+    for answer, reason in zip(answers, ("have expired", "secret_access_key", "not a dict"),
+                              strict=True):
+        adapter = get_storage_adapter("s3", s3_config(moto_server, bucket),
+                                      {"refresh": lambda answer=answer: answer})
+        with pytest.raises(StoragePermissionError, match=reason) as info:
+            adapter.upload_file(b"x", "k")
+        assert "s3cr3t-value-1" not in str(info.value)
+    with pytest.raises(StorageValidationError, match="refresh"):
+        get_storage_adapter("s3", s3_config(moto_server, bucket), {"refresh": "not callable"})

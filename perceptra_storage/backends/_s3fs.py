@@ -20,14 +20,17 @@ import contextvars
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
 
 import aiohttp
 import botocore.loaders
+from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
-from botocore.exceptions import ClientError
+from botocore.credentials import CredentialProvider, RefreshableCredentials
+from botocore.exceptions import ClientError, CredentialRetrievalError
 from fsspec.asyn import sync_wrapper
 from s3fs import S3FileSystem
 from s3fs.core import S3File
@@ -78,14 +81,22 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
     """Keys one DeleteObjects request may carry."""
 
     def __init__(self, *args: Any, resilience: Optional[Mapping[str, Any]] = None,
+                 aws_profile: Optional[str] = None,
+                 refresh_credentials: Optional[Callable[[], Mapping[str, Any]]] = None,
                  **kwargs: Any) -> None:
+        """``aws_profile`` names a profile of the AWS shared files (s3fs's own ``profile``
+        would also reach every request's parameters); ``refresh_credentials`` is a
+        function returning fresh temporary credentials (see :func:`refreshing_provider`)."""
         self.resilience = Resilience(**(resilience or {}))
         config = dict(kwargs.pop("config_kwargs", None) or {})
         config.setdefault("connect_timeout", self.resilience.connect_timeout)
         config.setdefault("read_timeout", self.resilience.read_timeout)
         config.update(retries={"total_max_attempts": 1}, http_session_cls=NoRedirectSession)
         if kwargs.get("session") is None:
-            kwargs["session"] = new_session()
+            kwargs["session"] = new_session(aws_profile)
+            if refresh_credentials is not None:
+                kwargs["session"].get_component("credential_provider").insert_before(
+                    "env", refreshing_provider(refresh_credentials, asynchronous=True))
         super().__init__(*args, config_kwargs=config, **kwargs)
 
     # -- transport ---------------------------------------------------------------------
@@ -398,9 +409,78 @@ def data_loader() -> Any:
     return botocore.loaders.create_loader()
 
 
-def new_session() -> AioSession:
-    """A new aiobotocore session (so each filesystem resolves the AWS chain itself)
-    sharing the process's data loader."""
-    session = AioSession()
+def new_session(profile: Optional[str] = None) -> AioSession:
+    """A new aiobotocore session (so each filesystem resolves the AWS chain itself, as
+    ``profile`` when given) sharing the process's data loader."""
+    session = AioSession(profile=profile)
     session.register_component("data_loader", data_loader())
     return session
+
+
+REFRESH_METHOD = "perceptra-refresh"
+"""The name of the credential provider built from ``credentials['refresh']``."""
+
+
+def _metadata(fresh: Any) -> dict[str, Any]:
+    """botocore's credential metadata from what a refresh function returned; anything
+    unusable is a CredentialRetrievalError (typed as permission denied), an expiry
+    already past included."""
+    def refuse(why: str) -> CredentialRetrievalError:
+        return CredentialRetrievalError(provider=REFRESH_METHOD, error_msg=why)
+
+    if not isinstance(fresh, Mapping):
+        raise refuse(f"credentials['refresh'] returned a {type(fresh).__name__}, not a dict")
+    missing = [name for name in ("access_key_id", "secret_access_key", "expires_at")
+               if not fresh.get(name)]
+    if missing:
+        raise refuse(f"credentials['refresh'] returned no {', '.join(missing)}")
+    expires = fresh["expires_at"]
+    if isinstance(expires, str):
+        expires = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    if not isinstance(expires, datetime):
+        raise refuse("credentials['refresh'] returned expires_at that is not a datetime")
+    expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    if expires <= datetime.now(UTC):
+        raise refuse("the credentials credentials['refresh'] returned have expired")
+    return {"access_key": fresh["access_key_id"], "secret_key": fresh["secret_access_key"],
+            "token": fresh.get("session_token"), "expiry_time": expires.isoformat()}
+
+
+def refreshing_provider(refresh: Callable[[], Mapping[str, Any]], asynchronous: bool) -> Any:
+    """A botocore credential provider over a user's refresh function: it loads
+    refreshable credentials, which botocore renews by calling the function again
+    before they expire (15 minutes ahead, blocking from 10 minutes), so no request is
+    signed with expired keys. ``asynchronous`` for aiobotocore (the filesystem), else
+    for botocore (the URL signer)."""
+    return _AioRefreshProvider(refresh) if asynchronous else _RefreshProvider(refresh)
+
+
+class _AioRefreshProvider(CredentialProvider):  # type: ignore[misc]
+    """aiobotocore's providers are botocore's with an async ``load``."""
+
+    METHOD = REFRESH_METHOD
+
+    def __init__(self, refresh: Callable[[], Mapping[str, Any]]) -> None:
+        self._refresh = refresh
+
+    async def _fetch(self) -> dict[str, Any]:
+        # The user's function may block (a call to a vault): not on the event loop.
+        return _metadata(await asyncio.to_thread(self._refresh))
+
+    async def load(self) -> Any:
+        return AioRefreshableCredentials.create_from_metadata(
+            await self._fetch(), refresh_using=self._fetch, method=REFRESH_METHOD)
+
+
+class _RefreshProvider(CredentialProvider):  # type: ignore[misc]
+    METHOD = REFRESH_METHOD
+
+    def __init__(self, refresh: Callable[[], Mapping[str, Any]]) -> None:
+        self._refresh = refresh
+
+    def _fetch(self) -> dict[str, Any]:
+        return _metadata(self._refresh())
+
+    def load(self) -> Any:
+        return RefreshableCredentials.create_from_metadata(
+            self._fetch(), refresh_using=self._fetch, method=REFRESH_METHOD)
