@@ -50,6 +50,7 @@ from collections.abc import (
     Mapping,
 )
 from itertools import islice
+from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Optional, Self, TypeVar, Union
 
@@ -299,7 +300,7 @@ class _SpooledWriter(AsyncFile):
                 await self._view.upload_file(self._memory.getvalue(), self._key)
             elif self._file is not None:
                 self._file.close()
-                await self._view.upload_file(self._spool, self._key)
+                await self._view.upload_file(Path(self._spool), self._key)
         finally:
             self._drop()
 

@@ -146,7 +146,7 @@ def test_cancelled_upload_leaves_the_previous_version_and_nothing_pending(
     before = _connections_to(port) if port else 0
 
     async def main() -> None:
-        await _cancelled(lambda cancel: storage.aio.upload_file(str(big), "c/k.bin",
+        await _cancelled(lambda cancel: storage.aio.upload_file(big, "c/k.bin",
                                                                progress=cancel))
         with open(big, "rb") as stream:  # a file object: sent through a temporary file
             await _cancelled(lambda cancel: storage.aio.upload_file(stream, "c/new.bin",
