@@ -285,7 +285,7 @@ class _Retry(ExponentialRetry):
         return self._policy.delay(max(1, int(settings["count"])))
 
     async def send(self, request: Any) -> Any:  # type: ignore[override] # the async policy
-        response = await super().send(request)  # type: ignore[no-untyped-call]
+        response = await super().send(request)  # type: ignore[no-untyped-call, unused-ignore]
         history = response.context.get("history") or []
         if history:
             last = history[-1].error
