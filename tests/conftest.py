@@ -32,7 +32,11 @@ time.  A test stays correct in parallel when it:
 - keeps time limits as the only timing assumption, with room for a loaded machine:
   a worker shares two cores with the others and the servers.
 
-Mark nothing serial: a test that cannot run beside others is a test to fix.
+A test that starts a pool of processes (a Dask ``LocalCluster``) asks for the
+``dask_slot`` fixture: in a parallel run such tests then take turns, instead of four
+clusters importing pandas at once on two cores.  (pytest-xdist's ``xdist_group``
+mark would do it, but its ``loadgroup`` mode does not group under pytest 9.)  Use it
+for nothing else; a test that cannot run beside others is a test to fix.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ import pytest
 
 from perceptra_storage import BaseStorageAdapter, get_storage_adapter
 from tests.servers.faultproxy import FaultProxy
-from tests.servers.shared import SERVERS_KEY, SharedServers
+from tests.servers.shared import SERVERS_KEY, SharedServers, one_at_a_time
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -252,6 +256,14 @@ def faulty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Faulty]:
     with started_backend(request.param, request, tmp_path) as started, \
             fault_proxy(started) as proxied:
         yield proxied
+
+
+@pytest.fixture
+def dask_slot(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run-wide turn for a test that starts a Dask ``LocalCluster``: in a parallel run one
+    cluster at a time, not four clusters importing pandas at once on two cores."""
+    with one_at_a_time(getattr(request.config, "workerinput", None), "dask"):
+        yield
 
 
 @pytest.fixture

@@ -80,6 +80,7 @@ class InteropTests(ContractBase):
             assert pl.read_parquet(f)["value"].to_list() == list(range(10, 20))
 
     @needs("shared_across_processes")
+    @pytest.mark.usefixtures("dask_slot")  # one Dask cluster at a time: tests/conftest.py
     def test_dask_workers_read_and_write_through_the_adapter(self, backend: Backend) -> None:
         import dask.dataframe as dd
         import pandas as pd

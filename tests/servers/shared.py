@@ -18,14 +18,16 @@ while others still use it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +151,15 @@ def shared_server(directory: str, name: str) -> Any:
     if "error" in content:
         raise RuntimeError(f"{name} failed to start in the controller: {content['error']}")
     return KINDS[name](**content, stop=lambda: None, reset=_refuse_reset)
+
+
+@contextlib.contextmanager
+def one_at_a_time(workerinput: dict[str, Any] | None, name: str) -> Iterator[None]:
+    """Hold the run-wide lock ``name`` while the block runs: in a parallel run, blocks
+    holding the same name never overlap across workers (a serial run needs no lock)."""
+    if workerinput is None or SERVERS_KEY not in workerinput:
+        yield
+        return
+    with open(Path(workerinput[SERVERS_KEY]) / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
