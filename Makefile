@@ -27,8 +27,14 @@ lint: $(DEV)
 	$(PY) -m ruff check .
 	$(PY) -m mypy --strict perceptra_storage
 
+# Parallel workers: most of the suite waits on servers, sockets and timeouts, so three
+# workers overlap well even on two cores; the servers are started once and shared
+# (tests/conftest.py says how to keep a test parallel-safe). PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 3
+
 test: lint
-	$(PY) -m pytest --cov=perceptra_storage --cov-report=term $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 \
+		--cov=perceptra_storage --cov-report=term $(PYTEST_ARGS)
 	$(PY) benchmarks/run.py --quick > /dev/null
 
 bench: $(DEV)

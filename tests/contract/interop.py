@@ -84,6 +84,7 @@ class InteropTests(ContractBase):
 
     @needs("shared_across_processes")
     @sync_only("Dask reads through the fsspec route on its workers")
+    @pytest.mark.usefixtures("dask_slot")  # one Dask cluster at a time: tests/conftest.py
     def test_dask_workers_read_and_write_through_the_adapter(self, backend: Backend) -> None:
         import dask.dataframe as dd
         import pandas as pd
