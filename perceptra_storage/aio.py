@@ -680,7 +680,7 @@ class _NativeStorage(AsyncStorage):
                 plan = adapter._plan_upload(file_obj, key, content_type, metadata)
             key, source, options, digest = plan
             fs = await self._loops.filesystem()
-            sink = Progress(progress, source_size(source), "B", key)
+            sink = Progress(progress, source_size(file_obj), "B", key)
             try:
                 await self._send(fs, adapter._path(key), source, options, sink)
             finally:

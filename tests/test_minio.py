@@ -118,7 +118,8 @@ def test_region_defaults_to_us_east_1() -> None:
 @pytest.mark.parametrize("credentials, field", [
     ({"access_key": "KEY"}, "secret_key"),
     ({"secret_key": "m1n10-s3cr3t"}, "access_key"),
-    ({"access_key_id": "KEY", "secret_access_key": "m1n10-s3cr3t"}, "access_key, secret_key"),
+    ({"access_key_id": "KEY", "secret_access_key": "m1n10-s3cr3t"},
+     "access_key, profile, refresh, secret_key"),
 ])
 def test_bad_credentials_name_the_field(credentials: dict[str, str], field: str) -> None:
     with pytest.raises(StorageValidationError, match=field) as info:
