@@ -59,7 +59,8 @@ class ConcurrencyTests(ContractBase):
                 errors.append(exc)
 
         in_threads(work, 8)
-        assert errors == [] and mismatches == []
+        assert errors == [], [repr(error) for error in errors]  # name what went wrong
+        assert mismatches == []
         assert [o.key for o in storage.list_files("mixed/")] == sorted(kept)
 
     @sync_only(THREADS)
