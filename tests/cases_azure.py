@@ -79,5 +79,6 @@ def _azure(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 BACKENDS = {
     "azure": Case(start=_azure, presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
-                  network=True, multipart_uploads=True, discards_failed_uploads=False),
+                  network=True, multipart_uploads=True, discards_failed_uploads=False,
+                  checks_upload_checksums=True),
 }
