@@ -57,6 +57,21 @@ class Capabilities:
     directories: bool = False
     """Keys are paths in a real directory tree: a name cannot be a file and a folder at
     once, and empty directories exist (object stores have neither)."""
+    metadata_hyphens: bool = False
+    """Metadata names may hold '-' (``original-name``): the store keeps '-' and '_' apart."""
+    pinned_headers_enforced: bool = False
+    """A presigned PUT sent with another Content-Type than it was signed for is refused
+    (SigV4 on a server that checks signatures, local HMAC; not moto, not an Azure SAS)."""
+    signatures_checked: bool = False
+    """The server refuses a presigned URL whose query was changed (moto checks none)."""
+    response_overrides: bool = False
+    """Presigned GETs carry response overrides (download name, content type)."""
+    post_policies: bool = False
+    """``generate_presigned_post`` gives S3 POST upload policies."""
+    post_policies_enforced: bool = False
+    """The server checks a POST policy's conditions (size, content type, signature)."""
+    cors: bool = False
+    """``set_cors``/``get_cors`` manage the store's cross-origin rules."""
 
     def capabilities(self) -> dict[str, Any]:
         """The capability fields alone, by name."""
@@ -124,16 +139,17 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 BACKENDS: dict[str, Case] = {
-    "local": Case(start=_local, presign_methods=frozenset({"GET"}), directories=True),
+    "local": Case(start=_local, presign_methods=frozenset({"GET"}), directories=True,
+                  metadata_hyphens=True),
     "local-portable": Case(start=_local_portable, presign_methods=frozenset({"GET"}),
-                           directories=True),
+                           directories=True, metadata_hyphens=True),
     "memory": Case(start=_memory, shared_across_processes=False,
-                   holds_objects_in_memory=True),
+                   holds_objects_in_memory=True, metadata_hyphens=True),
 }
 
 # Server-backed backends: each module holds its session fixtures (servers) and a
 # BACKENDS dict of cases whose ``start`` reaches them through ``request.getfixturevalue``.
-CASE_MODULES = ["tests.cases_s3", "tests.cases_azure"]
+CASE_MODULES = ["tests.cases_s3", "tests.cases_azure", "tests.cases_local_signed"]
 pytest_plugins = CASE_MODULES
 pytest.register_assert_rewrite(*CASE_MODULES)
 for _module in CASE_MODULES:

@@ -19,6 +19,7 @@ module             what its mixin checks
 ``concurrency``    threads sharing one adapter
 ``faults``         network faults through a proxy (``needs("network")``)
 ``security``       hostile keys and prefixes, secrets in reprs, errors and logs
+``browser``        object headers, hyphenated metadata, presign options, POST, CORS
 =================  ==========================================================
 
 Running it.  Each backend's entry point is its own test module, which also holds
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 from .base import ContractBase, needs
 from .batch import BatchTests
+from .browser import BrowserTests
 from .concurrency import ConcurrencyTests
 from .faults import FaultTests
 from .integrity import IntegrityTests
@@ -73,6 +75,6 @@ __all__ = ["Contract", "ContractBase", "needs"]
 
 class Contract(ObjectTests, MetadataTests, ListingTests, UrlTests, LifecycleTests, BatchTests,
                TransferTests, InteropTests, IntegrityTests, ConcurrencyTests, FaultTests,
-               SecurityTests):
+               SecurityTests, BrowserTests):
     """Every contract mixin: what a backend's entry-point class subclasses (setting
     ``case``).  A backend may also pick single mixins, as fsspec's users do."""
