@@ -659,7 +659,7 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     class _Quiet(WSGIRequestHandler):
         """One line per request on stderr, without wsgiref's client address lookups."""
 
-        def log_message(self, format: str, *values: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *values: Any) -> None:
             if not args.quiet:
                 sys.stderr.write(f"serve {args.profile}: {format % values}\n")
 
@@ -668,10 +668,8 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
                  f"serving {args.profile} on http://{args.host}:{httpd.server_port} "
                  f"(base_url {adapter.config.get('base_url')}); Ctrl-C stops")
         sys.stdout.flush()
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
             httpd.serve_forever()
-        except KeyboardInterrupt:
-            pass
     return EXIT_OK
 
 

@@ -22,7 +22,7 @@ random port); tests/test_local_signed.py checks the refusal with its own servers
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - wsgiref's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Requests are not logged into the test output."""
 
 
@@ -78,6 +78,7 @@ def _local_signed(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 BACKENDS = {
     "local-signed": Case(start=_local_signed,
                          presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
-                         directories=True, metadata_hyphens=True, pinned_headers_enforced=True, signatures_checked=True,
+                         directories=True, metadata_hyphens=True,
+                         pinned_headers_enforced=True, signatures_checked=True,
                          response_overrides=True),
 }

@@ -383,18 +383,18 @@ def test_parts_grow_when_a_file_would_need_more_than_the_part_limit(
 def test_checksums_default_to_when_required_on_custom_endpoints() -> None:
     """botocore >= 1.36 checksums every upload; S3-compatible servers that predate them
     refuse those, so a custom endpoint gets them only where an operation needs one."""
-    custom = get_storage_adapter("s3", {"bucket_name": "b", "endpoint_url": "http://127.0.0.1:1"})
+    custom = get_storage_adapter("s3", {"bucket_name": "bkt", "endpoint_url": "http://127.0.0.1:1"})
     options = custom._botocore_config()  # type: ignore[attr-defined]
     assert options["request_checksum_calculation"] == "when_required"
     assert options["response_checksum_validation"] == "when_required"
-    aws = get_storage_adapter("s3", {"bucket_name": "b", "region": "us-east-1"})
+    aws = get_storage_adapter("s3", {"bucket_name": "bkt", "region": "us-east-1"})
     assert "request_checksum_calculation" not in aws._botocore_config()  # type: ignore[attr-defined]
-    chosen = get_storage_adapter("s3", {"bucket_name": "b", "endpoint_url": "http://127.0.0.1:1",
+    chosen = get_storage_adapter("s3", {"bucket_name": "bkt", "endpoint_url": "http://127.0.0.1:1",
                                         "request_checksum_calculation": "when_supported"})
     assert chosen._botocore_config()[  # type: ignore[attr-defined]
         "request_checksum_calculation"] == "when_supported"
     with pytest.raises(StorageValidationError, match="request_checksum_calculation"):
-        get_storage_adapter("s3", {"bucket_name": "b", "request_checksum_calculation": "always"})
+        get_storage_adapter("s3", {"bucket_name": "bkt", "request_checksum_calculation": "always"})
 
 
 def test_presigned_put_signs_exactly_the_pinned_headers(s3: S3StorageAdapter) -> None:

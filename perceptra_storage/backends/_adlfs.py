@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
 
 from adlfs import AzureBlobFileSystem
-from adlfs.spec import make_callback
+from adlfs.spec import AzureBlobFile, make_callback
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobProperties, ContentSettings, CorsRule
 from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
@@ -61,6 +61,10 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         kwargs.setdefault("blocksize", BLOCK)
         kwargs.setdefault("max_concurrency", CONCURRENCY)
         super().__init__(*args, **kwargs)
+        # adlfs passes these keywords to each download_blob (and to uploads, which this
+        # class makes itself): the SDK would otherwise gunzip a blob stored with
+        # Content-Encoding gzip, so a download would not return the bytes stored.
+        self._timeout_kwargs["decompress"] = False
         if wants_token and (self.credential is None or self.connection_string is not None):
             raise StorageValidationError(
                 "adlfs took AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY "
@@ -158,7 +162,12 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:
-            return super()._open(path, mode, *args, **kwargs)
+            file = super()._open(path, mode, *args, **kwargs)
+            # adlfs builds its AzureBlobFile itself; the subclass changes only the reads.
+            file.__class__ = _BlobReader
+            if getattr(file, "cache", None) is not None:  # it bound the old method
+                file.cache.fetcher = file._fetch_range
+            return file
         options = _blob_options(path, kwargs)
         metadata = options.pop("metadata")
         file = super()._open(path, mode, *args, **options)
@@ -254,6 +263,22 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
             async for page in listing.by_page():
                 yield [_listed(container, blob) async for blob in page
                        if not blob.name.endswith("/")]
+
+
+class _BlobReader(AzureBlobFile):  # type: ignore[misc]
+    """adlfs's file for reading, except that ranges come back as stored: the SDK
+    decompresses a blob stored with Content-Encoding gzip unless told not to."""
+
+    async def _async_fetch_range(self, start: int, end: Optional[int] = None,
+                                 **kwargs: Any) -> bytes:
+        length = None if end is None else min(end, self.size) - start
+        async with self.container_client:
+            stream = await self.container_client.download_blob(
+                blob=self.blob, offset=start, length=length, version_id=self.version_id,
+                max_concurrency=self.fs.max_concurrency or 1, decompress=False)
+            return bytes(await stream.readall())
+
+    _fetch_range = sync_wrapper(_async_fetch_range)
 
 
 class _Retry(ExponentialRetry):

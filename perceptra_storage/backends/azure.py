@@ -246,9 +246,13 @@ class AzureStorageAdapter(FsspecStorageAdapter):
 
         expires = datetime.now(UTC) + timedelta(seconds=expiration)
         headers: dict[str, str] = {}
-        overrides: dict[str, str] = {}
+        overrides: dict[str, Any] = {}
         if method == "PUT":
-            headers = {"x-ms-blob-type": "BlockBlob", **options.standard_headers(),
+            # Put Blob stores x-ms-blob-* as the blob's properties (a plain
+            # Content-Disposition would be ignored).
+            headers = {"x-ms-blob-type": "BlockBlob",
+                       **{f"x-ms-blob-{name.lower()}": value
+                          for name, value in options.standard_headers().items()},
                        **{f"x-ms-meta-{k}": v for k, v in options.metadata.items()}}
         elif method in ("GET", "HEAD"):
             overrides = {name: value for name, value in (

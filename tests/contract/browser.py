@@ -5,6 +5,7 @@ plain HTTP (no SDK), and the clear refusal where a backend has no such thing."""
 from __future__ import annotations
 
 import gzip
+import io
 import urllib.error
 import urllib.request
 import uuid
@@ -82,6 +83,11 @@ class BrowserTests(ContractBase):
         assert info.content_encoding == "gzip"
         assert info.content_type == "text/csv"
         assert storage.download_file("h/data.csv") == packed  # stored as given, not decoded
+        with storage.open("h/data.csv") as file:
+            assert file.read() == packed
+        sink = io.BytesIO()
+        storage.download_file("h/data.csv", sink)
+        assert sink.getvalue() == packed
 
     def test_object_headers_are_none_when_absent(self, storage: StorageAdapter) -> None:
         storage.upload_file(b"x", "h/plain.bin")
