@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import subprocess
@@ -100,6 +101,20 @@ def start(backend: str, sizes: Sizes, tmpfs: str, disk: str) -> servers.Started:
     if backend == "s3":
         return servers.start_s3(tmpfs, sizes)
     return servers.start_azure(tmpfs, sizes)
+
+
+KEPT = "<!-- kept by benchmarks/run.py -->"
+"""Marks a section of RESULTS.md written by another benchmark (``django_url.py``, the A/B
+of ``ab_commits.py``...): a full run rewrites the file and carries such sections over."""
+
+
+def kept_sections(path: Path) -> str:
+    """The ``## `` sections of the report at ``path`` that hold the ``KEPT`` marker."""
+    if not path.exists():
+        return ""
+    sections = re.split(r"(?m)^(?=## )", path.read_text())
+    return "".join("\n" + section.rstrip() + "\n" for section in sections
+                   if section.startswith("## ") and KEPT in section)
 
 
 def run_child(spec: Spec, timeout: float, module: str = "benchmarks.measure") -> str:
@@ -233,7 +248,7 @@ def main(argv: list[str]) -> int:
                    audits=audits)
     report = render(info, rows, verdicts)
     if args.output is not None:
-        args.output.write_text(report)
+        args.output.write_text(report + kept_sections(args.output))
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(report)

@@ -2,8 +2,8 @@
 
 Only what a real cloud or the reader's own application would supply is
 substituted: the S3 quick start talks to the moto server instead of AWS, the
-local example's ``/var/perceptra/storage`` becomes a temporary directory, and
-the Django example gets a stand-in ``myapp.models``.
+local example's ``/var/perceptra/storage`` becomes a temporary directory. The
+Django settings are also run in a Django project by tests/test_django.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,6 @@ def test_demo_prints_the_quick_start_steps() -> None:
                             capture_output=True, text=True, timeout=120, check=True)
     steps = [line for line in result.stdout.splitlines() if re.match(r"\d+\. ", line)]
     assert len(steps) == 9 and result.stdout.strip().endswith("quick start finished")
-
-
-class _Profiles:
-    def __init__(self, profile: Any) -> None:
-        self._profile = profile
-
-    def get(self, **filters: Any) -> Any:
-        assert filters == {"tenant": "tenant-1", "is_default": True}
-        return self._profile
 
 
 def test_every_python_example_runs(request: pytest.FixtureRequest, tmp_path: Path,
@@ -77,15 +67,7 @@ def test_every_python_example_runs(request: pytest.FixtureRequest, tmp_path: Pat
     (work / "local" / "file2.txt").write_text("two")
     monkeypatch.chdir(work)
 
-    profile = types.SimpleNamespace(backend="local", config={"base_path": str(tmp_path / "dj")},
-                                    credential_ref=None)
-    models = types.ModuleType("myapp.models")
-    models.StorageProfile = type("StorageProfile", (), {"objects": _Profiles(profile)})  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "myapp", types.ModuleType("myapp"))
-    monkeypatch.setitem(sys.modules, "myapp.models", models)
-
-    namespace: dict[str, Any] = {"__name__": "readme", "tenant": "tenant-1",
-                                 "retrieve_credentials": lambda ref: None}
+    namespace: dict[str, Any] = {"__name__": "readme"}
     assert len(BLOCKS) >= 12
     for number, block in enumerate(BLOCKS, 1):
         try:

@@ -33,6 +33,7 @@ from ..adapter import FsspecStorageAdapter, ResilienceConfig
 from ..base import CorsRule, PresignedPost, PresignedUrl
 from ..errors import StorageValidationError, redact
 from ..presign import PostOptions, SignOptions
+from ._sigv4 import PROBE, QuerySigner
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -232,12 +233,34 @@ class S3StorageAdapter(FsspecStorageAdapter):
             self._signer = (os.getpid(), client)
         return client
 
+    def _query_signer(self) -> Optional[QuerySigner]:
+        """The fast signer (``_sigv4.py``) for static keys, set up from one URL botocore
+        signs for a probe key; None with the AWS chain's credentials, which botocore
+        refreshes, so those URLs are signed by its client."""
+        if not self.target.access_key_id:
+            return None
+        signer: Optional[QuerySigner] = self.__dict__.get("_fast_signer")
+        if signer is None:
+            probe = self._signing_client().generate_presigned_url(
+                "get_object", Params={"Bucket": self.target.bucket, "Key": PROBE},
+                ExpiresIn=60)
+            signer = self._fast_signer = QuerySigner(
+                probe, self.target.access_key_id, str(self.target.secret_access_key),
+                self.target.session_token)
+        return signer
+
     def _sign(self, path: str, key: str, expiration: int, method: str,
               options: SignOptions) -> PresignedUrl:
         """A SigV4 query-string URL. A PUT's content type, metadata and headers become
         signed headers (the server refuses the request without exactly them, listed
-        in ``headers``); a GET's or HEAD's become ``response-*`` parameters."""
+        in ``headers``); a GET's or HEAD's become ``response-*`` parameters. URLs
+        without options take the fast signer; those with options, botocore's."""
         bucket, _, name = path.partition("/")
+        signer = self._query_signer() if options == SignOptions() else None
+        if signer is not None:  # the fast path of plain URLs (_sigv4.py)
+            url, signed_at = signer.sign(name, method, expiration)
+            return PresignedUrl(url=url, method=method,
+                                expires_at=signed_at + timedelta(seconds=expiration))
         params: dict[str, Any] = {"Bucket": bucket, "Key": name}
         headers: dict[str, str] = {}
         if method == "PUT":
@@ -305,6 +328,7 @@ class S3StorageAdapter(FsspecStorageAdapter):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_signer", None)
+        state.pop("_fast_signer", None)
         return state
 
     def _public_url(self, key: str) -> Optional[str]:

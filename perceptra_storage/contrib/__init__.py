@@ -1,0 +1,1 @@
+"""Integrations with frameworks; each submodule imports its framework, this package none."""
