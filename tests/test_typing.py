@@ -25,9 +25,10 @@ USES_ADAPTER = "from perceptra_storage import get_storage_adapter\n" \
 """What a block that continues an earlier one starts from: an adapter of a backend
 chosen at run time, typed as the common API."""
 
-APPLICATION_GLUE = {17}
+APPLICATION_GLUE = {17, 18}
 """Blocks that need the reader's own application (the Django model and secret
-store of the profile example); they run in test_readme with stand-ins."""
+store of the profile example, the Django settings); they run in test_readme with
+stand-ins."""
 
 USER_CLASSES = {13, 15}
 """Blocks that define the reader's own classes without annotations (a custom
