@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from benchmarks.spec import Spec
@@ -53,7 +54,7 @@ def audit(spec: Spec) -> dict[str, list[str]]:
     seen = record_requests()
     calls = {
         "upload bytes": lambda: adapter.upload_file(payload, key),
-        "upload path": lambda: adapter.upload_file(source, key),
+        "upload path": lambda: adapter.upload_file(Path(source), key),
         "download to bytes": lambda: adapter.download_file(key),
         "download to path": lambda: adapter.download_file(key, target),
         "raw fsspec cat_file": lambda: adapter.fs.cat_file(key),

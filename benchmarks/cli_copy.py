@@ -49,6 +49,7 @@ RCLONE_AZURE_NOTE = (
 
 ADAPTER = """
 import os, sys
+from pathlib import Path
 from perceptra_storage import open_profile
 direction, local, prefix = sys.argv[1:4]
 adapter = open_profile("bench")
@@ -57,7 +58,7 @@ if direction == "up":
     for folder, _, names in os.walk(local):
         for name in names:
             path = os.path.join(folder, name)
-            items[prefix + "/" + os.path.relpath(path, local).replace(os.sep, "/")] = path
+            items[prefix + "/" + os.path.relpath(path, local).replace(os.sep, "/")] = Path(path)
     result = adapter.upload_files(items, concurrency=16)
 else:
     keys = [obj.key for obj in adapter.iter_files(prefix + "/")]

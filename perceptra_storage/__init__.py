@@ -10,6 +10,7 @@ import importlib
 import logging
 import typing
 
+from .aio import AsyncFile, AsyncStorage
 from .backends.local import LocalStorageAdapter
 from .backends.memory import MemoryStorageAdapter
 from .base import (
@@ -55,6 +56,8 @@ _LAZY = {
 """Adapter classes loaded on first access, by the module that defines them."""
 
 __all__ = [
+    "AsyncFile",
+    "AsyncStorage",
     "AzureStorageAdapter",
     "BaseStorageAdapter",
     "BatchResult",

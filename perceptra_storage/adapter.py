@@ -28,6 +28,9 @@ these when the filesystem has them, and a generic fallback when it does not:
     Info dicts (``name`` is the full path) of the objects whose path starts with
     ``path``, a plain string prefix, one page at a time in key order, no folder
     markers.  Fallback: one ``find`` (``flat_namespace``) or a sorted walk.
+``object_entries(path) -> Iterator[dict]``
+    The same as ``_object_pages`` for a blocking filesystem: info dicts of the
+    objects under a plain string prefix, in key order, lazily.
 ``async _remove_many(paths) -> dict[str, BaseException]`` and ``bulk_delete_limit: int``
     Delete up to ``bulk_delete_limit`` paths in one request; return the error of
     each path not deleted (a path already gone counts as deleted); raise
@@ -37,6 +40,11 @@ these when the filesystem has them, and a generic fallback when it does not:
 ``resumes_cut_reads: bool``
     True when the SDK itself retries a download cut mid-body; otherwise the
     adapter retries it.
+``verifies_uploads: bool``
+    True when ``pipe_file`` and ``put_file`` take ``checksum=`` (the source's SHA-256,
+    hex) and return True when the store itself verified the bytes it received
+    against it; anything else, and filesystems without the flag, get the upload
+    read back and hashed.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import hashlib
 import importlib.util
 import os
 import threading
+import time
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
@@ -68,6 +77,7 @@ from .errors import (
     StorageError,
     StorageNotFoundError,
     StorageOperationError,
+    StorageTimeoutError,
     StorageValidationError,
     classify,
     translate_errors,
@@ -106,6 +116,8 @@ from .validation import (
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
+
+    from .aio import AsyncStorage
 
 __all__ = ["FsspecStorageAdapter", "NoCredentials", "Resilience", "ResilienceConfig"]
 
@@ -268,15 +280,37 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             options.pop(own, None)
         return options
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: str, *args: Any, deadline: Optional[float] = None,
+              **kwargs: Any) -> Any:
         """``filesystem.<method>(...)``, given at most ``operation_timeout`` seconds on an
         async filesystem, whose event loop then cancels it: the SDKs bound each request,
-        not a transfer that keeps trickling or a wait they never arm a timer for."""
+        not a transfer that keeps trickling or a wait they never arm a timer for.  With
+        ``deadline`` (``time.monotonic()``, from :meth:`Resilience.deadline` when the
+        public call began), only the time left until then: one limit for the whole
+        call, the adapter's own retries included."""
         fs = self.filesystem
         limit = self.resilience.operation_timeout
         if not (limit and getattr(fs, "async_impl", False)):
             return getattr(fs, method)(*args, **kwargs)
+        if deadline is not None:
+            limit = deadline - time.monotonic()
+            if limit <= 0:
+                raise StorageTimeoutError("not done within operation_timeout")
         return getattr(fs, method)(*args, timeout=limit, **kwargs)
+
+    @property
+    def aio(self) -> AsyncStorage:
+        """The async view (see :mod:`perceptra_storage.aio`): on an async filesystem its
+        coroutines run on the caller's event loop; otherwise in worker threads. One view
+        per adapter, which keeps one filesystem per running loop."""
+        view = self.__dict__.get("_aio")
+        if view is None:
+            from .aio import view_of
+
+            built = view_of(self)  # outside the lock: it reads self.filesystem
+            with self._lock:
+                view = self.__dict__.setdefault("_aio", built)
+        return typing.cast("AsyncStorage", view)
 
     def close(self) -> None:
         with self._lock:
@@ -285,6 +319,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock")
+        state.pop("_aio", None)
         state["_fs"] = None
         return state
 
@@ -353,9 +388,12 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     ) -> str:
         """Store ``file_obj`` under ``key``; ``progress`` counts bytes (see transfer.py).
 
-        ``checksum=True`` stores the SHA-256 of what was sent with the object and
-        reads the object back to check it (twice the traffic); downloads with
-        ``checksum=True`` check against it. ``cache_control``,
+        ``checksum=True`` stores the SHA-256 of the source with the object, and has
+        the store check the bytes it received against it where the filesystem can
+        ask it to (``verifies_uploads``: S3's ``x-amz-checksum-sha256``, Azure's
+        per-request MD5); otherwise, or when the store ignored the request, the
+        object is read back and hashed (twice the traffic). Downloads with
+        ``checksum=True`` check against the stored SHA-256. ``cache_control``,
         ``content_disposition`` and ``content_encoding`` are stored as the object's
         HTTP headers (served with every download, reported by ``get_file_metadata``);
         ``content_encoding`` describes the bytes as given (upload gzip data with
@@ -366,20 +404,26 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
                 file_obj, key, content_type, metadata, checksum, headers={
                     "cache_control": cache_control, "content_disposition": content_disposition,
                     "content_encoding": content_encoding})
-            sink = Progress(progress, source_size(source), "B", key)
+            sink = Progress(progress, source_size(file_obj), "B", key)
             try:
                 path = self._path(key)
                 call = sender(path, source, options, sink)
                 if call is None:
                     write_stream(self.filesystem, path, typing.cast(IO[bytes], source),
                                  options, sink)
+                    verified = False
                 else:
                     method, args, kwargs, sent = call
-                    self._call(method, *args, **kwargs)
+                    asks = digest is not None and getattr(self.filesystem, "verifies_uploads",
+                                                          False)
+                    if asks:
+                        kwargs = {**kwargs, "checksum": digest}
+                    answer = self._call(method, *args, **kwargs)
+                    verified = asks and answer is True
                     sink.advance(sent)
             finally:
                 sink.close()
-            if digest is not None:
+            if digest is not None and not verified:
                 with self.filesystem.open(path, "rb") as stored:
                     expect_digest(sha256_of(stored), digest, key, "stored object")
         return key
@@ -428,13 +472,14 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         with self._operation("download", key if isinstance(key, str) else None):
             key = self._check_key(key)
             path = self._path(key)
+            deadline = self.resilience.deadline()
             expected = stored_digest(self._file_info(key)) if checksum else None
             sink = Progress(progress, None, "B", key)
             try:
                 if destination is None:
                     data: bytes = self.resilience.retry(
-                        lambda: self._call("cat_file", path),
-                        self._cut_read)
+                        lambda: self._call("cat_file", path, deadline=deadline),
+                        self._cut_read, deadline)
                     sink.advance(len(data))
                     if expected is not None:
                         expect_digest(hashlib.sha256(data).hexdigest(), expected, key,
@@ -443,8 +488,8 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
                 if isinstance(destination, (str, os.PathLike)):
                     with staged(os.fspath(destination), key, self.backend_name) as temp:
                         self.resilience.retry(lambda: self._call(
-                            "get_file", path, temp, callback=sink.fsspec_callback()),
-                            self._cut_read)
+                            "get_file", path, temp, callback=sink.fsspec_callback(),
+                            deadline=deadline), self._cut_read, deadline)
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 expect_digest(sha256_of(written), expected, key,
@@ -452,7 +497,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
                     return str(os.fspath(destination))
                 check_writable(destination)
                 with self.filesystem.open(path, "rb") as source:
-                    digest = copy_into(source, destination, sink)
+                    digest = copy_into(source, destination, sink, deadline)
                 if expected is not None:
                     expect_digest(digest, expected, key, "downloaded stream")
                 return destination
@@ -471,7 +516,13 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         with self._operation("delete", key if isinstance(key, str) else None):
             key = self._check_key(key)
             self._file_info(key)
-            self._call("rm_file", self._path(key))
+            try:
+                self._call("rm_file", self._path(key))
+            except Exception as exc:
+                # It existed a moment ago (above), so a 404 now means it is gone: the SDK
+                # retried a DELETE whose first answer was lost, or another client won.
+                if not issubclass(classify(exc)[0], StorageNotFoundError):
+                    raise
         return True
 
     def file_exists(self, key: str) -> bool:

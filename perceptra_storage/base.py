@@ -55,6 +55,7 @@ from .validation import validate_headers, validate_key
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
+    from .aio import AsyncStorage
     from .batch import Operations
     from .fsspec_protocol import PerceptraFileSystem
 
@@ -79,8 +80,10 @@ __all__ = [
 
 logger = logging.getLogger("perceptra_storage")
 
-Source = Union[BinaryIO, IO[bytes], bytes, bytearray, memoryview, str, "os.PathLike[str]"]
-"""What ``upload_file`` accepts: a binary file object, bytes-like data, or a local path."""
+Source = Union[BinaryIO, IO[bytes], bytes, bytearray, memoryview, "os.PathLike[str]"]
+"""What ``upload_file`` accepts: a binary file object, bytes-like data, or a local path as
+``os.PathLike`` (``pathlib.Path``). A plain ``str`` is refused, since text content and a
+path cannot be told apart."""
 
 
 class Writable(Protocol):
@@ -123,7 +126,9 @@ class PresignedUrl:
     url: str
     """The URL to give to a client."""
     expires_at: datetime
-    """When the grant ends, timezone-aware UTC."""
+    """When the grant ends, timezone-aware UTC: the requested expiry, or the end of the
+    temporary credentials that signed the URL when that comes first (S3 STS session
+    credentials that botocore refreshes; an Azure user-delegation key)."""
     method: str = "GET"
     """The HTTP method the URL is signed for."""
     headers: dict[str, str] = field(default_factory=dict)
@@ -148,7 +153,8 @@ class PresignedPost:
     fields: dict[str, str]
     """Form fields to send before the file (key, policy, signature, content type...)."""
     expires_at: datetime
-    """When the policy ends, timezone-aware UTC."""
+    """When the policy ends, timezone-aware UTC (as ``PresignedUrl.expires_at``, no later
+    than the temporary credentials that signed it)."""
     max_size: Optional[int] = None
     """Largest file in bytes the policy accepts; None for no limit beyond the store's."""
 
@@ -356,12 +362,10 @@ class BaseStorageAdapter(ABC):
         the typed error of what did not. ``progress`` counts bytes. The object
         headers, when given, are stored with every item.
         """
-        pairs = [(key, source) for key, source in items.items()] if isinstance(items, Mapping) \
-            else [(key, source) for source, key in items]
-        headers = {name: value for name, value in (
-            ("cache_control", cache_control), ("content_disposition", content_disposition),
-            ("content_encoding", content_encoding)) if value is not None}
-        validate_headers(headers, self.backend_name)
+        pairs = _upload_items(items)
+        headers = validate_headers({"cache_control": cache_control,
+                                    "content_disposition": content_disposition,
+                                    "content_encoding": content_encoding}, self.backend_name)
         total = sum(source_size(source) for _, source in pairs)
         return self._run_batch("upload", pairs, concurrency,
                                Progress(progress, total, "B", "upload"), headers)
@@ -376,10 +380,7 @@ class BaseStorageAdapter(ABC):
     ) -> BatchResult:
         """Download keys into ``destination_dir``, keeping the key layout
         (``a/b.csv`` lands in ``destination_dir/a/b.csv``). ``progress`` counts bytes."""
-        folder = os.fspath(destination_dir)
-        pairs = [(key, os.path.join(folder, *key.split("/")) if isinstance(key, str) else "")
-                 for key in keys]
-        return self._run_batch("download", pairs, concurrency,
+        return self._run_batch("download", _download_items(keys, destination_dir), concurrency,
                                Progress(progress, None, "B", "download"))
 
     def delete_files(self, keys: Iterable[str], *, concurrency: int = 16,
@@ -414,8 +415,7 @@ class BaseStorageAdapter(ABC):
 
     def _pairs_batch(self, kind: str, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]],
                      concurrency: int, progress: ProgressArg) -> BatchResult:
-        items = [(destination, source) for source, destination in
-                 (pairs.items() if isinstance(pairs, Mapping) else pairs)]
+        items = _pair_items(pairs)
         return self._run_batch(kind, items, concurrency,
                                Progress(progress, len(items), "it", kind))
 
@@ -432,6 +432,15 @@ class BaseStorageAdapter(ABC):
     def _batch_operations(self) -> Operations:
         """How the batch engine does one item: here through the public one-item methods."""
         return PrimitiveOperations(self)
+
+    @property
+    def aio(self) -> AsyncStorage:
+        """The async view of this adapter: every method as a coroutine with the same
+        arguments, results and errors (see :mod:`perceptra_storage.aio`). This base
+        runs the blocking methods in worker threads, so any custom adapter has one."""
+        from .aio import AsyncStorage
+
+        return AsyncStorage(self)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; the adapter rebuilds them if used again."""
@@ -469,6 +478,29 @@ class BaseStorageAdapter(ABC):
     def _secret_values(self) -> tuple[str, ...]:
         """Credential values that messages must never contain."""
         return tuple(str(v) for v in self.credentials.values() if isinstance(v, str) and v)
+
+
+def _upload_items(items: Union[Mapping[str, Source], Iterable[tuple[Source, str]]]
+                  ) -> list[tuple[str, Source]]:
+    """``upload_files``'s items as ``(key, source)`` pairs."""
+    if isinstance(items, Mapping):
+        return list(items.items())
+    return [(key, source) for source, key in items]
+
+
+def _download_items(keys: Iterable[str], destination_dir: Union[str, os.PathLike[str]]
+                    ) -> list[tuple[str, str]]:
+    """``download_files``'s items: each key with its path under ``destination_dir``."""
+    folder = os.fspath(destination_dir)
+    return [(key, os.path.join(folder, *key.split("/")) if isinstance(key, str) else "")
+            for key in keys]
+
+
+def _pair_items(pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]]
+                ) -> list[tuple[str, str]]:
+    """Copy or move pairs as ``(destination, source)`` items."""
+    return [(destination, source) for source, destination in
+            (pairs.items() if isinstance(pairs, Mapping) else pairs)]
 
 
 def _refuse_same_key(source_key: str, destination_key: str, backend: str) -> None:
@@ -618,6 +650,9 @@ class StorageAdapter(Protocol):
 
     def move_files(self, pairs: Union[Mapping[str, str], Iterable[tuple[str, str]]], *,
                    concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+
+    @property
+    def aio(self) -> AsyncStorage: ...
 
     def close(self) -> None: ...
 

@@ -219,7 +219,8 @@ class FilesystemOperations:
             path = self.adapter._path(self.adapter._check_key(key))
             await self._remove_gone_ok(path)
         else:
-            await self.fs._rm_file(await self._file(key))
+            # Proven to exist first; a 404 from the delete itself then means it is gone.
+            await self._remove_gone_ok(await self._file(key))
         progress.advance(1)
 
     async def copy(self, key: Any, arg: Any, progress: Progress,

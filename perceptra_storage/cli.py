@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Optional
 
 from .base import BatchResult, StorageAdapter, StorageObject
@@ -360,7 +361,7 @@ def copy_one(source: Location, src: str, destination: Location, dst: str,
             os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
             shutil.copy2(src, dst)
     elif not source.remote:
-        destination.store().upload_file(src, dst, metadata=extra or None)
+        destination.store().upload_file(Path(src), dst, metadata=extra or None)
     elif not destination.remote:
         source.store().download_file(src, dst)
         if mtime_ns is not None:
@@ -507,7 +508,7 @@ def transfer(plan: list[tuple[Entry, str]], source: Location, destination: Locat
                                            progress=out.batch_progress)
         _report_batch(result, plan, report)
     elif not source.remote and destination.remote and not any(extra(e) for e, _ in plan):
-        result = destination.store().upload_files([(e.ref, t) for e, t in plan],
+        result = destination.store().upload_files([(Path(e.ref), t) for e, t in plan],
                                                   concurrency=args.concurrency,
                                                   progress=out.batch_progress)
         _report_batch(result, plan, report)

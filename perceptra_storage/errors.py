@@ -33,10 +33,15 @@ credential (:mod:`redaction`).
 
 from __future__ import annotations
 
+import re
+import socket
+import ssl
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Optional
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlsplit
 
 from .redaction import redact
 
@@ -51,6 +56,7 @@ __all__ = [
     "StorageTimeoutError",
     "StorageValidationError",
     "build_error",
+    "chain",
     "classify",
     "match",
     "redact",
@@ -139,6 +145,16 @@ _CUT = "connection cut mid-transfer"
 _Rule = Callable[[BaseException], Optional[tuple[type[StorageError], str]]]
 
 
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from (cause, else context), without loops."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _isinstance_rule(kind: type[BaseException], error: type[StorageError], reason: str) -> _Rule:
     def rule(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
         return (error, reason) if isinstance(exc, kind) else None
@@ -181,12 +197,61 @@ def response_of(exc: BaseException) -> tuple[Optional[int], str]:
     return (status if isinstance(status, int) else None), str(code)
 
 
+_EXPIRED = ("credentials expired; renew them, or give credentials that renew themselves "
+            "(the AWS chain, a profile, credentials['refresh']; on Azure "
+            "DefaultAzureCredential or a service principal)")
+_BOTO_EXPIRED = {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"}
 _BOTO_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
 _BOTO_DENIED = {
     "AccessDenied", "403", "401", "InvalidAccessKeyId", "SignatureDoesNotMatch",
     "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled",
     "AccountProblem", "InvalidSecurity", "Forbidden", "RequestTimeTooSkewed",
 }
+
+
+_REGION_CODES = {"AuthorizationHeaderMalformed", "PermanentRedirect",
+                 "IllegalLocationConstraintException", "301"}
+
+
+def _wrong_region(response: dict[str, Any], status: Optional[int], code: str) -> Optional[str]:
+    """The reason for an S3 answer that says the bucket lives in another region (a 301,
+    or a 400 ``AuthorizationHeaderMalformed`` naming the region it expected), else
+    None.  botocore follows such an answer once by itself; it reaches us when even
+    that failed (a custom endpoint, a HEAD without a body)."""
+    if code not in _REGION_CODES and status != 301:
+        return None
+    error = response.get("Error", {})
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    region = error.get("Region") or headers.get("x-amz-bucket-region")
+    if not region:
+        found = re.search(r"expecting '([a-z0-9-]+)'", str(error.get("Message", "")))
+        region = found.group(1) if found else None
+    if region:
+        return (f"wrong region ({code or status}): the bucket is in {region!r}; "
+                f"set config region={region!r}")
+    if code == "AuthorizationHeaderMalformed":
+        return None  # malformed for another reason: a credentials problem, not a region
+    return (f"wrong region ({code or status}): the bucket is in another region; set "
+            "config region to the bucket's region")
+
+
+def _region_rules() -> list[_Rule]:
+    """S3's answer that the bucket is in another region, looked for below s3fs's
+    translation (a bare OSError, or a PermissionError for
+    IllegalLocationConstraintException), so it comes before the OS rules."""
+    try:
+        from botocore import exceptions as bce
+    except ImportError:
+        return []
+
+    def wrong_region(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+        for error in chain(exc):
+            if isinstance(error, bce.ClientError):
+                reason = _wrong_region(error.response, *response_of(error))
+                return (StorageOperationError, reason) if reason else None
+        return None
+
+    return [wrong_region]
 
 
 def _botocore_rules() -> list[_Rule]:
@@ -199,11 +264,19 @@ def _botocore_rules() -> list[_Rule]:
         if not isinstance(exc, bce.ClientError):
             return None
         status, code = response_of(exc)
+        if code in _BOTO_EXPIRED:
+            return StoragePermissionError, f"{_EXPIRED} ({code})"
         return _answered(code in _BOTO_NOT_FOUND, code in _BOTO_DENIED, code, status)
 
     return [
         client_error,
-        _isinstance_rule(bce.ConnectTimeoutError, StorageTimeoutError, "connect timed out"),
+        # A refresh source (credentials['refresh'], a profile's role) failed to give
+        # usable credentials.
+        _isinstance_rule(bce.CredentialRetrievalError, StoragePermissionError,
+                         "could not obtain credentials"),
+        _isinstance_rule(bce.ProfileNotFound, StorageValidationError,
+                         "the AWS profile is not in the shared config files"),
+        _connect_timeout(bce.ConnectTimeoutError),
         _isinstance_rule(bce.ReadTimeoutError, StorageTimeoutError, "read timed out"),
         _isinstance_rule(bce.EndpointConnectionError, StorageConnectionError,
                          "endpoint unreachable"),
@@ -234,6 +307,8 @@ def _azure_rules() -> list[_Rule]:
             # No answer at all: the storage SDK re-raises a transport failure (a cut
             # download) as a bare HttpResponseError; the cause says what happened.
             return None
+        if status == 403 and _azure_expired(exc):
+            return StoragePermissionError, f"{_EXPIRED} ({code or status})"
         return _answered(isinstance(exc, ace.ResourceNotFoundError),
                          isinstance(exc, ace.ClientAuthenticationError), code, status)
 
@@ -241,8 +316,7 @@ def _azure_rules() -> list[_Rule]:
         http_error,
         _isinstance_rule(ace.ClientAuthenticationError, StoragePermissionError,
                          "authentication failed"),
-        _isinstance_rule(ace.ServiceRequestTimeoutError, StorageTimeoutError,
-                         "request timed out"),
+        _connect_timeout(ace.ServiceRequestTimeoutError),
         _isinstance_rule(ace.ServiceResponseTimeoutError, StorageTimeoutError,
                          "response timed out"),
         _isinstance_rule(ace.ServiceRequestError, StorageConnectionError,
@@ -250,6 +324,30 @@ def _azure_rules() -> list[_Rule]:
         _isinstance_rule(ace.ServiceResponseError, StorageConnectionError,
                          "connection failed while reading the response"),
     ]
+
+
+_AZURE_EXPIRY_SIGNS = ("expired", "specified time frame", "lifetime validation failed")
+"""How Azure's 403 AuthenticationFailed says that a SAS or token expired (its
+AuthenticationErrorDetail: "Signature not valid in the specified time frame", "Signed
+expiry time ... must be after ...", "Lifetime validation failed. The token is expired.")."""
+
+
+def _azure_expired(exc: BaseException) -> bool:
+    """Whether a 403 answers a request whose credentials had expired: the service says
+    so, or the request carried a SAS token whose end (``se``) is past (Azurite, like
+    some Azure answers, gives only AuthorizationFailure)."""
+    text = str(exc).lower()
+    if any(sign in text for sign in _AZURE_EXPIRY_SIGNS):
+        return True
+    url = getattr(getattr(getattr(exc, "response", None), "request", None), "url", None)
+    ends = parse_qs(urlsplit(url).query).get("se") if isinstance(url, str) else None
+    if not ends:
+        return False
+    try:
+        end = datetime.fromisoformat(ends[0].replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (end if end.tzinfo else end.replace(tzinfo=UTC)) <= datetime.now(UTC)
 
 
 def _aiohttp_rules() -> list[_Rule]:
@@ -301,6 +399,71 @@ def _os_rules() -> list[_Rule]:
     ]
 
 
+def _host_of(error: BaseException) -> str:
+    """``host:port`` of aiohttp's connector errors (which carry the connection key),
+    or of the URL in botocore's; empty when the error names neither."""
+    key = getattr(error, "_conn_key", None)
+    if key is not None and getattr(key, "host", None):
+        return f"{key.host}:{key.port}"
+    url = str(getattr(error, "kwargs", {}).get("endpoint_url", ""))
+    found = re.match(r"[a-z]+://([^/?#]+)", url)
+    return found.group(1) if found else ""
+
+
+def _network_cause(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+    """Why no connection came about, from the socket or TLS error at the bottom of
+    the SDK's chain: the SDKs raise one class (botocore's EndpointConnectionError,
+    azure.core's ServiceRequestError) for an unknown host, a refused port and a
+    TLS failure alike, whose fixes differ.  Each reason says what to check."""
+    where = ""
+    for error in chain(exc):
+        where = where or _host_of(error)
+        at = f" {where}" if where else ""
+        if isinstance(error, socket.gaierror):
+            return StorageConnectionError, (
+                f"unknown host{at}: the name does not resolve (DNS); check the endpoint "
+                "or account name, and the machine's name resolution")
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return StorageConnectionError, (
+                f"TLS certificate of{at or ' the endpoint'} not trusted "
+                f"({_ssl_reason(error)}); use a certificate signed by a "
+                "trusted CA, or add its CA to the trust store (AWS_CA_BUNDLE, SSL_CERT_FILE)")
+        if isinstance(error, ssl.SSLError):
+            return StorageConnectionError, (
+                f"TLS handshake with{at or ' the endpoint'} failed ({_ssl_reason(error)}); "
+                "check that the endpoint speaks HTTPS on that port (or use http://) and "
+                "supports TLS 1.2 or later")
+        if isinstance(error, ConnectionRefusedError):
+            return StorageConnectionError, (
+                f"connection refused{' by' + at if at else ''}: nothing listens there; "
+                "check the endpoint's host and port, and that the service is running")
+    return None
+
+
+def _ssl_reason(error: BaseException) -> str:
+    """The short reason of an ssl error (aiohttp's wrappers subclass ssl's classes
+    without their attributes, so the one they wrap is asked too)."""
+    for candidate in (error, getattr(error, "_certificate_error", None),
+                      getattr(error, "_os_error", None)):
+        reason = getattr(candidate, "verify_message", None) or getattr(candidate, "reason", None)
+        if reason:
+            return str(reason)
+    return _detail(error)
+
+
+def _connect_timeout(timeout: type[BaseException]) -> _Rule:
+    """A connection attempt that got no answer at all (not even a refusal)."""
+    def rule(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+        if not isinstance(exc, timeout):
+            return None
+        at = _host_of(exc)
+        return StorageTimeoutError, (
+            f"no answer from {at or 'the endpoint'} within connect_timeout: the host "
+            "or port may be wrong, or a firewall drops the packets")
+
+    return rule
+
+
 class RedirectRefused(Exception):
     """Our HTTP transport refused an endpoint's redirect to another host."""
 
@@ -318,11 +481,14 @@ def _redirect_refused(exc: BaseException) -> Optional[tuple[type[StorageError], 
 @lru_cache(maxsize=1)
 def _rules() -> tuple[_Rule, ...]:
     """The ordered table, most specific first; generic OSError comes last because
-    aiohttp's connection errors are OSErrors too."""
+    aiohttp's connection errors are OSErrors too.  ``_network_cause`` looks below the
+    SDKs' wrappers, so it comes before their rules and the built-in OS ones."""
     return (
         _redirect_refused,
         *_fsspec_rules(),
         _cut_rule(),
+        _network_cause,
+        *_region_rules(),
         *_os_rules(),
         *_botocore_rules(),
         *_azure_rules(),
@@ -354,8 +520,21 @@ def classify(exc: BaseException) -> tuple[type[StorageError], str]:
     return StorageOperationError, "failed"
 
 
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                PermissionError)
+
+
 def _detail(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    """What the message says of ``exc``. An OS error about a file says only its
+    ``strerror``: the path it names is where the store keeps its files (a server path a
+    web app might show its users); the error itself stays as ``__cause__``."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = exc.strerror or type(exc).__name__
+    elif isinstance(exc, _PATH_ERRORS) and exc.errno is None:
+        # fsspec's filesystems raise these with the path as their only argument.
+        text = type(exc).__name__
+    else:
+        text = str(exc).strip() or type(exc).__name__
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:297] + "..."
 

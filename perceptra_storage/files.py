@@ -15,6 +15,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
@@ -22,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional, Union
 from .errors import (
     StorageNotFoundError,
     StorageOperationError,
+    StorageTimeoutError,
     StorageValidationError,
     translate_errors,
 )
@@ -153,10 +155,20 @@ def abandon(file: Any) -> None:
 
 
 def upload_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO[bytes]]:
-    """bytes for bytes-like data, a str path for a local file, or a binary reader."""
+    """bytes for bytes-like data, a str path for a local file (given as ``os.PathLike``),
+    or a binary reader.
+
+    A plain ``str`` is refused: it could be a path or text content, and treating text
+    that a web request supplied as a path would upload whatever server file it names.
+    """
     if isinstance(file_obj, (bytes, bytearray, memoryview)):
         return bytes(file_obj)
-    if isinstance(file_obj, (str, os.PathLike)):
+    if isinstance(file_obj, str):
+        raise StorageValidationError(
+            "upload source is a str, which could be a path or text: pass a local file "
+            "as pathlib.Path(...), text as str.encode(), or a binary file object",
+            backend=backend, key=key)
+    if isinstance(file_obj, os.PathLike):
         path = os.fspath(file_obj)
         if not isinstance(path, str) or not os.path.isfile(path):
             raise StorageValidationError(
@@ -169,8 +181,8 @@ def upload_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO
             backend=backend, key=key)
     if not callable(getattr(file_obj, "read", None)):
         raise StorageValidationError(
-            f"cannot upload a {type(file_obj).__name__}; give bytes, a path "
-            "or a binary file object", backend=backend, key=key)
+            f"cannot upload a {type(file_obj).__name__}; give bytes, a "
+            "pathlib.Path or a binary file object", backend=backend, key=key)
     return file_obj  # type: ignore[no-any-return]
 
 
@@ -213,14 +225,19 @@ def expect_digest(actual: str, expected: str, key: str, what: str) -> None:
 
 
 def hashed(source: Union[bytes, str, IO[bytes]]) -> tuple[str, Union[bytes, str, IO[bytes]]]:
-    """The SHA-256 of an upload source, and the source to send: a file object is
-    spooled (to disk past COPY_CHUNK) so that it can be read twice."""
+    """The SHA-256 of an upload source, and the source to send: a file object of up
+    to COPY_CHUNK bytes becomes bytes (sent in one request, which the store can
+    verify); a larger one is spooled to disk so that it can be read twice."""
     if isinstance(source, bytes):
         return hashlib.sha256(source).hexdigest(), source
     if isinstance(source, str):
         with open(source, "rb") as local:
             return sha256_of(local), source
+    head = source.read(COPY_CHUNK + 1)
+    if len(head) <= COPY_CHUNK:
+        return hashlib.sha256(head).hexdigest(), bytes(head)
     spool = tempfile.SpooledTemporaryFile(max_size=COPY_CHUNK)  # noqa: SIM115 - returned
+    spool.write(head)
     shutil.copyfileobj(source, spool, COPY_CHUNK)
     spool.seek(0)
     digest = sha256_of(spool)
@@ -275,12 +292,17 @@ def check_writable(destination: Any) -> None:
             f"{type(destination).__name__}")
 
 
-def copy_into(source: IO[bytes], destination: Any, sink: Progress) -> str:
+def copy_into(source: IO[bytes], destination: Any, sink: Progress,
+              deadline: Optional[float] = None) -> str:
     """Copy ``source`` into the writer ``destination`` in chunks; the SHA-256 of
-    what was copied."""
+    what was copied. Past ``deadline`` (``time.monotonic()``) no further chunk is
+    read: each read is one request, bounded by the SDK's timeouts, so the whole
+    copy ends within about one chunk's time of it."""
     hasher = hashlib.sha256()
     while chunk := source.read(COPY_CHUNK):
         destination.write(chunk)
         hasher.update(chunk)
         sink.advance(len(chunk))
+        if deadline is not None and time.monotonic() > deadline:
+            raise StorageTimeoutError("not done within operation_timeout")
     return hasher.hexdigest()

@@ -48,6 +48,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any, Optional
 
 from fsspec.spec import AbstractFileSystem
@@ -440,7 +441,8 @@ class PerceptraFileSystem(AbstractFileSystem):  # type: ignore[misc]
         size = os.path.getsize(local)
         if callback is not None:
             callback.set_size(size)
-        self.adapter.upload_file(local, key, content_type=content_type, metadata=metadata)
+        self.adapter.upload_file(Path(local), key, content_type=content_type,
+                                 metadata=metadata)
         if callback is not None:
             callback.relative_update(size)
 

@@ -1,9 +1,10 @@
 """Listings: each file under a prefix as ``(key, info)``, in key order, lazily.
 
-Three ways, by what the filesystem offers: result pages pulled one at a time from
-its event loop (S3, Azure: the filesystem's ``_object_pages``), one flat ``find``
-(``flat_namespace`` without pages), or a sorted depth-first walk of directories
-(local disk). One filter (:meth:`Listing._listed`) decides what a listing shows.
+Four ways, by what the filesystem offers: result pages pulled one at a time from
+its event loop (S3, Azure: the filesystem's ``_object_pages``), an ordered iterator
+of its own (memory: ``object_entries``), one flat ``find`` (``flat_namespace``
+without either), or a sorted depth-first walk of directories (local disk). One
+filter (:meth:`Listing._listed`) decides what a listing shows.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Listing:
         fs: Any = self.filesystem
         if hasattr(fs, "_object_pages"):
             yield from self._paged_entries(fs._object_pages(self._path(prefix)), prefix)
+        elif hasattr(fs, "object_entries"):
+            yield from self._scanned_entries(fs.object_entries(self._path(prefix)), prefix)
         elif self.flat_namespace:
             yield from self._find_entries(start, prefix)
         else:
@@ -68,6 +71,14 @@ class Listing:
                 key = self._key_of(info["name"])
                 if self._listed(key, info, prefix):
                     yield key, info
+
+    def _scanned_entries(self, entries: Iterator[dict[str, Any]],
+                         prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Entries from a filesystem that lists a string prefix in order by itself."""
+        for info in entries:
+            key = self._key_of(info["name"])
+            if self._listed(key, info, prefix):
+                yield key, info
 
     def _find_entries(self, start: str, prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         try:

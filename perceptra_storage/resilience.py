@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, fields
@@ -25,6 +26,7 @@ from .errors import (
     StorageError,
     StorageTimeoutError,
     StorageValidationError,
+    chain,
     match,
     response_of,
 )
@@ -35,12 +37,15 @@ __all__ = [
     "ResilienceConfig",
     "cut_read",
     "cut_read_types",
+    "recovered",
     "run_inline",
     "transient",
     "within",
 ]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger(__name__)
 
 # Error codes that mean "slow down" or "try again" whatever the status says.
 _RETRY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
@@ -61,16 +66,6 @@ class ResilienceConfig(TypedDict, total=False):
     """Seconds before the first retry, doubling for each next one, jittered (default 0.5)."""
     operation_timeout: float
     """Overall limit in seconds on each request or transfer, retries included (default none)."""
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it was raised from (cause, else context), without loops."""
-    seen: set[int] = set()
-    current: Optional[BaseException] = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 @functools.cache
@@ -106,7 +101,7 @@ def cut_read(exc: BaseException) -> bool:
     """Whether the connection was cut while a response body was arriving, which the
     SDKs report but do not retry (the request itself had succeeded)."""
     kinds = cut_read_types()
-    return any(isinstance(error, kinds) for error in _chain(exc))
+    return any(isinstance(error, kinds) for error in chain(exc))
 
 
 def transient(exc: BaseException) -> bool:
@@ -114,7 +109,7 @@ def transient(exc: BaseException) -> bool:
     cut, or the server failed or asked to slow down (5xx, 408, 429, throttling codes).
     An answer such as 403 or 404, and anything we refused ourselves, is permanent:
     another attempt would only repeat it."""
-    for error in _chain(exc):
+    for error in chain(exc):
         if isinstance(error, StorageError):
             return isinstance(error, StorageConnectionError)
         status, code = response_of(error)
@@ -146,30 +141,53 @@ class Resilience:
         ceiling = self.retry_backoff * 2.0 ** (attempt - 1)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
+    def deadline(self) -> Optional[float]:
+        """The ``time.monotonic()`` by which a call starting now must be done, under
+        ``operation_timeout``; None without one."""
+        limit = self.operation_timeout
+        return None if not limit else time.monotonic() + limit
+
     async def _attempts(self, call: Callable[[], Awaitable[_T]],
                         when: Callable[[BaseException], bool],
-                        pause: Callable[[float], Awaitable[None]]) -> _T:
+                        pause: Callable[[float], Awaitable[None]],
+                        deadline: Optional[float] = None, what: str = "") -> _T:
         """The retry loop: ``call`` up to ``max_attempts`` times while it fails with
-        ``when(error)``, with ``pause(delay)`` between attempts."""
+        ``when(error)``, with ``pause(delay)`` between attempts, and no pause that
+        would end past ``deadline``.  A recovery logs one DEBUG record (and nothing
+        else: a fault we recovered from is not the user's news)."""
         attempt = 1
+        last: Optional[BaseException] = None
         while True:
             try:
-                return await call()
+                result = await call()
             except Exception as exc:
                 if attempt >= self.max_attempts or not when(exc):
                     raise
-            await pause(self.delay(attempt))
+                wait = self.delay(attempt)
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise StorageTimeoutError("not done within operation_timeout") from exc
+                last = exc
+            else:
+                if last is not None:
+                    recovered(attempt - 1, type(last).__name__, what)
+                return result
+            await pause(wait)
             attempt += 1
 
     async def retry_async(self, call: Callable[..., Awaitable[_T]], *args: Any,
                           **kwargs: Any) -> _T:
-        """Await ``call(*args, **kwargs)`` while it fails transiently."""
-        return await self._attempts(lambda: call(*args, **kwargs), transient, asyncio.sleep)
+        """Await ``call(*args, **kwargs)`` while it fails transiently; a first argument
+        that is a string (the SDK method's name) names the call in the DEBUG record."""
+        what = args[0] if args and isinstance(args[0], str) else ""
+        return await self._attempts(lambda: call(*args, **kwargs), transient, asyncio.sleep,
+                                    what=what)
 
     def retry(self, call: Callable[[], _T],
-              when: Callable[[BaseException], bool] = transient) -> _T:
+              when: Callable[[BaseException], bool] = transient,
+              deadline: Optional[float] = None) -> _T:
         """Run the blocking ``call`` while it fails with ``when(error)``, sleeping in
-        this thread between attempts."""
+        this thread between attempts; no attempt starts after ``deadline``
+        (``time.monotonic()``), which ``call`` itself is expected to honour."""
 
         async def once() -> _T:
             return call()
@@ -177,7 +195,7 @@ class Resilience:
         async def pause(seconds: float) -> None:
             time.sleep(seconds)
 
-        return run_inline(self._attempts(once, when, pause))
+        return run_inline(self._attempts(once, when, pause, deadline))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], backend: str) -> Resilience:
@@ -191,6 +209,15 @@ class Resilience:
             raise StorageValidationError("config field 'max_attempts' must be from 1 to 20",
                                          backend=backend)
         return cls(**given)
+
+
+def recovered(retries: int, failure: str, what: str = "") -> None:
+    """The one record of a call (``what``, when known) that succeeded after
+    ``retries`` retries, the last after ``failure``: DEBUG, under
+    ``perceptra_storage``, so an app that has not configured logging prints nothing
+    for a fault it never has to handle."""
+    logger.debug("recovered after %d retries (last failure: %s)%s", retries, failure,
+                 f" in {what}" if what else "")
 
 
 def within(seconds: float, call: Callable[[], Any]) -> None:

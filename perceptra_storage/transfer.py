@@ -138,7 +138,7 @@ def source_size(source: Any) -> int:
         return len(source)
     if isinstance(source, memoryview):
         return source.nbytes
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, os.PathLike):  # a plain str is refused by the upload, unread
         try:
             return os.path.getsize(source)
         except OSError:

@@ -1,7 +1,8 @@
 """The ``azure`` backend of the contract suite, on Azurite over loopback HTTP.
 
-Azurite starts once per session; each test gets a fresh, uniquely named
-container, created here with the SDK and deleted after the test.
+Azurite starts once per session (once per run under pytest-xdist, shared by the
+workers); each test gets a fresh, uniquely named container, created here with the
+SDK and deleted after the test.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import pytest
 from perceptra_storage import get_storage_adapter
 from tests.conftest import Backend, Case, unavailable
 from tests.servers.common import AzuriteServer, ServerUnavailable
+from tests.servers.shared import start_server
 
 
 @pytest.fixture(scope="session")
-def azurite_server() -> Iterator[AzuriteServer]:
-    from tests.servers.azurite import start_azurite
-
+def azurite_server(request: pytest.FixtureRequest) -> Iterator[AzuriteServer]:
     try:
-        server = start_azurite()
+        server: AzuriteServer = start_server(getattr(request.config, "workerinput", None),
+                                             "azurite")
     except ServerUnavailable as exc:
         unavailable(f"Azurite: {exc}")
     yield server
@@ -79,5 +80,6 @@ def _azure(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 BACKENDS = {
     "azure": Case(start=_azure, presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
                   network=True, multipart_uploads=True, discards_failed_uploads=False,
-                  response_overrides=True, cors=True, signatures_checked=True),
+                  response_overrides=True, cors=True, cors_shared=True,
+                  signatures_checked=True),
 }

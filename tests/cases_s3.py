@@ -1,6 +1,7 @@
 """The ``s3`` backend over moto's S3 server and ``minio`` over Ceph's RADOS Gateway.
 
-Each server starts once per session on loopback.  Every test gets a fresh
+Each server starts once per session on loopback (once per run under pytest-xdist,
+shared by the workers: ``tests/servers/shared.py``).  Every test gets a fresh
 bucket of its own (created with boto3 here, emptied and deleted afterwards),
 so tests never see each other's objects and no server reset is needed.
 """
@@ -20,36 +21,33 @@ import pytest
 from perceptra_storage import BaseStorageAdapter, get_storage_adapter
 from tests.conftest import Backend, Case, unavailable
 from tests.servers.common import S3Server, ServerUnavailable
+from tests.servers.shared import start_server
 
 SIGNED_METHODS = frozenset({"GET", "PUT", "HEAD", "DELETE"})
 
 
-def _start(kind: str) -> S3Server:
+def _start(request: pytest.FixtureRequest, name: str) -> S3Server:
     try:
-        if kind == "moto":
-            from tests.servers.moto_s3 import start_moto
-
-            return start_moto()
-        from tests.servers.ceph_rgw import start_rgw
-
-        return start_rgw()
+        server: S3Server = start_server(getattr(request.config, "workerinput", None), name)
     except ServerUnavailable as exc:
+        kind = "moto" if name == "moto" else "Ceph RGW"
         unavailable(f"{kind} S3 server: {exc}")
         raise
+    return server
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[S3Server]:
+def moto_server(request: pytest.FixtureRequest) -> Iterator[S3Server]:
     """moto's S3 server in a child process: AWS-shaped, checks no signatures."""
-    server = _start("moto")
+    server = _start(request, "moto")
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def rgw_server() -> Iterator[S3Server]:
+def rgw_server(request: pytest.FixtureRequest) -> Iterator[S3Server]:
     """Ceph's RADOS Gateway: a production S3 server that enforces SigV4 and expiry."""
-    server = _start("rgw")
+    server = _start(request, "rgw")
     yield server
     server.stop()
 

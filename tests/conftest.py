@@ -11,6 +11,32 @@ parametrized over the table, for plain test functions that should run on every
 backend (or every one with the capability).  Servers are started once per session
 on loopback; when one cannot start, the test is skipped locally and fails under CI
 (CI=true), so CI never passes on a silently skipped backend.
+
+Parallel runs.  ``make test`` runs the suite in pytest-xdist workers (``-n``); a
+plain ``pytest`` stays serial.  Under ``-n`` the controller process starts moto,
+Ceph RGW and Azurite once and every worker reaches the same servers
+(``tests/servers/shared.py``), so tests of one run share those servers at the same
+time.  A test stays correct in parallel when it:
+
+- gets its store from the fixtures (``backend``, ``storage``, ``shared_backend``,
+  ``faulty``, a contract class's ``backend``, ``bucket``/``container`` in the backend
+  modules): a fresh bucket, container, directory or memory store of its own, named
+  with a random suffix.  A test that must create a bucket itself gives it a unique
+  name (``uuid``) and removes it; it never lists or empties the whole server, and never
+  resets or stops a session server;
+- binds no fixed port (``free_port()``, or bind to port 0 and read it back) and
+  writes no fixed path outside its ``tmp_path`` (no ``/tmp/name``, no ``~``: point
+  ``HOME``/``XDG_CONFIG_HOME`` at ``tmp_path`` with ``monkeypatch``);
+- changes process-global state (environment, module attributes, ``os``) only through
+  ``monkeypatch``, which undoes it before the worker's next test;
+- keeps time limits as the only timing assumption, with room for a loaded machine:
+  a worker shares two cores with the others and the servers.
+
+A test that starts a pool of processes (a Dask ``LocalCluster``) asks for the
+``dask_slot`` fixture: in a parallel run such tests then take turns, instead of four
+clusters importing pandas at once on two cores.  (pytest-xdist's ``xdist_group``
+mark would do it, but its ``loadgroup`` mode does not group under pytest 9.)  Use it
+for nothing else; a test that cannot run beside others is a test to fix.
 """
 
 from __future__ import annotations
@@ -29,6 +55,7 @@ import pytest
 
 from perceptra_storage import BaseStorageAdapter, get_storage_adapter
 from tests.servers.faultproxy import FaultProxy
+from tests.servers.shared import SERVERS_KEY, SharedServers, one_at_a_time
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -72,6 +99,9 @@ class Capabilities:
     """The server checks a POST policy's conditions (size, content type, signature)."""
     cors: bool = False
     """``set_cors``/``get_cors`` manage the store's cross-origin rules."""
+    cors_shared: bool = False
+    """The CORS rules are the whole account's (Azure's blob service), not the test's own
+    store's: tests that set them take turns across parallel workers (``cors_turn``)."""
 
     def capabilities(self) -> dict[str, Any]:
         """The capability fields alone, by name."""
@@ -156,6 +186,31 @@ for _module in CASE_MODULES:
     BACKENDS.update(importlib.import_module(_module).BACKENDS)
 
 
+_SHARED = pytest.StashKey[SharedServers]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The controller of a parallel run (pytest-xdist's ``-n N``) starts the servers once
+    for all its workers, while they start and collect."""
+    if session.config.pluginmanager.getplugin("dsession") is not None:
+        session.config.stash[_SHARED] = SharedServers()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Tell each worker where the controller publishes its servers."""
+    shared = node.config.stash.get(_SHARED, None)
+    if shared is not None:
+        node.workerinput[SERVERS_KEY] = str(shared.directory)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the shared servers once every worker has finished."""
+    shared = config.stash.get(_SHARED, None)
+    if shared is not None:
+        shared.stop()
+
+
 @contextmanager
 def started_backend(case_id: str, request: pytest.FixtureRequest,
                     tmp_path: Path) -> Iterator[Backend]:
@@ -220,6 +275,14 @@ def faulty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Faulty]:
     with started_backend(request.param, request, tmp_path) as started, \
             fault_proxy(started) as proxied:
         yield proxied
+
+
+@pytest.fixture
+def dask_slot(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run-wide turn for a test that starts a Dask ``LocalCluster``: in a parallel run one
+    cluster at a time, not four clusters importing pandas at once on two cores."""
+    with one_at_a_time(getattr(request.config, "workerinput", None), "dask"):
+        yield
 
 
 @pytest.fixture

@@ -211,6 +211,67 @@ def test_public_url_shapes() -> None:
     assert cdn.get_public_url("a b") == "https://cdn.example.com/a%20b"
 
 
+def test_user_delegation_keys_are_cached_and_bound_url_lifetimes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """URLs signed through a token credential use a user-delegation key: one key serves
+    many URLs until 5 minutes before it ends, and no URL outlives the key.
+
+    Azurite serves Get User Delegation Key only to OAuth bearer tokens over HTTPS (an
+    Entra ID token issuer and a trusted certificate this suite does not have), so the
+    service's answer is stood in for here: a real SDK ``UserDelegationKey`` granted for
+    at most ``granted``; the SAS tokens are the SDK's own, signed with it."""
+    import base64
+
+    from azure.storage.blob import UserDelegationKey
+
+    granted = [timedelta(days=1)]
+    fetched: list[datetime] = []
+
+    def get_user_delegation_key(method: str, until: datetime) -> Any:
+        assert method == "user_delegation_key"
+        fetched.append(until)
+        now = datetime.now(UTC)
+        key = UserDelegationKey()
+        key.signed_oid, key.signed_tid = "oid", "tid"
+        key.signed_start = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        key.signed_expiry = min(until, now + granted[0]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        key.signed_service, key.signed_version = "b", "2025-01-05"
+        key.value = base64.b64encode(b"k" * 32).decode()
+        return key
+
+    adapter = azure({"container_name": "data", "account_name": "acct"},
+                    {"tenant_id": "t", "client_id": "c", "client_secret": "s"})
+    monkeypatch.setattr(adapter, "_call", get_user_delegation_key)
+    start = datetime.now(UTC)
+    urls = [adapter.generate_presigned_url("a.txt", expiration=600),
+            adapter.generate_presigned_url("b.txt", method="PUT", expiration=3600),
+            adapter.generate_presigned_url("c.txt", expiration=6 * 3600)]
+    assert len(fetched) == 1 and fetched[0] >= start + timedelta(days=1) - timedelta(seconds=5)
+    for signed, seconds in zip(urls, (600, 3600, 6 * 3600), strict=True):
+        assert abs(signed.expires_at - start - timedelta(seconds=seconds)) < timedelta(seconds=5)
+        query = parse_qs(urlsplit(signed.url).query)
+        assert query["skoid"] == ["oid"] and query["sig"]
+    week = adapter.generate_presigned_url("d.txt", expiration=7 * 24 * 3600)
+    assert len(fetched) == 2  # the cached key ends too soon for a week-long URL
+
+    # A service that grants shorter keys than asked: URLs end with the key.
+    granted[0] = timedelta(hours=2)
+    short = azure({"container_name": "data", "account_name": "acct"},
+                  {"tenant_id": "t", "client_id": "c", "client_secret": "s"})
+    monkeypatch.setattr(short, "_call", get_user_delegation_key)
+    capped = short.generate_presigned_url("e.txt", expiration=6 * 3600)
+    assert capped.expires_at <= datetime.now(UTC) + timedelta(hours=2)  # the key's end
+    se = datetime.fromisoformat(parse_qs(urlsplit(capped.url).query)["se"][0]
+                                .replace("Z", "+00:00"))
+    assert se <= capped.expires_at
+    assert len(fetched) == 3
+    short.generate_presigned_url("f.txt", expiration=3600)  # within the cached key
+    assert len(fetched) == 3
+    short.generate_presigned_url("g.txt", expiration=2 * 3600 - 60)  # inside the margin
+    assert len(fetched) == 4
+    assert week.expires_at > capped.expires_at
+
+
 # --- SAS grants against Azurite, used with urllib only ----------------------------------
 
 
@@ -302,7 +363,7 @@ def test_connection_string_only_config(azurite_server: AzuriteServer, container:
 def test_metadata_and_content_type_on_every_write_path(keyed: Any, tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(b"\x07" * (9 * 1024 * 1024))  # several blocks, not one Put Blob
-    keyed.upload_file(str(big), "w/path.bin", content_type="application/x-test",
+    keyed.upload_file(big, "w/path.bin", content_type="application/x-test",
                       metadata={"run_id": "7"})
     keyed.upload_file(b"bytes", "w/bytes.txt", metadata={"run_id": "8"})
     with open(big, "rb") as source:
@@ -400,3 +461,46 @@ def test_wrong_key_on_every_operation_is_a_permission_error(azurite_server: Azur
         error, _ = _timed(call)
         assert isinstance(error, StoragePermissionError), error
         assert KEY not in str(error)
+
+
+def test_checksum_upload_is_checked_by_the_service_not_read_back(
+        keyed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = keyed.filesystem
+    reads: list[str] = []
+    real_open = fs.open
+
+    def counting_open(path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        if "r" in mode:
+            reads.append(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "open", counting_open)
+    data = b"x" * (5 * 2**20)  # two blocks: each request carries its MD5
+    local = tmp_path / "c.bin"
+    local.write_bytes(data)
+    keyed.upload_file(data, "c/bytes.bin", checksum=True)
+    keyed.upload_file(local, "c/path.bin", checksum=True)
+    assert reads == []
+    assert keyed.download_file("c/bytes.bin", checksum=True) == data
+    assert keyed.download_file("c/path.bin", checksum=True) == data
+
+
+def test_an_expired_sas_token_says_the_credentials_expired(
+        azurite_server: AzuriteServer, container: str) -> None:
+    """A static SAS past its expiry cannot renew itself: a permission error that says so
+    (renewing sources, DefaultAzureCredential and service principals, get new tokens
+    through azure-core's bearer token policy)."""
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    token = generate_container_sas(azurite_server.account_name, container,
+                                   account_key=azurite_server.account_key,
+                                   permission=ContainerSasPermissions(read=True, write=True),
+                                   start=now - timedelta(hours=2),
+                                   expiry=now - timedelta(hours=1))
+    adapter = azure({"container_name": container, "account_url": azurite_server.account_url},
+                    {"sas_token": token})
+    for call in (lambda: adapter.upload_file(b"x", "k"), lambda: adapter.download_file("k")):
+        with pytest.raises(StoragePermissionError, match="credentials expired") as info:
+            call()
+        assert parse_qs(token)["sig"][0] not in str(info.value)

@@ -55,6 +55,14 @@ def test_table_maps_each_sdk_error(exc: BaseException, expected: type[StorageErr
     assert error.backend == "s3" and error.operation == "download" and error.key == "k"
 
 
+@pytest.mark.parametrize("code", ["ExpiredToken", "ExpiredTokenException",
+                                  "TokenRefreshRequired"])
+def test_expired_static_credentials_say_so(code: str) -> None:
+    error = build_error(_client_error(code, 400), "s3", "upload", "k")
+    assert type(error) is StoragePermissionError
+    assert "credentials expired" in str(error) and code in str(error)
+
+
 def test_azure_errors_by_status() -> None:
     from azure.core import exceptions as ace
 

@@ -282,6 +282,7 @@ def test_profile_urls_need_no_storage_options(storage: BaseStorageAdapter, tmp_p
         pd.read_csv(f"perceptra://no-such-{name}/x.csv")
 
 
+@pytest.mark.usefixtures("dask_slot")  # one Dask cluster at a time: tests/conftest.py
 def test_dask_workers_resolve_profiles_and_options_themselves(
         shared_backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dask.dataframe as dd

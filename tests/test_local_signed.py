@@ -1,6 +1,6 @@
-"""The local backend with ``signing_key``: the whole contract with its signed HTTP URLs
-served by ``perceptra_storage.server``, then what only that server has (status codes,
-ranges, CORS, verification, the ``serve`` command)."""
+"""The local backend with ``signing_key``: the contract's URL, browser and secrecy tests
+with its signed HTTP URLs served by ``perceptra_storage.server``, then what only that
+server has (status codes, ranges, CORS, verification, the ``serve`` command)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,15 @@ from perceptra_storage import (
     get_storage_adapter,
 )
 from tests.cases_local_signed import serve
-from tests.contract import Contract
-from tests.contract.browser import http, tampered
+from tests.contract.browser import BrowserTests, http, tampered
+from tests.contract.security import SecurityTests
+from tests.contract.urls import UrlTests
 
 
-class TestLocalSignedContract(Contract):
-    """The whole contract on a local store whose URLs are signed and served over HTTP."""
+class TestLocalSignedContract(UrlTests, BrowserTests, SecurityTests):
+    """The contract's URL, browser and secrecy tests on a local store whose URLs are
+    signed and served over HTTP; the rest of the contract is the plain local backend's
+    (tests/test_local.py), which stores and reads the same way."""
 
     case = "local-signed"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,8 @@ def test_region_defaults_to_us_east_1() -> None:
 @pytest.mark.parametrize("credentials, field", [
     ({"access_key": "KEY"}, "secret_key"),
     ({"secret_key": "m1n10-s3cr3t"}, "access_key"),
-    ({"access_key_id": "KEY", "secret_access_key": "m1n10-s3cr3t"}, "access_key, secret_key"),
+    ({"access_key_id": "KEY", "secret_access_key": "m1n10-s3cr3t"},
+     "access_key, profile, refresh, secret_key"),
 ])
 def test_bad_credentials_name_the_field(credentials: dict[str, str], field: str) -> None:
     with pytest.raises(StorageValidationError, match=field) as info:
@@ -330,3 +332,74 @@ def test_bulk_delete_reports_the_keys_a_bucket_policy_protects(
     assert isinstance(result.failed["kept/b"], StoragePermissionError)
     assert "kept/b" in str(result.failed["kept/b"])
     assert [o.key for o in minio.list_files()] == ["kept/b"]
+
+
+# --- credentials from a shared-file profile, and credentials that renew ---------------------
+
+
+def _aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               profiles: dict[str, tuple[str, str]]) -> None:
+    """AWS shared config and credentials files holding ``profiles`` (name: key, secret),
+    and no other AWS credentials in the environment."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = "".join(f"[{name}]\naws_access_key_id = {key}\naws_secret_access_key = "
+                          f"{secret}\n" for name, (key, secret) in profiles.items())
+    config = "".join(f"[profile {name}]\nregion = us-east-1\n" for name in profiles)
+    (tmp_path / "credentials").write_text(credentials)
+    (tmp_path / "config").write_text(config)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+
+
+def test_a_shared_file_profile_signs_every_request(
+        rgw_server: S3Server, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    _aws_files(tmp_path, monkeypatch, {"default": ("NOSUCHKEY", "not-the-secret"),
+                                       "tenant": (rgw_server.access_key, rgw_server.secret_key),
+                                       "stale": (rgw_server.access_key, "revoked-secret")})
+    adapter = get_storage_adapter("minio", minio_config(rgw_server, bucket),
+                                  {"profile": "tenant"})
+    with caplog.at_level("DEBUG"):
+        adapter.upload_file(b"as tenant", "p.txt")
+        assert fetch(adapter.generate_presigned_url("p.txt").url) == (200, b"as tenant")
+    stale = get_storage_adapter("minio", minio_config(rgw_server, bucket), {"profile": "stale"})
+    with pytest.raises(StoragePermissionError) as info:
+        stale.download_file("p.txt")
+    shown = [repr(adapter), str(adapter.credentials), str(info.value), repr(info.value),
+             caplog.text]
+    assert not any(secret in text for text in shown
+                   for secret in (rgw_server.secret_key, "revoked-secret"))
+    with pytest.raises(StorageValidationError, match=r"profile.*'tenant-b'"):
+        get_storage_adapter("minio", minio_config(rgw_server, bucket), {"profile": "tenant-b"})
+    with pytest.raises(StorageValidationError, match="one of"):
+        get_storage_adapter("minio", minio_config(rgw_server, bucket),
+                            {"profile": "tenant", **minio_credentials(rgw_server)})
+
+
+def test_credentials_from_a_refresh_function_renew_before_they_expire(
+        rgw_server: S3Server, bucket: str) -> None:
+    """A long-running process: the first temporary credentials stop working (here the
+    server refuses them at once), and the next call after they near their expiry uses
+    the fresh ones the function returns, without a new adapter."""
+    calls: list[datetime] = []
+
+    def refresh() -> dict[str, Any]:
+        calls.append(datetime.now(UTC))
+        secret = "expired-secret" if len(calls) == 1 else rgw_server.secret_key
+        # botocore renews 15 minutes ahead: the first answer enters that window in 2 s.
+        lifetime = timedelta(minutes=15, seconds=2) if len(calls) == 1 else timedelta(hours=1)
+        return {"access_key_id": rgw_server.access_key, "secret_access_key": secret,
+                "expires_at": calls[-1] + lifetime}
+
+    adapter = get_storage_adapter("minio", minio_config(rgw_server, bucket),
+                                  {"refresh": refresh})
+    assert calls == []  # building the adapter fetches nothing
+    with pytest.raises(StoragePermissionError):
+        adapter.upload_file(b"x", "r.txt")
+    time.sleep(2.1)
+    adapter.upload_file(b"renewed", "r.txt")
+    assert len(calls) == 2 and adapter.download_file("r.txt") == b"renewed"
+    assert fetch(adapter.generate_presigned_url("r.txt").url) == (200, b"renewed")
+    assert "expired-secret" not in repr(adapter)

@@ -78,7 +78,7 @@ def test_bytes_path_and_stream_uploads_carry_exactly_the_users_fields(
     local.write_bytes(b"{}")
     storage.upload_file(b"a,b\n1,2\n", "w/bytes.csv", content_type="text/csv",
                         metadata=USER_METADATA)
-    storage.upload_file(str(local), "w/path.json", metadata={"source": "disk"})
+    storage.upload_file(local, "w/path.json", metadata={"source": "disk"})
     storage.upload_file(io.BytesIO(b"x" * 100), "w/stream.bin",
                         content_type="application/x-test", metadata=USER_METADATA)
     storage.upload_file(b"no fields", "w/plain.txt")

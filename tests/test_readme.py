@@ -66,6 +66,13 @@ def test_every_python_example_runs(request: pytest.FixtureRequest, tmp_path: Pat
     (work / "local" / "file1.txt").write_text("one")
     (work / "local" / "file2.txt").write_text("two")
     monkeypatch.chdir(work)
+    # The reader's own AWS shared files, holding the profile the S3 section names.
+    (tmp_path / "aws-credentials").write_text(
+        f"[analytics]\naws_access_key_id = {moto.access_key}\n"
+        f"aws_secret_access_key = {moto.secret_key}\n")
+    (tmp_path / "aws-config").write_text("[profile analytics]\nregion = us-west-2\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
 
     namespace: dict[str, Any] = {"__name__": "readme"}
     assert len(BLOCKS) >= 12
@@ -79,6 +86,7 @@ def test_every_python_example_runs(request: pytest.FixtureRequest, tmp_path: Pat
     assert "datasets/data.csv: 16 bytes" in out
     assert "Temporary URL: http" in out and "X-Amz-Signature=" in out
     assert "File not found" in out
+    assert "memory: upload 'reports/q2.csv': injected fault (adapter.faults)" in out
     assert "Uploaded local/file2.txt -> remote/file2.txt" in out
     assert "True ['raw/a.csv', 'raw/b.csv']" in out
     assert "['raw/a.csv'] {'raw/missing.csv': 'StorageNotFoundError'}" in out

@@ -4,11 +4,15 @@ Runs against moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
+import http.server
 import io
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import fsspec
 import pytest
@@ -179,7 +183,6 @@ def test_presigned_urls_for_every_method_work_with_plain_http(s3: S3StorageAdapt
 
 def test_presigned_url_expiry_is_the_signed_one(s3: S3StorageAdapter) -> None:
     from datetime import UTC, datetime, timedelta
-    from urllib.parse import parse_qs, urlsplit
 
     signed = s3.generate_presigned_url("k", expiration=7 * 24 * 3600)
     query = parse_qs(urlsplit(signed.url).query)
@@ -397,7 +400,7 @@ def test_twenty_mib_file_is_multipart_and_reachable_through_fsspec(
     local = tmp_path / "twenty.bin"
     data = bytes(range(256)) * (20 * MiB // 256)
     local.write_bytes(data)
-    s3.upload_file(str(local), "twenty.bin", metadata={"kind": "blob"})
+    s3.upload_file(local, "twenty.bin", metadata={"kind": "blob"})
     info = s3.get_file_metadata("twenty.bin")
     parts = -(-20 * 2**20 // PART_SIZE)
     assert info.etag and info.etag.endswith(f"-{parts}") and info.metadata == {"kind": "blob"}
@@ -435,8 +438,6 @@ def test_checksums_default_to_when_required_on_custom_endpoints() -> None:
 
 
 def test_presigned_put_signs_exactly_the_pinned_headers(s3: S3StorageAdapter) -> None:
-    from urllib.parse import parse_qs, urlsplit
-
     signed = s3.generate_presigned_url("p/x.txt", method="PUT", content_type="text/plain",
                                        metadata={"original-name": "x"},
                                        cache_control="no-cache")
@@ -446,3 +447,197 @@ def test_presigned_put_signs_exactly_the_pinned_headers(s3: S3StorageAdapter) ->
     assert signed.headers == {"Content-Type": "text/plain", "Cache-Control": "no-cache",
                               "x-amz-meta-original-name": "x"}
     assert not any("checksum" in name.lower() for name in query)
+
+
+# --- a bucket in another region -----------------------------------------------------------
+
+
+class _WrongRegion(http.server.BaseHTTPRequestHandler):
+    """Answers as S3 does when a request is signed for the wrong region: 301 with the
+    bucket's region in a header to a HEAD, 400 AuthorizationHeaderMalformed naming the
+    expected region to the rest."""
+
+    def do_HEAD(self) -> None:
+        self.send_response(301)
+        self.send_header("x-amz-bucket-region", "eu-west-1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>"
+                b"<Code>AuthorizationHeaderMalformed</Code><Message>The authorization header "
+                b"is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'"
+                b"</Message><Region>eu-west-1</Region></Error>")
+        self.send_response(400)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_GET
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_wrong_region_names_the_right_one(moto_server: S3Server) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongRegion)
+    threading.Thread(target=server.serve_forever, name="wrong-region", daemon=True).start()
+    try:
+        config = {"bucket_name": "b-1", "region": "us-east-1",
+                  "endpoint_url": f"http://127.0.0.1:{server.server_port}", "max_attempts": 1}
+        adapter = get_storage_adapter("s3", config, s3_credentials(moto_server))
+        for call in (lambda: adapter.download_file("k"), lambda: adapter.file_exists("k"),
+                     lambda: adapter.upload_file(b"x", "k"),
+                     lambda: adapter.test_connection(timeout=5)):
+            with pytest.raises(StorageError, match="region='eu-west-1'") as info:
+                call()
+            assert not isinstance(info.value, StorageConnectionError)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_checksum_upload_reads_back_where_the_server_ignores_checksums(
+        s3: S3StorageAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto stores x-amz-checksum-sha256 without checking it and does not answer with it,
+    # so the adapter cannot count on it: the upload is read back and hashed instead.
+    fs = s3.filesystem
+    reads: list[str] = []
+    real_open = fs.open
+
+    def counting_open(path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        if "r" in mode:
+            reads.append(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "open", counting_open)
+    s3.upload_file(b"payload", "c.bin", checksum=True)
+    assert len(reads) == 1
+    assert s3.download_file("c.bin", checksum=True) == b"payload"
+
+
+# --- credentials: shared-file profiles, refresh functions, expiry ---------------------------
+
+
+def test_a_profile_gives_keys_and_region(
+        moto_server: S3Server, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "credentials").write_text(
+        f"[analytics]\naws_access_key_id = {moto_server.access_key}\n"
+        f"aws_secret_access_key = {moto_server.secret_key}\n")
+    (tmp_path / "config").write_text("[profile analytics]\nregion = eu-west-2\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    adapter = get_storage_adapter("s3", {"bucket_name": bucket,
+                                         "endpoint_url": moto_server.endpoint_url},
+                                  {"profile": "analytics"})
+    adapter.upload_file(b"by profile", "p.txt")
+    assert adapter.download_file("p.txt") == b"by profile"
+    url = adapter.generate_presigned_url("p.txt").url
+    assert moto_server.access_key in url and "eu-west-2" in url
+    assert fetch(url) == (200, b"by profile")
+    options = adapter.native_storage_options
+    assert options["profile"] == "analytics" and "aws_profile" not in options
+    assert moto_server.secret_key not in repr(adapter)
+    assert moto_server.secret_key in adapter._secret_values()  # masked in logs and errors
+    assert "analytics" not in adapter._secret_values()
+    public = get_storage_adapter("s3", {"bucket_name": "plain-bucket"},
+                                 {"profile": "analytics"})
+    assert public.get_public_url("k") == "https://plain-bucket.s3.eu-west-2.amazonaws.com/k"
+
+
+def test_refresh_function_answers_are_checked(moto_server: S3Server, bucket: str) -> None:
+    """What a refresh function returns is checked when it is called: expired or
+    incomplete credentials are a permission error saying what is wrong."""
+    answers: list[Any] = [
+        {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cr3t-value-1",
+         "expires_at": datetime.now(UTC) - timedelta(minutes=1)},
+        {"access_key_id": "AKIAEXAMPLE", "expires_at": "2099-01-01T00:00:00Z"},
+        "not a dict",
+    ]
+    for answer, reason in zip(answers, ("have expired", "secret_access_key", "not a dict"),
+                              strict=True):
+        adapter = get_storage_adapter("s3", s3_config(moto_server, bucket),
+                                      {"refresh": lambda answer=answer: answer})
+        with pytest.raises(StoragePermissionError, match=reason) as info:
+            adapter.upload_file(b"x", "k")
+        assert "s3cr3t-value-1" not in str(info.value)
+    with pytest.raises(StorageValidationError, match="refresh"):
+        get_storage_adapter("s3", s3_config(moto_server, bucket), {"refresh": "not callable"})
+
+
+# --- presigned URLs end with the temporary credentials that sign them ----------------------
+
+
+def _assumed_role(moto_server: S3Server, seconds: int) -> dict[str, Any]:
+    """Session credentials from moto's STS (AssumeRole over HTTP), as a refresh function
+    returns them."""
+    import botocore.session
+
+    sts = botocore.session.get_session().create_client(
+        "sts", region_name="us-east-1", endpoint_url=moto_server.endpoint_url,
+        aws_access_key_id=moto_server.access_key,
+        aws_secret_access_key=moto_server.secret_key)
+    answer = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/uploader",
+                             RoleSessionName="web", DurationSeconds=seconds)["Credentials"]
+    return {"access_key_id": answer["AccessKeyId"], "secret_access_key": answer["SecretAccessKey"],
+            "session_token": answer["SessionToken"], "expires_at": answer["Expiration"]}
+
+
+def test_presigned_urls_end_with_the_sts_credentials_that_sign_them(
+        moto_server: S3Server, bucket: str) -> None:
+    """A URL cannot outlive the session credentials that signed it: ``expires_at`` is the
+    earlier of the two, for URLs with options and POST policies too."""
+    issued: list[dict[str, Any]] = []
+
+    def refresh() -> dict[str, Any]:
+        issued.append(_assumed_role(moto_server, 1800))
+        return issued[-1]
+
+    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket), {"refresh": refresh})
+    adapter.upload_file(b"by role", "r.txt")
+    ends = issued[-1]["expires_at"].astimezone(UTC)
+    assert timedelta(minutes=25) < ends - datetime.now(UTC) <= timedelta(minutes=30)
+    for signed in (adapter.generate_presigned_url("r.txt", expiration=7200),
+                   adapter.generate_presigned_url("r.txt", expiration=7200,
+                                                  download_name="r.txt"),
+                   adapter.generate_presigned_post("r.txt", expiration=7200)):
+        assert signed.expires_at == issued[-1]["expires_at"].astimezone(UTC)
+    url = adapter.generate_presigned_url("r.txt", expiration=7200).url
+    assert parse_qs(urlsplit(url).query)["X-Amz-Security-Token"] == \
+        [issued[-1]["session_token"]]
+    assert fetch(url) == (200, b"by role")
+    short = adapter.generate_presigned_url("r.txt", expiration=60)
+    assert short.expires_at < ends - timedelta(minutes=20)  # the requested one, earlier
+
+
+def test_presigned_urls_of_a_role_profile_end_with_its_session(
+        moto_server: S3Server, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile that assumes a role (botocore's own STS call, to moto): the URL's
+    ``expires_at`` is the role session's end (``duration_seconds``)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "credentials").write_text(
+        f"[base]\naws_access_key_id = {moto_server.access_key}\n"
+        f"aws_secret_access_key = {moto_server.secret_key}\n")
+    (tmp_path / "config").write_text(
+        "[profile uploader]\nrole_arn = arn:aws:iam::123456789012:role/uploader\n"
+        "source_profile = base\nduration_seconds = 1800\nregion = us-east-1\n"
+        "[profile base]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.endpoint_url)
+    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket), {"profile": "uploader"})
+    before = datetime.now(UTC)
+    signed = adapter.generate_presigned_url("k.txt", method="PUT", expiration=7200)
+    assert before + timedelta(minutes=25) < signed.expires_at <= \
+        datetime.now(UTC) + timedelta(minutes=30)
+    assert "X-Amz-Security-Token=" in signed.url
+    assert fetch(signed.url, "PUT", b"by profile")[0] == 200
+    assert adapter.download_file("k.txt") == b"by profile"

@@ -25,15 +25,14 @@ USES_ADAPTER = "from perceptra_storage import get_storage_adapter\n" \
 """What a block that continues an earlier one starts from: an adapter of a backend
 chosen at run time, typed as the common API."""
 
-APPLICATION_GLUE = {17, 18}
+APPLICATION_GLUE = {21}
 """Blocks that need the reader's own application (the Django model and secret
-store of the profile example, the Django settings); they run in test_readme with
-stand-ins."""
+store of the profile example); they run in test_readme with stand-ins."""
 
-USER_CLASSES = {13, 15}
-"""Blocks that define the reader's own classes without annotations (a custom
-adapter written the 0.1 way, a context manager): checked for how they use and
-override the library, with untyped definitions allowed."""
+USER_CLASSES = {15, 17, 20}
+"""Blocks that define the reader's own classes or functions without annotations (a
+custom adapter written the 0.1 way, a context manager, the Django tenancy hook):
+checked for how they use and override the library, with untyped definitions allowed."""
 
 PROMISES = '''
 import io
@@ -78,6 +77,20 @@ with adapter.open("k", "wb") as f:
     f.write(b"x")
 with get_storage_adapter("local", {"base_path": "s"}) as local:
     assert_type(local, LocalStorageAdapter)
+
+
+async def through_aio() -> None:
+    aio = adapter.aio
+    assert_type(await aio.download_file("k"), bytes)
+    assert_type(await aio.download_file("k", Path("out.bin"), checksum=True), str)
+    assert_type(await aio.download_file("k", io.BytesIO()), io.BytesIO)
+    assert_type(await s3.aio.upload_file(b"x", "k", progress=True), str)
+    assert_type(await aio.upload_files({"k": b"x"}, concurrency=4), BatchResult)
+    assert_type(await aio.delete_files(["k"], missing_ok=True), BatchResult)
+    async with aio.open("k", "wb") as w:
+        assert_type(await w.write(b"x"), int)
+    async for each in aio.iter_files("p/"):
+        assert_type(each.size, int)
 '''
 
 CONFIG = """[mypy]
@@ -86,7 +99,7 @@ python_version = 3.11
 warn_unused_ignores = True
 
 # Libraries without type information, as in the project's own mypy settings.
-[mypy-pandas.*,pyarrow.*,fsspec.*,s3fs.*,adlfs.*,aiohttp.*,botocore.*,aiobotocore.*,tqdm.*]
+[mypy-pandas.*,pyarrow.*,fsspec.*,s3fs.*,adlfs.*,aiohttp.*,botocore.*,aiobotocore.*,tqdm.*,django.*,storages.*]
 ignore_missing_imports = True
 """
 

@@ -346,3 +346,20 @@ def test_deleting_a_missing_key_raises_not_found(tmp_path: Path) -> None:
     adapter = LocalStorageAdapter({"base_path": str(tmp_path)})
     with pytest.raises(StorageNotFoundError):
         adapter.delete_file("missing.txt")
+
+
+def test_a_str_upload_source_is_refused_with_what_to_use(tmp_path: Path) -> None:
+    """0.1.4 took ``upload_file('/path/to/file', key)``; a str can also be text from a
+    web form, so it is refused, before anything is read or stored, saying what to pass.
+    A str destination of ``download_file`` is still a path."""
+    local = tmp_path / "data.csv"
+    local.write_bytes(b"a,b\n")
+    adapter = LocalStorageAdapter({"base_path": str(tmp_path / "store")})
+    with pytest.raises(StorageValidationError, match=r"pathlib\.Path.*encode") as info:
+        adapter.upload_file(str(local), "data.csv")
+    assert info.value.operation == "upload" and info.value.key == "data.csv"
+    assert not adapter.file_exists("data.csv")
+    adapter.upload_file(local, "data.csv")
+    assert adapter.download_file("data.csv", str(tmp_path / "copy.csv")) == \
+        str(tmp_path / "copy.csv")
+    assert (tmp_path / "copy.csv").read_bytes() == b"a,b\n"

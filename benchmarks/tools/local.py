@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 from benchmarks.spec import Spec
@@ -37,16 +38,16 @@ def make_adapter(root: str, portable: bool = False) -> Any:
 @REGISTRY.tool("small_upload", "perceptra_batch")
 def _upload_batch(spec: Spec) -> Run:
     adapter = make_adapter(spec.store.scratch)
-    pairs = list(zip(spec.small_sources(), spec.scratch_keys(spec.sizes.small_count),
-                     strict=True))
+    pairs = list(zip(map(Path, spec.small_sources()),
+                     spec.scratch_keys(spec.sizes.small_count), strict=True))
     return lambda: check(adapter.upload_files(pairs))
 
 
 @REGISTRY.tool("small_upload", "perceptra_loop")
 def _upload_loop(spec: Spec) -> Run:
     adapter = make_adapter(spec.store.scratch)
-    pairs = list(zip(spec.small_sources(), spec.scratch_keys(spec.sizes.small_count),
-                     strict=True))
+    pairs = list(zip(map(Path, spec.small_sources()),
+                     spec.scratch_keys(spec.sizes.small_count), strict=True))
 
     def run() -> None:
         for source, key in pairs:
@@ -128,14 +129,14 @@ def _download_fsspec(spec: Spec) -> Run:
 def _big_upload(spec: Spec) -> Run:
     adapter = make_adapter(spec.store.scratch)
     key = spec.scratch_keys(1)[0]
-    return lambda: adapter.upload_file(spec.big_source(), key)
+    return lambda: adapter.upload_file(Path(spec.big_source()), key)
 
 
 @REGISTRY.tool("big_upload", "perceptra_portable")
 def _big_upload_portable(spec: Spec) -> Run:
     adapter = make_adapter(spec.store.scratch, portable=True)
     key = spec.scratch_keys(1)[0]
-    return lambda: adapter.upload_file(spec.big_source(), key)
+    return lambda: adapter.upload_file(Path(spec.big_source()), key)
 
 
 @REGISTRY.tool("big_upload", "shutil_copyfile")

@@ -198,7 +198,7 @@ def _download_http(spec: Spec) -> Run:
 @REGISTRY.tool("big_upload", "perceptra")
 def _big_upload(spec: Spec) -> Run:
     adapter, key = make_adapter(spec, spec.store.scratch), spec.scratch_keys(1)[0]
-    return lambda: adapter.upload_file(spec.big_source(), key)
+    return lambda: adapter.upload_file(Path(spec.big_source()), key)
 
 
 @REGISTRY.tool("big_upload", "boto3_upload_file")

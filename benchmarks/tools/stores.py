@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from benchmarks.spec import Spec
@@ -59,7 +60,8 @@ def register_shared(registry: Registry, make_adapter: Builder, make_store: Build
     @registry.tool("small_upload", "perceptra_batch")
     def _upload_batch(spec: Spec) -> Run:
         adapter, pairs = make_adapter(spec, spec.store.scratch), upload_pairs(spec)
-        return lambda: check(adapter.upload_files(pairs))
+        as_paths = [(Path(source), key) for source, key in pairs]
+        return lambda: check(adapter.upload_files(as_paths))
 
     @registry.tool("small_upload", "perceptra_loop")
     def _upload_loop(spec: Spec) -> Run:
@@ -67,7 +69,7 @@ def register_shared(registry: Registry, make_adapter: Builder, make_store: Build
 
         def run() -> None:
             for source, key in pairs:
-                adapter.upload_file(source, key)
+                adapter.upload_file(Path(source), key)
         return run
 
     @registry.tool("small_upload", "obstore_loop", needs=OBSTORE)

@@ -13,7 +13,9 @@ filesystem.
 
 from __future__ import annotations
 
+import logging
 import os
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
@@ -26,7 +28,7 @@ from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 from fsspec.asyn import sync_wrapper
 
 from ..errors import StorageValidationError
-from ..resilience import Resilience
+from ..resilience import Resilience, recovered
 from ..validation import default_content_type
 
 __all__ = ["PerceptraBlobFileSystem"]
@@ -65,6 +67,8 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         # class makes itself): the SDK would otherwise gunzip a blob stored with
         # Content-Encoding gzip, so a download would not return the bytes stored.
         self._timeout_kwargs["decompress"] = False
+        if self.asynchronous:
+            _detach_finalizers(self)
         if wants_token and (self.credential is None or self.connection_string is not None):
             raise StorageValidationError(
                 "adlfs took AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY "
@@ -99,6 +103,14 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
             url += "?" + self.sas_token.lstrip("?")
         self.service_client = BlobServiceClient(url, credential=credential, **tuning)
 
+    async def _release(self) -> None:
+        """Close the SDK client of an asynchronous instance (``adapter.aio``, one per
+        event loop) on its own loop."""
+        await self.service_client.close()
+        close = getattr(self.credential, "close", None)
+        if close is not None:
+            await close()
+
     # -- paths: verbatim, folder markers hidden ------------------------------------------
 
     @classmethod
@@ -129,22 +141,30 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
     # tool reading the container then sees; blobs written here carry only what the
     # caller set. Folder markers (``is_directory: true``) are still recognised.
 
+    verifies_uploads: ClassVar[bool] = True
+    """``pipe_file``/``put_file`` take ``checksum=``: with one, every request of the
+    upload carries the MD5 of its body (``validate_content``), which the service
+    checks before it stores the block or blob, and they return True."""
+
     async def _pipe_file(self, path: str, value: Any, overwrite: bool = True,
-                         max_concurrency: Optional[int] = None, **kwargs: Any) -> Any:
+                         max_concurrency: Optional[int] = None,
+                         checksum: Optional[str] = None, **kwargs: Any) -> Any:
         if kwargs.pop("mode", "") == "create":
             overwrite = False
         container, blob, _ = self.split_path(path)
         async with self.service_client.get_blob_client(container, blob) as client:
-            return await client.upload_blob(
+            answer = await client.upload_blob(
                 value, overwrite=overwrite, max_concurrency=max_concurrency or
-                self.max_concurrency, **_blob_options(path, kwargs))
+                self.max_concurrency, validate_content=checksum is not None,
+                **_blob_options(path, kwargs))
+        return True if checksum is not None else answer
 
     pipe_file = sync_wrapper(_pipe_file)  # adlfs's own wrapper would call its _pipe_file
 
     async def _put_file(self, lpath: str, rpath: str, delimiter: str = "/",
                         overwrite: bool = True,
                         callback: Any = None, max_concurrency: Optional[int] = None,
-                        **kwargs: Any) -> Any:
+                        checksum: Optional[str] = None, **kwargs: Any) -> Any:
         if os.path.isdir(lpath):
             return await self._mkdir(rpath)
         if kwargs.pop("mode", "") == "create":
@@ -152,11 +172,12 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         container, blob, _ = self.split_path(rpath)
         with open(lpath, "rb") as source:
             async with self.service_client.get_blob_client(container, blob) as client:
-                return await client.upload_blob(
+                answer = await client.upload_blob(
                     source, overwrite=overwrite,
                     raw_response_hook=make_callback("upload_stream_current", callback),
                     max_concurrency=max_concurrency or self.max_concurrency,
-                    **_blob_options(rpath, kwargs))
+                    validate_content=checksum is not None, **_blob_options(rpath, kwargs))
+        return True if checksum is not None else answer
 
     put_file = sync_wrapper(_put_file)
 
@@ -281,8 +302,21 @@ class _BlobReader(AzureBlobFile):  # type: ignore[misc]
     _fetch_range = sync_wrapper(_async_fetch_range)
 
 
+def _detach_finalizers(fs: PerceptraBlobFileSystem) -> None:
+    """Drop the finalizers adlfs registers to close an instance's clients through
+    ``sync(fs.loop, ...)``. An asynchronous instance (``adapter.aio``, one per event
+    loop) has no such loop: they would fail at interpreter exit with a traceback, and
+    they hold the instance alive until then. ``_release`` closes it on its own loop."""
+    registry = getattr(weakref.finalize, "_registry", {})
+    for finalizer in list(registry):
+        target = finalizer.peek()
+        if target is not None and target[0] is fs:
+            finalizer.detach()
+
+
 class _Retry(ExponentialRetry):
-    """The SDK's retry policy with the adapter's jittered doubling as back-off."""
+    """The SDK's retry policy with the adapter's jittered doubling as back-off, and
+    the adapter's one DEBUG record when a request succeeded after retries."""
 
     def __init__(self, policy: Resilience, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -290,6 +324,32 @@ class _Retry(ExponentialRetry):
 
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
         return self._policy.delay(max(1, int(settings["count"])))
+
+    async def send(self, request: Any) -> Any:  # type: ignore[override] # the async policy
+        response = await super().send(request)  # type: ignore[no-untyped-call, unused-ignore]
+        history = response.context.get("history") or []
+        if history:
+            last = history[-1].error
+            recovered(len(history), type(last).__name__ if last else
+                      f"HTTP {getattr(history[-1].http_response, 'status_code', '?')}")
+        return response
+
+
+class _CutDownloadRecord(logging.Filter):
+    """azure-core logs ``Incomplete download.`` at WARNING whenever a response body is
+    cut, then raises IncompleteReadError, which the storage SDK retries from where
+    the body stopped (or the adapter raises as a typed error).  An app that has not
+    configured logging gets that WARNING on stderr from Python's last-resort
+    handler for a fault already handled; the record is kept, at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and record.msg == "Incomplete download.":
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("azure.core.pipeline.transport._aiohttp").addFilter(_CutDownloadRecord())
 
 
 _HEADERS = ("cache_control", "content_disposition", "content_encoding")

@@ -13,15 +13,24 @@ imports s3fs; the ``s3`` backend imports it when it builds a filesystem.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import contextvars
 import functools
+import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
 
+import aiohttp
 import botocore.loaders
+from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
-from botocore.exceptions import ClientError
+from botocore.credentials import CredentialProvider, RefreshableCredentials
+from botocore.exceptions import ClientError, CredentialRetrievalError
 from fsspec.asyn import sync_wrapper
 from s3fs import S3FileSystem
 from s3fs.core import S3File
@@ -43,6 +52,15 @@ BLOCK_SIZE = 5 * 2**20
 reach 10,000 x 5 MiB, 48.8 GiB) and read-ahead of one opened for reading (s3fs's
 default is 50 MiB for both)."""
 MAX_PARTS = 10_000
+_OPEN_UPLOADS: contextvars.ContextVar[Optional[list[tuple[str, str, str]]]] = \
+    contextvars.ContextVar("perceptra_open_uploads", default=None)
+"""Multipart uploads started (and not yet completed or aborted) by the write in progress
+in this context: ``(bucket, key, upload id)``; see :meth:`PerceptraS3FileSystem._aborting`."""
+SINGLE_PUT = 100 * 2**20
+"""Largest bytes upload with ``checksum=`` sent in one PutObject (s3fs's own limit for
+one), whose checksum the server checks against the whole object's SHA-256.  Larger
+ones, and local files of over two parts, go up in parts, whose checksums cover each
+part and not the object, so the adapter reads those back."""
 PAGE = 1000
 """Objects handed to a paged listing at a time (one ListObjectsV2 page)."""
 
@@ -63,7 +81,14 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
     """Keys one DeleteObjects request may carry."""
 
     def __init__(self, *args: Any, resilience: Optional[Mapping[str, Any]] = None,
-                 dashed_metadata_names: bool = False, **kwargs: Any) -> None:
+                 dashed_metadata_names: bool = False,
+                 aws_profile: Optional[str] = None,
+                 refresh_credentials: Optional[Callable[[], Mapping[str, Any]]] = None,
+                 **kwargs: Any) -> None:
+        """``aws_profile`` names a profile of the AWS shared files (s3fs's own ``profile``
+        would also reach every request's parameters); ``refresh_credentials`` is a
+        function returning fresh temporary credentials (see :func:`refreshing_provider`);
+        ``dashed_metadata_names``: see :meth:`_object_info`."""
         self.resilience = Resilience(**(resilience or {}))
         self.dashed_metadata_names = dashed_metadata_names
         config = dict(kwargs.pop("config_kwargs", None) or {})
@@ -71,13 +96,63 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
         config.setdefault("read_timeout", self.resilience.read_timeout)
         config.update(retries={"total_max_attempts": 1}, http_session_cls=NoRedirectSession)
         if kwargs.get("session") is None:
-            kwargs["session"] = new_session()
+            kwargs["session"] = new_session(aws_profile)
+            if refresh_credentials is not None:
+                kwargs["session"].get_component("credential_provider").insert_before(
+                    "env", refreshing_provider(refresh_credentials, asynchronous=True))
         super().__init__(*args, config_kwargs=config, **kwargs)
 
     # -- transport ---------------------------------------------------------------------
 
     async def _call_s3(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        return await self.resilience.retry_async(super()._call_s3, method, *args, **kwargs)
+        answer = await self.resilience.retry_async(super()._call_s3, method, *args, **kwargs)
+        uploads = _OPEN_UPLOADS.get()
+        if uploads is not None:
+            if method == "create_multipart_upload":
+                uploads.append((kwargs["Bucket"], kwargs["Key"], answer["UploadId"]))
+            elif method in ("complete_multipart_upload", "abort_multipart_upload"):
+                done = (kwargs.get("Bucket"), kwargs.get("Key"), kwargs.get("UploadId"))
+                uploads[:] = [upload for upload in uploads if upload != done]
+        return answer
+
+    async def _aborting(self, write: Awaitable[Any]) -> Any:
+        """Await a write, aborting the multipart uploads it started if it is cancelled.
+
+        s3fs aborts an unfinished multipart upload on an ``Exception``; a cancelled task
+        (``adapter.aio`` under ``asyncio.timeout``, a client gone from a web server,
+        ``operation_timeout``) raises ``CancelledError``, which is not one, and left the
+        upload's parts stored and billed. The uploads the write starts are recorded by
+        :meth:`_call_s3` in a context variable, which tasks it spawns share."""
+        uploads: list[tuple[str, str, str]] = []
+        token = _OPEN_UPLOADS.set(uploads)
+        try:
+            return await write
+        except asyncio.CancelledError:
+            for bucket, key, upload_id in list(uploads):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._call_s3(
+                        "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id))
+            raise
+        finally:
+            _OPEN_UPLOADS.reset(token)
+
+    def warm(self) -> None:
+        """Load what a new client loads synchronously (botocore's S3 model, endpoints and
+        rules, into the process's shared loader): ``adapter.aio`` calls this in a thread,
+        so that the first request on an event loop does not parse them on the loop."""
+        loader = data_loader()
+        for name in ("endpoints", "partitions", "sdk-default-configuration"):
+            loader.load_data(name)
+        for kind in ("service-2", "endpoint-rule-set-1"):
+            loader.load_service_model("s3", kind)
+
+    async def _release(self) -> None:
+        """Close the HTTP session of an asynchronous instance (``adapter.aio``, one per
+        event loop) on its own loop."""
+        creator = getattr(self, "_s3creator", None)
+        self._s3 = self._s3creator = None
+        if creator is not None:
+            await creator.__aexit__(None, None, None)
 
     call_s3 = sync_wrapper(_call_s3)  # s3fs's own wrapper would call its _call_s3
 
@@ -89,19 +164,55 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
 
     # -- writes: content type, metadata and part sizes from plain keywords ----------------
 
-    async def _pipe_file(self, path: str, data: Any, *args: Any, **kwargs: Any) -> Any:
-        return await super()._pipe_file(path, data, *args, **_object_options(path, kwargs))
+    verifies_uploads: ClassVar[bool] = True
+    """``pipe_file``/``put_file`` take ``checksum=`` (see :meth:`_verified_put`)."""
+
+    async def _pipe_file(self, path: str, data: Any, *args: Any,
+                         checksum: Optional[str] = None, **kwargs: Any) -> Any:
+        if checksum is not None and len(data) <= SINGLE_PUT:
+            return await self._verified_put(path, data, checksum, kwargs)
+        return await self._aborting(
+            super()._pipe_file(path, data, *args, **_object_options(path, kwargs)))
 
     async def _put_file(self, lpath: str, rpath: str, *args: Any,
                         chunksize: Optional[int] = None,
-                        max_concurrency: int = PART_CONCURRENCY, **kwargs: Any) -> Any:
+                        max_concurrency: int = PART_CONCURRENCY,
+                        checksum: Optional[str] = None, **kwargs: Any) -> Any:
         """A local file in PART_SIZE parts, grown when that would need more than
         S3's MAX_PARTS parts."""
+        if checksum is not None and os.path.isfile(lpath) and \
+                os.path.getsize(lpath) < 2 * PART_SIZE and not args:
+            # Bytes, not the open file: a retry must send the body again from its start.
+            with open(lpath, "rb") as local:
+                body = local.read()
+            done = await self._verified_put(rpath, body, checksum, kwargs)
+            callback = kwargs.get("callback")
+            if callback is not None:
+                callback.relative_update(len(body))
+            return done
         if chunksize is None and os.path.isfile(lpath):
             chunksize = max(PART_SIZE, -(-os.path.getsize(lpath) // MAX_PARTS))
-        return await super()._put_file(lpath, rpath, *args, chunksize=chunksize,
-                                       max_concurrency=max_concurrency,
-                                       **_object_options(rpath, kwargs))
+        return await self._aborting(super()._put_file(
+            lpath, rpath, *args, chunksize=chunksize, max_concurrency=max_concurrency,
+            **_object_options(rpath, kwargs)))
+
+    async def _verified_put(self, path: str, body: bytes, checksum: str,
+                            kwargs: dict[str, Any]) -> bool:
+        """One PutObject carrying the SHA-256 of the source (``checksum``, hex) as
+        ``x-amz-checksum-sha256``: a server that supports checksums refuses the upload
+        (BadDigest) unless the bytes it received hash to it, and stores it.  True when
+        the answer confirms the checksum; False from a server that ignored it (the
+        caller then checks another way)."""
+        bucket, key, _ = self.split_path(path)
+        options = _object_options(path, {k: v for k, v in kwargs.items()
+                                         if k not in ("callback", "mode")})
+        if kwargs.get("mode") == "create":
+            options["IfNoneMatch"] = "*"
+        encoded = base64.b64encode(bytes.fromhex(checksum)).decode()
+        answer = await self._call_s3("put_object", Bucket=bucket, Key=key, Body=body,
+                                     ChecksumSHA256=encoded, **options)
+        self.invalidate_cache(path)
+        return bool(answer.get("ChecksumSHA256") == encoded)
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:
@@ -292,6 +403,8 @@ class _NoRedirects:
     region with HEAD requests that the same server answers with the same redirect."""
 
     def __init__(self, session: Any) -> None:
+        if session._request_class is aiohttp.ClientRequest:
+            session._request_class = _QuietBodyRequest
         self._session = session
 
     async def request(self, method: str, url: Any, **kwargs: Any) -> Any:
@@ -306,6 +419,25 @@ class _NoRedirects:
                     f"({target.host}:{target.port}); redirects are not followed, check "
                     "endpoint_url")
         return response
+
+
+class _QuietBodyRequest(aiohttp.ClientRequest):
+    """aiohttp's request, except that a body cut off by the connection does not fail
+    the task that writes it.
+
+    aiohttp sends a request body in a task of its own.  When the server answers
+    before it has read the whole body (a 503 SlowDown, a 400) and closes, or the
+    connection is reset, that task fails writing the rest (``ClientConnectionResetError:
+    Cannot write to closing transport``) and often nobody awaits it: asyncio then
+    prints "Task exception was never retrieved" and the traceback on stderr.  aiohttp
+    has closed the connection by then, so the request itself fails or has its
+    answer (retried or raised as a typed error); the writer's failure adds nothing."""
+
+    async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().write_bytes(*args, **kwargs)
+        except aiohttp.ClientConnectionError as exc:
+            logging.getLogger(__name__).debug("request body cut off: %r", exc)
 
 
 def _no_expect_continue(request: Any, **kwargs: Any) -> None:
@@ -323,9 +455,78 @@ def data_loader() -> Any:
     return botocore.loaders.create_loader()
 
 
-def new_session() -> AioSession:
-    """A new aiobotocore session (so each filesystem resolves the AWS chain itself)
-    sharing the process's data loader."""
-    session = AioSession()
+def new_session(profile: Optional[str] = None) -> AioSession:
+    """A new aiobotocore session (so each filesystem resolves the AWS chain itself, as
+    ``profile`` when given) sharing the process's data loader."""
+    session = AioSession(profile=profile)
     session.register_component("data_loader", data_loader())
     return session
+
+
+REFRESH_METHOD = "perceptra-refresh"
+"""The name of the credential provider built from ``credentials['refresh']``."""
+
+
+def _metadata(fresh: Any) -> dict[str, Any]:
+    """botocore's credential metadata from what a refresh function returned; anything
+    unusable is a CredentialRetrievalError (typed as permission denied), an expiry
+    already past included."""
+    def refuse(why: str) -> CredentialRetrievalError:
+        return CredentialRetrievalError(provider=REFRESH_METHOD, error_msg=why)
+
+    if not isinstance(fresh, Mapping):
+        raise refuse(f"credentials['refresh'] returned a {type(fresh).__name__}, not a dict")
+    missing = [name for name in ("access_key_id", "secret_access_key", "expires_at")
+               if not fresh.get(name)]
+    if missing:
+        raise refuse(f"credentials['refresh'] returned no {', '.join(missing)}")
+    expires = fresh["expires_at"]
+    if isinstance(expires, str):
+        expires = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    if not isinstance(expires, datetime):
+        raise refuse("credentials['refresh'] returned expires_at that is not a datetime")
+    expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    if expires <= datetime.now(UTC):
+        raise refuse("the credentials credentials['refresh'] returned have expired")
+    return {"access_key": fresh["access_key_id"], "secret_key": fresh["secret_access_key"],
+            "token": fresh.get("session_token"), "expiry_time": expires.isoformat()}
+
+
+def refreshing_provider(refresh: Callable[[], Mapping[str, Any]], asynchronous: bool) -> Any:
+    """A botocore credential provider over a user's refresh function: it loads
+    refreshable credentials, which botocore renews by calling the function again
+    before they expire (15 minutes ahead, blocking from 10 minutes), so no request is
+    signed with expired keys. ``asynchronous`` for aiobotocore (the filesystem), else
+    for botocore (the URL signer)."""
+    return _AioRefreshProvider(refresh) if asynchronous else _RefreshProvider(refresh)
+
+
+class _AioRefreshProvider(CredentialProvider):  # type: ignore[misc]
+    """aiobotocore's providers are botocore's with an async ``load``."""
+
+    METHOD = REFRESH_METHOD
+
+    def __init__(self, refresh: Callable[[], Mapping[str, Any]]) -> None:
+        self._refresh = refresh
+
+    async def _fetch(self) -> dict[str, Any]:
+        # The user's function may block (a call to a vault): not on the event loop.
+        return _metadata(await asyncio.to_thread(self._refresh))
+
+    async def load(self) -> Any:
+        return AioRefreshableCredentials.create_from_metadata(
+            await self._fetch(), refresh_using=self._fetch, method=REFRESH_METHOD)
+
+
+class _RefreshProvider(CredentialProvider):  # type: ignore[misc]
+    METHOD = REFRESH_METHOD
+
+    def __init__(self, refresh: Callable[[], Mapping[str, Any]]) -> None:
+        self._refresh = refresh
+
+    def _fetch(self) -> dict[str, Any]:
+        return _metadata(self._refresh())
+
+    def load(self) -> Any:
+        return RefreshableCredentials.create_from_metadata(
+            self._fetch(), refresh_using=self._fetch, method=REFRESH_METHOD)

@@ -139,6 +139,8 @@ class LocalStorageAdapter(FsspecStorageAdapter):
                     f"local: cannot create base_path {self._base_path!r}: "
                     f"{exc.strerror or exc}", backend="local") from exc
         if not os.path.isdir(self._base_path):
+            # Construction errors name the configured path (the developer's own value,
+            # met when the adapter is built); operations' errors never show it.
             problem = ("is not a directory" if os.path.lexists(self._base_path) else
                        "does not exist and create_dirs is False")
             raise StorageConnectionError(f"local: base_path {self._base_path!r} {problem}",
@@ -219,7 +221,8 @@ class LocalStorageAdapter(FsspecStorageAdapter):
 
     def _probe(self) -> None:
         if not os.path.isdir(self._base()):
-            raise StorageNotFoundError(f"local: directory {self._base()!r} does not exist")
+            raise StorageNotFoundError("local: the directory of base_path (and prefix) "
+                                       "does not exist")
 
     def verify_presigned_url(self, url: str, method: str = "GET",
                              headers: Optional[dict[str, str]] = None) -> Verified:

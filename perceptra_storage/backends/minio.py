@@ -6,11 +6,20 @@ translate into the S3 backend's target; everything else (s3fs options, the
 SigV4 signer, path-style URLs) is the S3 backend's.
 """
 
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Optional, Required, TypedDict
 
 from ..adapter import ResilienceConfig
 from ..errors import StorageValidationError
-from .s3 import S3StorageAdapter, Target, check_bucket_name, check_endpoint, key_pair
+from .s3 import (
+    S3StorageAdapter,
+    Target,
+    check_bucket_name,
+    check_endpoint,
+    check_profile,
+    credential_sources,
+    key_pair,
+)
 
 __all__ = ["MinIOConfig", "MinIOCredentials", "MinIOStorageAdapter"]
 
@@ -44,6 +53,10 @@ class MinIOCredentials(TypedDict, total=False):
     """Access key (user name); needs secret_key."""
     secret_key: str
     """Secret key of access_key."""
+    profile: str
+    """A named profile of the AWS shared config and credentials files, as on s3."""
+    refresh: Callable[[], Mapping[str, Any]]
+    """A function returning fresh temporary credentials, as on s3."""
 
 
 class MinIOStorageAdapter(S3StorageAdapter):
@@ -60,9 +73,12 @@ class MinIOStorageAdapter(S3StorageAdapter):
 
     def _resolve(self) -> Target:
         key, secret = key_pair(self.credentials, "access_key", "secret_key", self.backend_name)
+        profile, refresh = credential_sources(self.credentials, "access_key", self.backend_name)
+        check_profile(profile, self.backend_name)
         return Target(bucket=check_bucket_name(self.config["bucket_name"], self.backend_name),
                       endpoint=self._endpoint(), region=self.config.get("region") or "us-east-1",
-                      access_key_id=key, secret_access_key=secret, session_token=None)
+                      access_key_id=key, secret_access_key=secret, session_token=None,
+                      profile=profile, refresh=refresh)
 
     def _endpoint(self) -> str:
         """``http(s)://host:port`` from ``endpoint_url`` and ``secure``."""

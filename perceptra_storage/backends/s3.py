@@ -15,7 +15,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import (
     TYPE_CHECKING,
@@ -68,7 +68,8 @@ class S3Config(ResilienceConfig, total=False):
 
 
 class S3Credentials(TypedDict, total=False):
-    """``credentials`` of the ``s3`` backend; none at all means the standard AWS chain."""
+    """``credentials`` of the ``s3`` backend: a key pair, a shared-file ``profile`` or a
+    ``refresh`` callable; none at all means the standard AWS chain."""
 
     access_key_id: str
     """Access key ID; needs secret_access_key."""
@@ -76,6 +77,17 @@ class S3Credentials(TypedDict, total=False):
     """Secret access key of access_key_id."""
     session_token: str
     """Session token of temporary credentials (STS), with the key pair."""
+    profile: str
+    """A named profile of the AWS shared config and credentials files (boto3's
+    ``profile_name``; the files are found as boto3 finds them, AWS_CONFIG_FILE and
+    AWS_SHARED_CREDENTIALS_FILE included); the profile's region applies unless
+    config gives one."""
+    refresh: Callable[[], Mapping[str, Any]]
+    """A function returning fresh temporary credentials as a dict: access_key_id,
+    secret_access_key, session_token (optional) and expires_at (a datetime or ISO 8601
+    text). Called when first needed and again before they expire (botocore's refreshable
+    credentials), so a long-running process never uses expired keys. Defined at module
+    level, so that adapters still pickle."""
 
 
 class Target(NamedTuple):
@@ -87,6 +99,8 @@ class Target(NamedTuple):
     access_key_id: Optional[str]
     secret_access_key: Optional[str]
     session_token: Optional[str]
+    profile: Optional[str] = None
+    refresh: Optional[Callable[[], Mapping[str, Any]]] = None
 
 
 def check_bucket_name(name: str, backend: str) -> str:
@@ -122,6 +136,36 @@ def check_endpoint(url: str, backend: str, field: str = "endpoint_url") -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def credential_sources(credentials: Mapping[str, Any], key_field: str,
+                       backend: str) -> tuple[Optional[str], Any]:
+    """The ``profile`` and ``refresh`` credentials, each of which replaces a key pair."""
+    profile, refresh = credentials.get("profile"), credentials.get("refresh")
+    given = [name for name in (key_field, "profile", "refresh") if credentials.get(name)]
+    if len(given) > 1:
+        raise StorageValidationError(
+            f"{backend}: credentials give {' and '.join(map(repr, given))}; give one of a "
+            f"key pair, 'profile' or 'refresh'", backend=backend)
+    if refresh is not None and not callable(refresh):
+        raise StorageValidationError(
+            f"{backend}: credentials field 'refresh' must be a function returning fresh "
+            f"credentials, not {type(refresh).__name__}", backend=backend)
+    return profile, refresh
+
+
+def check_profile(profile: Optional[str], backend: str) -> None:
+    """A named profile must be in the AWS shared files (read here, as boto3 finds them),
+    so that a typo fails at construction rather than falling back to other keys."""
+    if not profile:
+        return
+    import botocore.session
+
+    if profile not in botocore.session.Session().available_profiles:
+        raise StorageValidationError(
+            f"{backend}: credentials field 'profile': no profile {profile!r} in the AWS "
+            "config or credentials file (AWS_CONFIG_FILE, default ~/.aws/config; "
+            "AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials)", backend=backend)
+
+
 def key_pair(credentials: Mapping[str, Any], key_field: str, secret_field: str,
              backend: str) -> tuple[Optional[str], Optional[str]]:
     """Both halves of an access key, or neither (the AWS chain)."""
@@ -145,6 +189,8 @@ class S3StorageAdapter(FsspecStorageAdapter):
     metadata_hyphens = True
     dashed_metadata_names: ClassVar[bool] = False
     """Whether the server reports '_' in metadata names as '-' (see _s3fs.py)."""
+    signs_offline: ClassVar[bool] = True
+    """Signing is computation only (no request), so ``aio`` signs on the loop."""
 
     # -- configuration ---------------------------------------------------------------
 
@@ -171,10 +217,14 @@ class S3StorageAdapter(FsspecStorageAdapter):
             raise StorageValidationError(
                 f"{self.backend_name}: credentials field 'session_token' needs "
                 "access_key_id and secret_access_key", backend=self.backend_name)
+        profile, refresh = credential_sources(self.credentials, "access_key_id",
+                                              self.backend_name)
+        check_profile(profile, self.backend_name)
         return Target(bucket=check_bucket_name(self.config["bucket_name"], self.backend_name),
                       endpoint=check_endpoint(endpoint, self.backend_name) if endpoint else None,
                       region=self.config.get("region"), access_key_id=key,
-                      secret_access_key=secret, session_token=token)
+                      secret_access_key=secret, session_token=token, profile=profile,
+                      refresh=refresh)
 
     def _botocore_config(self) -> dict[str, Any]:
         """Settings the filesystem and the signer share: SigV4, and path-style on
@@ -212,6 +262,10 @@ class S3StorageAdapter(FsspecStorageAdapter):
         if target.access_key_id:
             options.update(key=target.access_key_id, secret=target.secret_access_key,
                            token=target.session_token)
+        if target.profile:
+            options["aws_profile"] = target.profile
+        if target.refresh is not None:
+            options["refresh_credentials"] = target.refresh
         return PerceptraS3FileSystem(**options)
 
     # -- the signer ------------------------------------------------------------------
@@ -225,7 +279,13 @@ class S3StorageAdapter(FsspecStorageAdapter):
             from botocore.config import Config
 
             target = self.target
-            client = _botocore_session().create_client(
+            session = _botocore_session(target.profile)
+            if target.refresh is not None:
+                from ._s3fs import refreshing_provider
+
+                session.get_component("credential_provider").insert_before(
+                    "env", refreshing_provider(target.refresh, asynchronous=False))
+            client = session.create_client(
                 "s3", region_name=target.region, endpoint_url=target.endpoint,
                 aws_access_key_id=target.access_key_id,
                 aws_secret_access_key=target.secret_access_key,
@@ -283,7 +343,28 @@ class S3StorageAdapter(FsspecStorageAdapter):
         start = url.index("X-Amz-Date=") + len("X-Amz-Date=")
         signed_at = datetime.fromisoformat(url[start:start + 16])
         return PresignedUrl(url=url, method=method, headers=headers,
-                            expires_at=signed_at + timedelta(seconds=expiration))
+                            expires_at=self._within_credentials(
+                                signed_at + timedelta(seconds=expiration)))
+
+    def _within_credentials(self, expires_at: datetime) -> datetime:
+        """``expires_at``, or the end of the temporary credentials that signed the URL
+        when that comes first: S3 refuses a URL once its signing credentials expire.
+
+        botocore knows that end for the credentials it refreshes (a ``refresh``
+        function, an assumed role or SSO profile, a container or instance role); static
+        keys carry none, so their URLs keep the requested expiry. Only URLs signed by
+        botocore's client are concerned: the fast signer takes static keys alone."""
+        if self.target.access_key_id:
+            return expires_at
+        signer = self._signing_client()
+        # botocore keeps the credentials a client signs with, and their expiry, in
+        # attributes without a public accessor (RefreshableCredentials._expiry_time).
+        credentials = getattr(getattr(signer, "_request_signer", None), "_credentials", None)
+        ends = getattr(credentials, "_expiry_time", None)
+        if not isinstance(ends, datetime):
+            return expires_at
+        ends = ends.astimezone(UTC) if ends.tzinfo else ends.replace(tzinfo=UTC)
+        return min(expires_at, ends)
 
     def _sign_post(self, path: str, key: str, expiration: int,
                    options: PostOptions) -> PresignedPost:
@@ -307,7 +388,8 @@ class S3StorageAdapter(FsspecStorageAdapter):
         policy = json.loads(base64.b64decode(post["fields"]["policy"]))
         ends = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
         return PresignedPost(url=str(post["url"]), fields=dict(post["fields"]),
-                             expires_at=ends.astimezone(UTC), max_size=options.max_size)
+                             expires_at=self._within_credentials(ends.astimezone(UTC)),
+                             max_size=options.max_size)
 
     def _cors(self, rules: Optional[list[CorsRule]]) -> list[CorsRule]:
         """The bucket's CORS configuration (PutBucketCors / GetBucketCors)."""
@@ -331,6 +413,33 @@ class S3StorageAdapter(FsspecStorageAdapter):
         state.pop("_fast_signer", None)
         return state
 
+    def _secret_values(self) -> tuple[str, ...]:
+        """The given credentials, and those of a shared-file ``profile`` (read from the
+        files once, never from the network), but not the profile's name."""
+        if "_profile_secrets" not in self.__dict__:
+            self._profile_secrets = _profile_secrets(self.target.profile)
+        given = tuple(str(value) for name, value in self.credentials.items()
+                      if name != "profile" and isinstance(value, str) and value)
+        return (*given, *self._profile_secrets)
+
+    @property
+    def native_storage_options(self) -> dict[str, Any]:
+        """s3fs's own options: the profile as its ``profile``; with a ``refresh``
+        function, a session that renews credentials through it."""
+        options = super().native_storage_options
+        profile = options.pop("aws_profile", None)
+        if profile:
+            options["profile"] = profile
+        refresh = options.pop("refresh_credentials", None)
+        if refresh is not None:
+            from ._s3fs import new_session, refreshing_provider
+
+            session = new_session(profile)
+            session.get_component("credential_provider").insert_before(
+                "env", refreshing_provider(refresh, asynchronous=True))
+            options["session"] = session
+        return options
+
     def _public_url(self, key: str) -> Optional[str]:
         """``public_base_url`` when set; else path-style on a custom endpoint, and AWS's
         virtual-hosted URL (path-style for dotted names, which break its certificate)."""
@@ -340,7 +449,7 @@ class S3StorageAdapter(FsspecStorageAdapter):
         bucket, _, name = self._path(key).partition("/")
         if self.target.endpoint:
             return f"{self.target.endpoint}/{bucket}/{quote(name)}"
-        region = self.target.region or _default_region()
+        region = self.target.region or _default_region(self.target.profile)
         host = f"s3.{region}.amazonaws.com" if region else "s3.amazonaws.com"
         if "." in bucket:
             return f"https://{host}/{bucket}/{quote(name)}"
@@ -356,19 +465,31 @@ def check_public_base(url: Any, backend: str) -> None:
             "https://cdn.example.com/assets", backend=backend)
 
 
-def _default_region() -> Optional[str]:
+def _default_region(profile: Optional[str] = None) -> Optional[str]:
     """The region of the AWS chain (AWS_REGION, AWS_DEFAULT_REGION, profile), if any."""
-    region = _botocore_session().get_config_variable("region")
+    region = _botocore_session(profile).get_config_variable("region")
     return str(region) if region else None
 
 
-def _botocore_session() -> Any:
-    """A new botocore session (so each adapter resolves the AWS chain itself) sharing
-    the process's data loader with the filesystems."""
+def _profile_secrets(profile: Optional[str]) -> tuple[str, ...]:
+    """The key values a shared-file profile holds, to mask wherever secrets are masked."""
+    if not profile:
+        return ()
+    try:
+        scoped = _botocore_session(profile).get_scoped_config()
+    except Exception:
+        return ()
+    return tuple(str(scoped[name]) for name in ("aws_secret_access_key", "aws_session_token",
+                                                "aws_access_key_id") if scoped.get(name))
+
+
+def _botocore_session(profile: Optional[str] = None) -> Any:
+    """A new botocore session (so each adapter resolves the AWS chain itself, as
+    ``profile`` when given) sharing the process's data loader with the filesystems."""
     import botocore.session
 
     from ._s3fs import data_loader
 
-    session = botocore.session.Session()
+    session = botocore.session.Session(profile=profile)
     session.register_component("data_loader", data_loader())
     return session

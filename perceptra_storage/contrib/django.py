@@ -440,7 +440,8 @@ class PerceptraStorage(_Deconstructible):
         adapter = self._adapter()
         source: Any
         if hasattr(content, "temporary_file_path"):
-            source = content.temporary_file_path()  # an upload Django spooled to disk
+            # An upload Django spooled to disk; a Path, as upload_file refuses a str.
+            source = pathlib.Path(content.temporary_file_path())
         else:
             source = _ChunkReader(content)
         adapter.upload_file(source, key, content_type=self._content_type(name, content),

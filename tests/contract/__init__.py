@@ -18,6 +18,7 @@ module             what its mixin checks
 ``integrity``      checksums; failed writes keep the previous version
 ``concurrency``    threads sharing one adapter
 ``faults``         network faults through a proxy (``needs("network")``)
+``soak``           eight threads of mixed calls under random faults (``needs("network")``)
 ``security``       hostile keys and prefixes, secrets in reprs, errors and logs
 ``browser``        object headers, hyphenated metadata, presign options, POST, CORS
 =================  ==========================================================
@@ -35,6 +36,12 @@ point whose backend lacks it does not get the test.  A test whose expectation
 depends on the backend reads the capability from its ``backend`` fixture (e.g.
 ``backend.discards_failed_uploads``).  No test compares a backend's name.
 
+Sync and async.  Every backend also has an entry point whose adapters are driven
+through ``adapter.aio`` (``through = "aio"``, in ``tests/test_async_contract.py``): the
+same tests, each call awaited on an event loop (``tests/async_view.py``).  Tests whose
+calls never reach ``aio`` (the fsspec route, pandas, Dask, construction) say so with
+``@sync_only("why")`` and run on the sync entry points only.
+
 Adding a backend, or a variant of one (the local backend with extended attributes
 disabled, another engine behind S3...), is two small steps:
 
@@ -42,10 +49,15 @@ disabled, another engine behind S3...), is two small steps:
    listed in ``CASE_MODULES``): ``"local-portable": Case(start=..., directories=True,
    presign_methods=frozenset({"GET"}))``, where ``start(request, tmp_path)`` returns a
    ``Backend`` whose ``make(prefix)`` builds adapters on a fresh store;
-2. a class in that backend's test module::
+2. a class in that backend's test module, and its async twin in
+   ``tests/test_async_contract.py``::
 
        class TestLocalPortableContract(Contract):
            case = "local-portable"
+
+       class TestLocalPortableAioContract(Contract):
+           case = "local-portable"
+           through = "aio"
 
 The parametrized ``backend``/``storage``/``shared_backend``/``faulty`` fixtures of
 ``tests/conftest.py`` pick the new entry up by themselves for plain test functions
@@ -55,7 +67,7 @@ backends have, set on the entries that differ.
 
 from __future__ import annotations
 
-from .base import ContractBase, needs
+from .base import ContractBase, needs, sync_only
 from .batch import BatchTests
 from .browser import BrowserTests
 from .concurrency import ConcurrencyTests
@@ -67,14 +79,15 @@ from .listing import ListingTests
 from .metadata import MetadataTests
 from .objects import ObjectTests
 from .security import SecurityTests
+from .soak import SoakTests
 from .transfers import TransferTests
 from .urls import UrlTests
 
-__all__ = ["Contract", "ContractBase", "needs"]
+__all__ = ["Contract", "ContractBase", "needs", "sync_only"]
 
 
 class Contract(ObjectTests, MetadataTests, ListingTests, UrlTests, LifecycleTests, BatchTests,
                TransferTests, InteropTests, IntegrityTests, ConcurrencyTests, FaultTests,
-               SecurityTests, BrowserTests):
+               SecurityTests, SoakTests, BrowserTests):
     """Every contract mixin: what a backend's entry-point class subclasses (setting
     ``case``).  A backend may also pick single mixins, as fsspec's users do."""

@@ -46,6 +46,21 @@ def needs(*capabilities: str) -> Callable[[T], T]:
     return mark
 
 
+def sync_only(reason: str) -> Callable[[T], T]:
+    """A contract test whose calls do not go through ``adapter.aio`` even on an entry
+    point that drives the adapter through it (``through = "aio"``): it checks the sync
+    route's own tools (fsspec URLs, pandas on a blocking file object, construction), so
+    running it twice would only repeat the sync test. ``reason`` says which.  A reason
+    that starts with "async gap" names a behaviour the async view does not have yet (open
+    in issue 17): the test must move back to both routes when the view gains it."""
+
+    def mark(test: T) -> T:
+        test.sync_only = reason  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
 class ContractBase:
     """Base of every contract mixin, and of every entry-point class.
 
@@ -57,6 +72,9 @@ class ContractBase:
     """
 
     case: ClassVar[str]
+    through: ClassVar[str] = "sync"
+    """``"aio"``: every adapter the tests get is driven through ``adapter.aio`` (see
+    ``tests/async_view.py``); tests marked :func:`sync_only` are left out."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -65,16 +83,26 @@ class ContractBase:
             return  # a mixin, not an entry point
         case = BACKENDS[case_id]
         for name in dir(cls):
-            required = getattr(getattr(cls, name), "needs", ())
-            if name.startswith("test_") and not all(getattr(case, c) for c in required):
-                # pytest collects only callables: this backend does not get the test.
+            test = getattr(cls, name)
+            required = getattr(test, "needs", ())
+            if name.startswith("test_") and (
+                    not all(getattr(case, c) for c in required) or
+                    (cls.through == "aio" and getattr(test, "sync_only", None))):
+                # pytest collects only callables: this entry point does not get the test.
                 setattr(cls, name, None)
 
     @pytest.fixture
     def backend(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-        """This class's backend on a fresh, empty store."""
+        """This class's backend on a fresh, empty store (driven through ``aio`` when the
+        class says so)."""
         with started_backend(self.case, request, tmp_path) as started:
-            yield started
+            if self.through != "aio":
+                yield started
+                return
+            from tests.async_view import through_aio
+
+            with through_aio(started) as wrapped:
+                yield wrapped
 
     @pytest.fixture
     def faulty(self, backend: Backend) -> Iterator[Faulty]:

@@ -29,7 +29,7 @@ class BatchTests(ContractBase):
         for n, (key, data) in enumerate(payloads.items()):
             if n % 2:
                 (sources / f"{n}.bin").write_bytes(data)
-                as_paths.append((str(sources / f"{n}.bin"), key))
+                as_paths.append((sources / f"{n}.bin", key))
         as_bytes = {key: data for n, (key, data) in enumerate(payloads.items()) if not n % 2}
         seen: list[tuple[int, Any]] = []
         first = storage.upload_files(as_paths, concurrency=8,
@@ -54,8 +54,8 @@ class BatchTests(ContractBase):
                                                            tmp_path: Path) -> None:
         good = tmp_path / "good.txt"
         good.write_bytes(b"good")
-        result = storage.upload_files([(str(good), "ok/1.txt"),
-                                       (str(tmp_path / "missing.txt"), "ok/2.txt"),
+        result = storage.upload_files([(good, "ok/1.txt"),
+                                       (tmp_path / "missing.txt", "ok/2.txt"),
                                        (b"bytes", "../escape"),
                                        (b"more", "ok/3.txt")])
         assert result.succeeded == ["ok/1.txt", "ok/3.txt"]

@@ -10,12 +10,16 @@ from perceptra_storage import (
     StorageAdapter,
 )
 
-from .base import ContractBase, in_threads, sha
+from .base import ContractBase, in_threads, sha, sync_only
+
+THREADS = ("threads sharing the blocking adapter; coroutines sharing adapter.aio are "
+           "test_async.py's gathers and loops in threads, and the 50-client web test")
 
 
 class ConcurrencyTests(ContractBase):
     """Threads sharing an adapter see only whole objects and their own writes."""
 
+    @sync_only(THREADS)
     def test_eight_threads_of_mixed_operations(self, storage: StorageAdapter) -> None:
         """Eight threads share one adapter, each writing, reading, deleting and listing
         its own keys at random: every read and listing shows that thread's own writes."""
@@ -55,9 +59,11 @@ class ConcurrencyTests(ContractBase):
                 errors.append(exc)
 
         in_threads(work, 8)
-        assert errors == [] and mismatches == []
+        assert errors == [], [repr(error) for error in errors]  # name what went wrong
+        assert mismatches == []
         assert [o.key for o in storage.list_files("mixed/")] == sorted(kept)
 
+    @sync_only(THREADS)
     def test_concurrent_readers_never_see_a_torn_object(self, storage: StorageAdapter) -> None:
         """Two threads read an object while a third overwrites it for three seconds:
         every read is one whole version."""

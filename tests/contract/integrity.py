@@ -72,7 +72,7 @@ class IntegrityTests(ContractBase):
         data = os.urandom(300_000)
         local = tmp_path / "c.bin"
         local.write_bytes(data)
-        source: Any = {"bytes": data, "path": str(local), "stream": io.BytesIO(data)}[kind]
+        source: Any = {"bytes": data, "path": local, "stream": io.BytesIO(data)}[kind]
         storage.upload_file(source, "c/obj.bin", metadata={"m": "1"},
                             checksum=True)
         assert storage.get_file_metadata("c/obj.bin").metadata == {"m": "1"}

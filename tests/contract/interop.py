@@ -14,7 +14,7 @@ from perceptra_storage import (
 )
 from tests.conftest import Backend
 
-from .base import ContractBase, needs
+from .base import ContractBase, needs, sync_only
 
 
 class InteropTests(ContractBase):
@@ -33,6 +33,7 @@ class InteropTests(ContractBase):
         with pytest.raises(StorageValidationError):
             storage.open("o/file.txt", "r")
 
+    @sync_only("the perceptra:// fsspec route, not aio")
     def test_fsspec_url_and_storage_options_reach_the_same_object(
             self, storage: StorageAdapter) -> None:
         storage.upload_file(b"via fsspec", "interop/x.bin")
@@ -41,6 +42,7 @@ class InteropTests(ContractBase):
             assert f.read() == b"via fsspec"
         assert storage.fs.cat_file("interop/x.bin") == b"via fsspec"
 
+    @sync_only("pandas through the fsspec route and blocking file objects")
     def test_pandas_csv_and_parquet_via_url_and_open(self, storage: StorageAdapter) -> None:
         import pandas as pd
 
@@ -62,6 +64,7 @@ class InteropTests(ContractBase):
         assert {o.key for o in storage.list_files("pd/")} == {"pd/t.csv", "pd/t.parquet",
                                                               "pd/written.parquet"}
 
+    @sync_only("pyarrow and polars through the fsspec route and blocking file objects")
     def test_pyarrow_dataset_and_polars(self, storage: StorageAdapter) -> None:
         import pandas as pd
         import polars as pl
@@ -80,6 +83,8 @@ class InteropTests(ContractBase):
             assert pl.read_parquet(f)["value"].to_list() == list(range(10, 20))
 
     @needs("shared_across_processes")
+    @sync_only("Dask reads through the fsspec route on its workers")
+    @pytest.mark.usefixtures("dask_slot")  # one Dask cluster at a time: tests/conftest.py
     def test_dask_workers_read_and_write_through_the_adapter(self, backend: Backend) -> None:
         import dask.dataframe as dd
         import pandas as pd

@@ -10,7 +10,7 @@ from perceptra_storage import (
 )
 from tests.conftest import Backend
 
-from .base import ContractBase
+from .base import ContractBase, sync_only
 
 LISTED = ("a-b", "a/b", "a/c/d.txt", "a0", "data/file.csv", "data/file2.csv",
           "data/fig.png", "data/other/x", ".hidden", "notes.meta", "z")
@@ -99,6 +99,7 @@ class ListingTests(ContractBase):
         with pytest.raises(StorageValidationError):
             tenant_a.download_file("../b/report.csv")
 
+    @sync_only("construction refuses the config; no operation runs")
     def test_bad_prefix_config_is_refused(self, backend: Backend) -> None:
         for prefix in ("a/../b", "a//b", "x\x00"):
             with pytest.raises(StorageValidationError, match="prefix"):

@@ -26,6 +26,16 @@ PAYLOADS = st.one_of(st.just(b""), st.binary(min_size=1, max_size=1),
 """Empty, one byte, small, and up to 3 MiB."""
 
 
+class _PathLike:
+    """An ``os.PathLike`` that is not a ``pathlib`` path."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __fspath__(self) -> str:
+        return self._path
+
+
 class ObjectTests(ContractBase):
     """Single-object operations and the key space they work on."""
 
@@ -42,7 +52,7 @@ class ObjectTests(ContractBase):
         local.write_bytes(data)
         source: Any = {
             "bytes": data, "bytearray": bytearray(data), "memoryview": memoryview(data),
-            "fileobj": io.BytesIO(data), "path": str(local), "pathlike": local,
+            "fileobj": io.BytesIO(data), "path": _PathLike(str(local)), "pathlike": local,
         }[kind]
         storage.upload_file(source, f"kinds/{kind}.bin")
         assert storage.download_file(f"kinds/{kind}.bin") == data
@@ -71,10 +81,43 @@ class ObjectTests(ContractBase):
             storage.upload_file(io.StringIO("text"), "t.txt")
         assert not storage.file_exists("t.txt")
 
+    def test_str_source_is_refused_before_any_io(self, storage: StorageAdapter,
+                                                 tmp_path: Path) -> None:
+        """A str could be a path or text from a user: refused by its type, whatever it
+        names (an existing file, or nothing), on every upload route that takes content."""
+        local = tmp_path / "secret.txt"
+        local.write_bytes(b"server file")
+        for text in (str(local), str(tmp_path / "missing"), "plain text"):
+            with pytest.raises(StorageValidationError, match=r"pathlib\.Path") as info:
+                storage.upload_file(text, "k")  # type: ignore[arg-type]
+            assert info.value.key == "k" and info.value.operation == "upload"
+        result = storage.upload_files([(str(local), "batch/a"), (b"ok", "batch/b")])
+        assert result.succeeded == ["batch/b"]
+        assert isinstance(result.failed["batch/a"], StorageValidationError)
+        storage.fs.put_file(str(local), "routes/put.txt")  # fsspec's put_file takes paths
+        assert [o.key for o in storage.list_files()] == ["batch/b", "routes/put.txt"]
+
+    def test_a_name_can_be_an_object_and_a_folder_where_the_store_allows(
+            self, backend: Backend, storage: StorageAdapter) -> None:
+        """Object stores keep ``a`` and ``a/b`` side by side; a directory tree cannot."""
+        storage.upload_file(b"child", "a/b")
+        if backend.directories:
+            with pytest.raises(StorageError):
+                storage.upload_file(b"parent", "a")
+            assert [o.key for o in storage.list_files()] == ["a/b"]
+            return
+        storage.upload_file(b"parent", "a")
+        storage.upload_file(b"grandchild", "a/b/c")
+        assert [o.key for o in storage.list_files()] == ["a", "a/b", "a/b/c"]
+        assert storage.download_file("a") == b"parent"
+        assert storage.download_file("a/b") == b"child"
+        storage.delete_file("a")
+        assert storage.download_file("a/b") == b"child"
+
     def test_missing_source_path_is_a_validation_error(self, storage: StorageAdapter,
                                                        tmp_path: Path) -> None:
         with pytest.raises(StorageValidationError, match="not an existing local file"):
-            storage.upload_file(str(tmp_path / "nope.bin"), "k")
+            storage.upload_file(tmp_path / "nope.bin", "k")
         with pytest.raises(StorageValidationError):
             storage.upload_file(12345, "k")  # type: ignore[arg-type]
         assert storage.list_files() == []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -127,3 +129,33 @@ class SecurityTests(ContractBase):
         for secret in (*backend.secrets, *signatures):
             assert secret not in text
         assert len(records) > 5
+
+    def test_errors_never_show_where_the_store_lives(self, storage: StorageAdapter,
+                                                     tmp_path: Path) -> None:
+        """Not-found, permission and validation errors name the backend, operation and
+        key, never the root (a local ``base_path``, the memory store's path, a bucket
+        or container) nor any absolute path: a web app may show them to its users.
+        The cause chain keeps the SDK's or OS's error for debugging."""
+        storage.upload_file(b"x", "present.txt")
+        root = storage._base()  # type: ignore[attr-defined]
+        calls = [
+            lambda: storage.download_file("no/such.txt"),
+            lambda: storage.download_file("no/such.txt", tmp_path / "out.bin"),
+            lambda: storage.download_file("no/such.txt", io.BytesIO()),
+            lambda: storage.get_file_metadata("no/such.txt"),
+            lambda: storage.delete_file("no/such.txt"),
+            lambda: storage.copy_file("no/such.txt", "copy.txt"),
+            lambda: storage.move_file("no/such.txt", "moved.txt"),
+            lambda: storage.open("no/such.txt"),
+            lambda: storage.download_file("present.txt/child"),
+            lambda: storage.upload_file(b"x", "../escape"),
+            lambda: storage.upload_file("text", "k"),  # type: ignore[arg-type]
+            lambda: storage.upload_file(b"x", "k", metadata={"Bad Name": "v"}),
+            lambda: storage.list_files("a//b"),
+        ]
+        for call in calls:
+            with pytest.raises(StorageError) as info:
+                call()
+            for text in (str(info.value), repr(info.value)):
+                assert root not in text and str(tmp_path) not in text, text
+                assert not re.search(r"""(?:^|['"\s:(])/[\w.-]+/""", text), text

@@ -26,7 +26,7 @@ class TransferTests(ContractBase):
         local = tmp_path / "p.bin"
         local.write_bytes(data)
         ups: list[tuple[int, Any]] = []
-        storage.upload_file(str(local), "p.bin",
+        storage.upload_file(local, "p.bin",
                             progress=lambda done, total: ups.append((done, total)))
         assert ups and ups[-1] == (len(data), len(data))
         downs: list[int] = []
@@ -74,7 +74,7 @@ class TransferTests(ContractBase):
             tracemalloc.start()
             try:
                 if step == "upload":
-                    storage.upload_file(str(large), "large.bin")
+                    storage.upload_file(large, "large.bin")
                 else:
                     storage.download_file("large.bin", tmp_path / "back.bin")
                 peaks[step] = tracemalloc.get_traced_memory()[1]

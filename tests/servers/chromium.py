@@ -30,11 +30,15 @@ def ensure_chromium() -> tuple[str, str]:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise ServerUnavailable(f"Chromium is not installed; run: apt-get install "
                                 f"{' '.join(PACKAGES)}")
-    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
+    # The controller may be installing Ceph's packages at the same moment: wait for
+    # dpkg's lock instead of failing on it.
+    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+               "-o", "DPkg::Lock::Timeout=600", *PACKAGES]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:  # a stale package index: refresh it once
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, check=False)
+        subprocess.run(["apt-get", "update", "-qq", "-o", "DPkg::Lock::Timeout=600"],
+                       capture_output=True, env=env, check=False)
         result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0 or not _installed():
         raise ServerUnavailable(f"apt-get install {' '.join(PACKAGES)} failed: "

@@ -13,21 +13,32 @@ traffic through again):
 - ``blackhole``: accept, read and discard, never connect upstream, never answer.
 - ``status``: read the request head, answer it with HTTP ``status`` (e.g. 503 with
   S3's ``SlowDown`` body) and close, never reaching the server.
+- ``delay``: forward both ways, but hold the server's first bytes back for
+  ``seconds`` (a server that pauses: shorter or longer than the client's timeout).
+- ``trickle``: forward both ways, the server's bytes at ``rate`` bytes a second.
+
+``seconds`` and ``rate`` also slow a ``cut`` or ``reset`` (a slow transfer that then
+breaks).
 
 ``set(..., sever=True)`` also resets every connection already open, so clients
-with pooled connections meet the fault on their next request.
+with pooled connections meet the fault on their next request.  ``randomize(seed)``
+instead draws a fault for each new connection from a seeded random generator
+(:class:`Chaos`), and counts what it injected in ``injected``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import struct
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
-MODES = ("pass", "cut", "reset", "stall", "blackhole", "status")
+MODES = ("pass", "cut", "reset", "stall", "blackhole", "status", "delay", "trickle")
 
 
 @dataclass
@@ -38,6 +49,51 @@ class Fault:
     times: Optional[int] = None
     """Connections the fault applies to; None for every one until changed."""
     status: int = 503
+    seconds: float = 0.0
+    """How long ``delay`` holds the server's first bytes back."""
+    rate: int = 0
+    """Bytes a second ``trickle`` lets through from the server."""
+
+    @property
+    def kind(self) -> str:
+        """A short name for counting: the mode, and its direction or status."""
+        if self.mode in ("cut", "reset"):
+            return f"{self.mode}-{self.direction}"
+        if self.mode == "status":
+            return f"status-{self.status}"
+        return self.mode
+
+
+class Chaos:
+    """Random faults for a soak: each new connection gets one with probability
+    ``rate``, drawn from cuts and resets both ways at a random byte, stalls that
+    never end, pauses shorter and longer than ``timeout``, 500 and 503 (SlowDown)
+    answers, and slow trickles.  Drawn in the proxy's accept thread, one draw per
+    connection in order, so a seed replays the same sequence of faults."""
+
+    def __init__(self, seed: int, rate: float, timeout: float) -> None:
+        self.random = random.Random(seed)
+        self.rate = rate
+        self.timeout = timeout
+
+    def draw(self) -> Fault:
+        pick = self.random
+        if pick.random() >= self.rate:
+            return Fault()
+        choice = pick.choice(["cut-down", "cut-up", "reset-down", "reset-up", "stall",
+                              "pause-short", "pause-long", "500", "503", "trickle"])
+        if choice in ("500", "503"):
+            return Fault("status", status=int(choice))
+        if choice == "stall":
+            return Fault("stall")
+        if choice == "pause-short":
+            return Fault("delay", seconds=pick.uniform(0.05, 0.5) * self.timeout)
+        if choice == "pause-long":
+            return Fault("delay", seconds=pick.uniform(1.2, 2.0) * self.timeout)
+        if choice == "trickle":
+            return Fault("trickle", rate=pick.choice([256, 1024]) * 1024)
+        mode, direction = choice.split("-")
+        return Fault(mode, nbytes=pick.randint(0, 300_000), direction=direction)
 
 
 class FaultProxy:
@@ -50,6 +106,9 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self.connections = 0
+        self.injected: Counter[str] = Counter()
+        """Faults applied, by :attr:`Fault.kind` (``pass`` not counted)."""
+        self._chaos: Optional[Chaos] = None
         self._sockets: list[socket.socket] = []
         self._closed = threading.Event()
         threading.Thread(target=self._accept, name="faultproxy", daemon=True).start()
@@ -59,27 +118,53 @@ class FaultProxy:
         return f"127.0.0.1:{self.port}"
 
     def set(self, mode: str, nbytes: int = 0, direction: str = "down",
-            times: Optional[int] = None, status: int = 503, sever: bool = False) -> None:
+            times: Optional[int] = None, status: int = 503, sever: bool = False,
+            seconds: float = 0.0, rate: int = 0) -> None:
         """Apply a fault to the next ``times`` connections (all, when None); with
-        ``sever``, reset the connections open now."""
+        ``sever``, reset the connections open now. Ends :meth:`randomize`."""
         if mode not in MODES or direction not in ("up", "down"):
             raise ValueError(f"unknown fault {mode!r}/{direction!r}")
         with self._lock:
-            self._fault = Fault(mode, nbytes, direction, times, status)
+            self._chaos = None
+            self._fault = Fault(mode, nbytes, direction, times, status, seconds, rate)
             doomed = self._sockets if sever else []
             self._sockets = [] if sever else self._sockets
         for sock in doomed:
             _close(sock, reset=True)
 
+    def sever(self) -> None:
+        """Reset every connection open now (counted as ``sever``), so that pooled
+        clients need new connections, which meet the current or random faults."""
+        with self._lock:
+            doomed, self._sockets = self._sockets, []
+            self.injected["sever"] += 1
+        for sock in doomed:
+            _close(sock, reset=True)
+
+    def randomize(self, seed: int, rate: float = 0.25, timeout: float = 1.0) -> None:
+        """From now on, a random fault (:class:`Chaos`) on each new connection with
+        probability ``rate``; ``timeout`` is the client's read timeout, which pauses
+        are drawn shorter and longer than. ``set`` ends it."""
+        with self._lock:
+            self._chaos = Chaos(seed, rate, timeout)
+
     def _next_fault(self) -> Fault:
         with self._lock:
             self.connections += 1
+            if self._chaos is not None:
+                drawn = self._chaos.draw()
+                if drawn.mode != "pass":
+                    self.injected[drawn.kind] += 1
+                return drawn
             fault = self._fault
             if fault.times is not None:
                 fault.times -= 1
                 if fault.times <= 0:
                     self._fault = Fault()
-            return Fault(fault.mode, fault.nbytes, fault.direction, status=fault.status)
+            if fault.mode != "pass":
+                self.injected[fault.kind] += 1
+            return Fault(fault.mode, fault.nbytes, fault.direction, status=fault.status,
+                         seconds=fault.seconds, rate=fault.rate)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -89,7 +174,7 @@ class FaultProxy:
                 return
             self._track(client)
             threading.Thread(target=self._serve, args=(client, self._next_fault()),
-                             daemon=True).start()
+                             name="faultproxy-connection", daemon=True).start()
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
@@ -111,7 +196,7 @@ class FaultProxy:
         self._track(upstream)
         if fault.mode == "stall":
             threading.Thread(target=_pump, args=(client, upstream, None, None),
-                             daemon=True).start()
+                             name="faultproxy-stall", daemon=True).start()
             _drain(upstream)
             return
         limit_up = fault.nbytes if fault.mode in ("cut", "reset") and fault.direction == "up" \
@@ -120,9 +205,9 @@ class FaultProxy:
             fault.direction == "down" else None
         abort = fault.mode == "reset"
         up = threading.Thread(target=_pump, args=(client, upstream, limit_up, abort),
-                              daemon=True)
+                              name="faultproxy-up", daemon=True)
         up.start()
-        _pump(upstream, client, limit_down, abort)
+        _pump(upstream, client, limit_down, abort, delay=fault.seconds, rate=fault.rate)
         up.join(timeout=30)
 
     def close(self) -> None:
@@ -134,20 +219,31 @@ class FaultProxy:
             self._sockets.clear()
 
 
+_TICK = 0.05
+"""Seconds between the slices of a trickle."""
+
+
 def _pump(source: socket.socket, target: socket.socket, limit: Optional[int],
-          abort: Optional[bool]) -> None:
-    """Copy bytes until EOF, or until ``limit`` bytes, then close both sides."""
+          abort: Optional[bool], delay: float = 0.0, rate: int = 0) -> None:
+    """Copy bytes until EOF, or until ``limit`` bytes, then close both sides; the
+    first bytes ``delay`` seconds late, all of them at ``rate`` bytes a second."""
     sent = 0
+    slice_size = max(1, int(rate * _TICK)) if rate else 65536
     try:
         while True:
-            want = 65536 if limit is None else min(65536, limit - sent)
+            want = slice_size if limit is None else min(slice_size, limit - sent)
             if want <= 0:
                 break
             data = source.recv(want)
             if not data:
                 break
+            if delay:
+                time.sleep(delay)
+                delay = 0.0
             target.sendall(data)
             sent += len(data)
+            if rate:
+                time.sleep(_TICK)
     except OSError:
         pass
     if limit is not None and sent >= limit:

@@ -1,0 +1,51 @@
+"""The whole contract through ``adapter.aio``, on every backend of the table.
+
+Each class is the async twin of a backend's entry point (``tests/test_<backend>.py``):
+the same tests, with every adapter driven through its async view on an event loop of
+the test's own (``tests/async_view.py``). Tests marked ``@sync_only`` (the fsspec route,
+pandas, Dask, construction) run on the sync entry points only.
+"""
+
+from __future__ import annotations
+
+from tests.contract import Contract
+from tests.contract.browser import BrowserTests
+from tests.contract.security import SecurityTests
+from tests.contract.urls import UrlTests
+
+
+class TestLocalAioContract(Contract):
+    case = "local"
+    through = "aio"
+
+
+class TestLocalPortableAioContract(Contract):
+    case = "local-portable"
+    through = "aio"
+
+
+class TestMemoryAioContract(Contract):
+    case = "memory"
+    through = "aio"
+
+
+class TestS3AioContract(Contract):
+    case = "s3"
+    through = "aio"
+
+
+class TestMinioAioContract(Contract):
+    case = "minio"
+    through = "aio"
+
+
+class TestAzureAioContract(Contract):
+    case = "azure"
+    through = "aio"
+
+
+class TestLocalSignedAioContract(UrlTests, BrowserTests, SecurityTests):
+    """As tests/test_local_signed.py's entry point: the signed-URL tests only."""
+
+    case = "local-signed"
+    through = "aio"
