@@ -272,6 +272,103 @@ def test_user_delegation_keys_are_cached_and_bound_url_lifetimes(
     assert week.expires_at > capped.expires_at
 
 
+class _EntraStandIn:
+    """What Entra ID would issue to ``DefaultAzureCredential``: bearer tokens for Azure
+    Storage. Unsigned (no identity provider on loopback); Azurite's basic OAuth checks
+    their audience, issuer and lifetime, and derives the delegation key from oid/tid."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import base64
+        import json
+
+        from azure.core.credentials import AccessToken
+
+        def part(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+        self.issued += 1
+        now = int(time.time())
+        tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+        claims = {"aud": "https://storage.azure.com", "iss": f"https://sts.windows.net/{tenant}/",
+                  "iat": now - 60, "nbf": now - 60, "exp": now + 3600, "tid": tenant,
+                  "oid": "0f0e0d0c-0b0a-0908-0706-050403020100"}
+        return AccessToken(f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2ln",
+                           now + 3600)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_user_delegation_sas_from_azurite_with_a_token(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a token credential (no account key), URLs are user-delegation SAS: Azurite
+    (HTTPS, OAuth) grants the key, the URLs work over plain HTTPS, and one key serves
+    them all (fetched once, not per URL)."""
+    import ssl
+
+    import aiohttp.connector
+    from azure.storage.blob import BlobServiceClient
+
+    from perceptra_storage.backends._adlfs import PerceptraBlobFileSystem
+    from tests.servers.azurite import start_azurite_oauth
+    from tests.servers.common import AZURITE_ACCOUNT, AZURITE_KEY, ServerUnavailable
+
+    try:
+        account_url, cert_file, stop = start_azurite_oauth(tmp_path)
+    except ServerUnavailable as exc:
+        from tests.conftest import unavailable
+
+        unavailable(str(exc))
+        raise
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert_file))
+        # The test's certificate is trusted as a deployment's CA would be: aiohttp (the
+        # async SDK's transport) checks certificates against this default context.
+        monkeypatch.setattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", trusted)
+        entra = _EntraStandIn()
+        monkeypatch.setattr(PerceptraBlobFileSystem, "_get_default_azure_credential",
+                            lambda self, **kwargs: (entra, None))
+        fetched: list[datetime] = []
+        real_fetch = PerceptraBlobFileSystem.user_delegation_key
+
+        def counted(self: Any, expires: datetime, **kwargs: Any) -> Any:  # then Azurite
+            fetched.append(expires)
+            return real_fetch(self, expires, **kwargs)
+
+        monkeypatch.setattr(PerceptraBlobFileSystem, "user_delegation_key", counted)
+        service = BlobServiceClient(account_url, credential={
+            "account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+            connection_verify=str(cert_file))
+        service.create_container("tokens")
+        adapter = azure({"container_name": "tokens", "account_url": account_url})
+        assert adapter._signer() == "user delegation"
+        adapter.upload_file(b"by token", "k.txt")
+        assert entra.issued >= 1  # the upload went with a bearer token
+        start = datetime.now(UTC)
+        urls = [adapter.generate_presigned_url("k.txt", expiration=seconds)
+                for seconds in (60, 600, 3600)]
+        assert len(fetched) == 1 and fetched[0] >= start + timedelta(hours=23)
+        for signed, seconds in zip(urls, (60, 600, 3600), strict=True):
+            assert abs(signed.expires_at - start - timedelta(seconds=seconds)) < \
+                timedelta(seconds=5)
+            assert "skoid=" in signed.url
+            with urllib.request.urlopen(signed.url, timeout=10, context=trusted) as answer:
+                assert answer.read() == b"by token"
+        put = adapter.generate_presigned_url("up.txt", method="PUT", content_type="text/plain")
+        request = urllib.request.Request(put.url, data=b"from a browser", method="PUT",
+                                         headers=put.headers)
+        with urllib.request.urlopen(request, timeout=10, context=trusted) as answer:
+            assert answer.status == 201
+        assert adapter.download_file("up.txt") == b"from a browser"
+        assert len(fetched) == 1
+        adapter.close()
+    finally:
+        stop()
+
+
 # --- SAS grants against Azurite, used with urllib only ----------------------------------
 
 

@@ -237,7 +237,7 @@ def test_browser_uploads_and_downloads(browser: Any, page_origin: str,
         for case in CASES:
             (tmp_path / case).mkdir()
             backend = stack.enter_context(started_backend(case, request, tmp_path / case))
-            storage: StorageAdapter = backend.make()  # type: ignore[assignment]
+            storage: StorageAdapter = backend.make()
             expired = storage.generate_presigned_url("in/e.txt", method="PUT", expiration=1,
                                                      content_type="text/plain")
             stores[case] = (backend, storage, expired)

@@ -601,7 +601,7 @@ def test_presigned_urls_end_with_the_sts_credentials_that_sign_them(
     adapter = get_storage_adapter("s3", s3_config(moto_server, bucket), {"refresh": refresh})
     adapter.upload_file(b"by role", "r.txt")
     ends = issued[-1]["expires_at"].astimezone(UTC)
-    assert timedelta(minutes=25) < ends - datetime.now(UTC) <= timedelta(minutes=30)
+    assert timedelta(minutes=25) < ends - datetime.now(UTC) <= timedelta(minutes=30, seconds=5)
     for signed in (adapter.generate_presigned_url("r.txt", expiration=7200),
                    adapter.generate_presigned_url("r.txt", expiration=7200,
                                                   download_name="r.txt"),
@@ -637,7 +637,7 @@ def test_presigned_urls_of_a_role_profile_end_with_its_session(
     before = datetime.now(UTC)
     signed = adapter.generate_presigned_url("k.txt", method="PUT", expiration=7200)
     assert before + timedelta(minutes=25) < signed.expires_at <= \
-        datetime.now(UTC) + timedelta(minutes=30)
+        datetime.now(UTC) + timedelta(minutes=30, seconds=5)
     assert "X-Amz-Security-Token=" in signed.url
     assert fetch(signed.url, "PUT", b"by profile")[0] == 200
     assert adapter.download_file("k.txt") == b"by profile"
