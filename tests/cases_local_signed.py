@@ -76,7 +76,7 @@ def _local_signed(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 BACKENDS = {
-    "local-signed": Case(start=_local_signed,
+    "local-signed": Case(start=_local_signed, generic=False,
                          presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
                          directories=True, metadata_hyphens=True,
                          pinned_headers_enforced=True, signatures_checked=True,

@@ -138,6 +138,11 @@ class Case(Capabilities):
     fresh, empty store for one test (starting the session's server on first use)."""
 
     start: Callable[[pytest.FixtureRequest, Path], Backend]
+    generic: bool = True
+    """Whether the fixtures parametrized over every backend (``backend``, ``storage``,
+    ``shared_backend``) include this entry. False for a variant that stores exactly as
+    another entry does (local-signed is the local directory store with signed URLs):
+    its own entry points test what differs, the other entry everything else."""
 
 
 def unavailable(reason: str) -> None:
@@ -225,14 +230,18 @@ def started_backend(case_id: str, request: pytest.FixtureRequest,
             step()
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+GENERIC = sorted(k for k, case in BACKENDS.items() if case.generic)
+"""The entries the fixtures parametrized over every backend run on."""
+
+
+@pytest.fixture(params=GENERIC)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     with started_backend(request.param, request, tmp_path) as started:
         yield started
 
 
 SHARED_ACROSS_PROCESSES = sorted(k for k, case in BACKENDS.items()
-                                 if case.shared_across_processes)
+                                 if case.shared_across_processes and case.generic)
 """Backends whose store other processes reach (memory lives in one process)."""
 
 
