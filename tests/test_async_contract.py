@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from tests.contract import Contract
 from tests.contract.browser import BrowserTests
-from tests.contract.security import SecurityTests
-from tests.contract.urls import UrlTests
 
 
 class TestLocalAioContract(Contract):
@@ -44,8 +42,10 @@ class TestAzureAioContract(Contract):
     through = "aio"
 
 
-class TestLocalSignedAioContract(UrlTests, BrowserTests, SecurityTests):
-    """As tests/test_local_signed.py's entry point: the signed-URL tests only."""
+class TestLocalSignedAioContract(BrowserTests):
+    """The browser tests on the local store with signed URLs (tests/test_local_signed.py
+    runs its URL and secrecy tests too; through aio they call the same blocking signer
+    in a thread, as the plain local backend's twin already shows)."""
 
     case = "local-signed"
     through = "aio"

@@ -103,13 +103,12 @@ class BrowserTests(ContractBase):
         sink = io.BytesIO()
         storage.download_file("h/data.csv", sink)
         assert sink.getvalue() == packed
-
-    def test_object_headers_are_none_when_absent(self, storage: StorageAdapter) -> None:
+        # An object stored without them reports None for each (listings too).
         storage.upload_file(b"x", "h/plain.bin")
         info = storage.get_file_metadata("h/plain.bin")
         assert (info.cache_control, info.content_disposition, info.content_encoding) == \
             (None, None, None)
-        listed = storage.list_files("h/")[0]
+        listed = storage.list_files("h/p")[0]
         assert listed.cache_control is None
 
     def test_object_headers_through_open_batch_and_copy(self, storage: StorageAdapter) -> None:
@@ -129,8 +128,13 @@ class BrowserTests(ContractBase):
         storage.copy_file("h/opened.txt", "h/copied.txt")
         assert storage.get_file_metadata("h/copied.txt").cache_control == "no-store"
 
-    def test_bad_object_header_is_refused_before_upload(self, storage: StorageAdapter) -> None:
-        # One store for every bad value (a store per value costs a bucket each).
+    # -- arguments checked before any request ---------------------------------------
+
+    def test_bad_browser_arguments_are_refused_before_any_request(
+            self, storage: StorageAdapter) -> None:
+        """Object headers, metadata names, presign options, POST policy terms and CORS
+        rules are checked before a byte moves: one store for every bad value (a store per
+        value costs a bucket each)."""
         for field, value in [
                 ("cache_control", "max-age=1\r\nX-Evil: 1"), ("content_disposition", " inline"),
                 ("content_encoding", ""), ("cache_control", 5), ("content_disposition", "é")]:
@@ -139,8 +143,30 @@ class BrowserTests(ContractBase):
             with pytest.raises(StorageValidationError, match=field):
                 storage.upload_files({"h/bad.bin": b"x"}, **{field: value})
         assert not storage.file_exists("h/bad.bin")
-
-    def test_write_options_on_a_read_are_refused(self, storage: StorageAdapter) -> None:
+        for name in ["-lead", "trail-", "dou--ble", "Up-per"]:
+            with pytest.raises(StorageValidationError, match="metadata name"):
+                storage.upload_file(b"x", "m/bad.bin", metadata={name: "v"})
+        presign_cases: list[tuple[str, dict[str, Any]]] = [
+            ("DELETE", {"content_type": "text/plain"}), ("GET", {"metadata": {"a": "b"}}),
+            ("HEAD", {"metadata": {"a": "b"}}), ("GET", {"content_type": "no type"}),
+            ("PUT", {"cache_control": "a\nb"}), ("GET", {"download_name": "a/b.txt"}),
+            ("GET", {"download_name": "x.txt", "content_disposition": "inline"})]
+        for method, options in presign_cases:
+            with pytest.raises(StorageValidationError):
+                storage.generate_presigned_url("p/x.txt", method=method, **options)
+        post_cases: list[dict[str, Any]] = [
+            {"max_size": 0}, {"max_size": "10"}, {"content_type": "image/"},
+            {"content_type": "*/*"}, {"metadata": {"Bad": "x"}}]
+        for terms in post_cases:
+            with pytest.raises(StorageValidationError):
+                storage.generate_presigned_post("f/x", **terms)
+        cors_cases: list[dict[str, Any]] = [
+            {"origins": "http://a.example"}, {"origins": ["http://a.example/"]},
+            {"origins": ["ftp://a.example"]}, {"origins": ["*"], "methods": ["PATCH"]},
+            {"origins": ["*"], "max_age": -1}, {"origins": ["*"], "headers": ["a b"]}]
+        for rule in cors_cases:
+            with pytest.raises(StorageValidationError):
+                storage.set_cors(**rule)
         storage.upload_file(b"x", "h/r.bin")
         with pytest.raises(StorageValidationError, match="cache_control"):
             storage.open("h/r.bin", "rb", cache_control="no-store")
@@ -157,23 +183,7 @@ class BrowserTests(ContractBase):
         storage.upload_file(b"x", "m/h.bin", metadata=metadata)
         assert storage.get_file_metadata("m/h.bin").metadata == metadata
 
-    def test_misplaced_hyphens_are_refused_everywhere(self, storage: StorageAdapter) -> None:
-        for name in ["-lead", "trail-", "dou--ble", "Up-per"]:
-            with pytest.raises(StorageValidationError, match="metadata name"):
-                storage.upload_file(b"x", "m/bad.bin", metadata={name: "v"})
-
     # -- presigned URLs: pinned headers, overrides, refusals -----------------------------
-
-    def test_presign_options_that_cannot_apply_are_refused(self,
-                                                           storage: StorageAdapter) -> None:
-        cases: list[tuple[str, dict[str, Any]]] = [
-            ("DELETE", {"content_type": "text/plain"}), ("GET", {"metadata": {"a": "b"}}),
-            ("HEAD", {"metadata": {"a": "b"}}), ("GET", {"content_type": "no type"}),
-            ("PUT", {"cache_control": "a\nb"}), ("GET", {"download_name": "a/b.txt"}),
-            ("GET", {"download_name": "x.txt", "content_disposition": "inline"})]
-        for method, options in cases:
-            with pytest.raises(StorageValidationError):
-                storage.generate_presigned_url("p/x.txt", method=method, **options)
 
     def test_presigned_put_with_pinned_headers(self, backend: Backend,
                                                storage: StorageAdapter) -> None:
@@ -259,14 +269,6 @@ class BrowserTests(ContractBase):
             (200, 201, 204)
         assert storage.get_file_metadata("f/img").content_type == "image/png"
 
-    def test_bad_post_policy_terms_are_refused(self, storage: StorageAdapter) -> None:
-        cases: list[dict[str, Any]] = [
-            {"max_size": 0}, {"max_size": "10"}, {"content_type": "image/"},
-            {"content_type": "*/*"}, {"metadata": {"Bad": "x"}}]
-        for options in cases:
-            with pytest.raises(StorageValidationError):
-                storage.generate_presigned_post("f/x", **options)
-
     # -- CORS -----------------------------------------------------------------------------
 
     def test_cors_rules_or_clear_refusal(self, backend: Backend, storage: StorageAdapter,
@@ -285,12 +287,3 @@ class BrowserTests(ContractBase):
                                                    expose_headers=["ETag"], max_age=120)]
             storage.set_cors([])
             assert storage.get_cors() == []
-
-    def test_bad_cors_rules_are_refused(self, storage: StorageAdapter) -> None:
-        cases: list[dict[str, Any]] = [
-            {"origins": "http://a.example"}, {"origins": ["http://a.example/"]},
-            {"origins": ["ftp://a.example"]}, {"origins": ["*"], "methods": ["PATCH"]},
-            {"origins": ["*"], "max_age": -1}, {"origins": ["*"], "headers": ["a b"]}]
-        for options in cases:
-            with pytest.raises(StorageValidationError):
-                storage.set_cors(**options)
