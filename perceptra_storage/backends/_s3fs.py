@@ -150,16 +150,20 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
         """Close the HTTP session of an asynchronous instance (``adapter.aio``, one per
         event loop) on its own loop."""
         creator = getattr(self, "_s3creator", None)
-        self._s3 = self._s3creator = None
+        self._s3 = self._s3creator = self._hooked_client = None
         if creator is not None:
             await creator.__aexit__(None, None, None)
 
     call_s3 = sync_wrapper(_call_s3)  # s3fs's own wrapper would call its _call_s3
 
     async def set_session(self, *args: Any, **kwargs: Any) -> Any:
+        # s3fs calls set_session before every request; the hook is registered once per
+        # client, since registering it again on each call cost ~0.3 ms of CPU per request.
         client = await super().set_session(*args, **kwargs)
-        client.meta.events.register("before-send.s3", _no_expect_continue,
-                                    unique_id="perceptra-no-expect-continue")
+        if getattr(self, "_hooked_client", None) is not client:
+            client.meta.events.register("before-send.s3", _no_expect_continue,
+                                        unique_id="perceptra-no-expect-continue")
+            self._hooked_client = client
         return client
 
     # -- writes: content type, metadata and part sizes from plain keywords ----------------
