@@ -37,6 +37,12 @@ these when the filesystem has them, and a generic fallback when it does not:
     ``NotImplementedError`` when the store has no bulk delete (the batch then
     deletes key by key); any other error of the request as a whole is the answer
     for each of its paths.  Fallback: one ``_rm_file`` per key.
+``_open_writer(path, **write_options) -> writer`` (asynchronous instances)
+    A writer whose ``async write(data)`` sends the data as it comes (parts of a
+    multipart upload, staged blocks) with memory bounded by about one part,
+    ``async commit()`` stores the object, ``async abort()`` drops it (aborting an
+    unfinished multipart upload): ``adapter.aio.open(key, "wb")``.  Fallback: the
+    blocking ``open(path, "wb")``, driven from worker threads.
 ``resumes_cut_reads: bool``
     True when the SDK itself retries a download cut mid-body; otherwise the
     adapter retries it.
@@ -55,7 +61,7 @@ import os
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Optional, TypedDict, Union
 from urllib.parse import quote
@@ -84,11 +90,11 @@ from .errors import (
 )
 from .files import (
     GuardedFile,
+    UploadPlan,
     check_writable,
     copy_into,
     expect_digest,
     hashed,
-    sender,
     sha256_of,
     staged,
     upload_source,
@@ -400,41 +406,28 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         ``'gzip'``): nothing is compressed or decompressed here.
         """
         with self._operation("upload", key if isinstance(key, str) else None):
-            key, source, options, digest = self._plan_upload(
+            plan = self._plan_upload(
                 file_obj, key, content_type, metadata, checksum, headers={
                     "cache_control": cache_control, "content_disposition": content_disposition,
                     "content_encoding": content_encoding})
-            sink = Progress(progress, source_size(file_obj), "B", key)
+            sink = Progress(progress, plan.total, "B", plan.key)
             try:
-                path = self._path(key)
-                call = sender(path, source, options, sink)
-                if call is None:
-                    write_stream(self.filesystem, path, typing.cast(IO[bytes], source),
-                                 options, sink)
-                    verified = False
-                else:
-                    method, args, kwargs, sent = call
-                    asks = digest is not None and getattr(self.filesystem, "verifies_uploads",
-                                                          False)
-                    if asks:
-                        kwargs = {**kwargs, "checksum": digest}
-                    answer = self._call(method, *args, **kwargs)
-                    verified = asks and answer is True
-                    sink.advance(sent)
+                verified = self._send(plan, sink)
             finally:
                 sink.close()
-            if digest is not None and not verified:
-                with self.filesystem.open(path, "rb") as stored:
-                    expect_digest(sha256_of(stored), digest, key, "stored object")
-        return key
+            if plan.digest is not None and not verified:
+                with self.filesystem.open(plan.path, "rb") as stored:
+                    expect_digest(sha256_of(stored), plan.digest, plan.key, "stored object")
+        return plan.key
 
-    def _plan_upload(
-        self, file_obj: Any, key: Any, content_type: Any, metadata: Any, checksum: bool = False,
-        headers: Optional[Mapping[str, Any]] = None,
-    ) -> tuple[str, Union[bytes, str, IO[bytes]], Callable[[str], dict[str, Any]],
-               Optional[str]]:
-        """Validate everything an upload needs before a byte moves; with ``checksum``,
-        hash the source (a file object is spooled so it can be read twice)."""
+    def _plan_upload(self, file_obj: Any, key: Any, content_type: Any, metadata: Any,
+                     checksum: bool = False,
+                     headers: Optional[Mapping[str, Any]] = None) -> UploadPlan:
+        """Validate and decide everything an upload needs before a byte moves, for every
+        route (this adapter, ``adapter.aio``, the batch engine): key, content type,
+        metadata, object ``headers``; with ``checksum``, hash the source (a file object
+        is spooled so it can be read twice: blocking work)."""
+        total = source_size(file_obj)  # the caller's source: a spooled copy has no size
         key = self._check_key(key)
         ctype = validate_content_type(content_type, key, self.backend_name)
         meta = validate_metadata(metadata, self.backend_name, self.metadata_hyphens)
@@ -444,7 +437,23 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         if checksum:
             digest, source = hashed(source)
             meta[CHECKSUM_FIELD] = digest
-        return key, source, lambda how: self._write_options(how, ctype, meta, stored), digest
+        return UploadPlan(key, self._path(key), source,
+                          lambda how: self._write_options(how, ctype, meta, stored), digest,
+                          total)
+
+    def _send(self, plan: UploadPlan, sink: Progress) -> bool:
+        """Send a planned upload through the blocking filesystem; True when the store
+        verified the bytes against ``plan.digest``. A file object is copied in chunks
+        into the filesystem's writer (a multipart upload on object stores)."""
+        call = plan.request(self.filesystem, sink)
+        if call is None:
+            write_stream(self.filesystem, plan.path, typing.cast(IO[bytes], plan.source),
+                         plan.options, sink)
+            return False
+        method, args, kwargs, sent = call
+        answer = self._call(method, *args, **kwargs)
+        sink.advance(sent)
+        return plan.verified(self.filesystem, answer)
 
     @typing.overload
     def download_file(self, key: str, destination: None = None, *,

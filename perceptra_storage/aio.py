@@ -20,38 +20,49 @@ Three views, picked by ``adapter.aio`` (``BaseStorageAdapter.aio``):
     adlfs bind their HTTP sessions to the loop they were first used on, so the view
     keeps one filesystem per running loop (several loops in several threads each get
     their own; a forked child starts afresh) and closes its sessions when that loop
-    ends (``asyncio.run``, uvicorn) or on :meth:`AsyncStorage.aclose`.
+    ends (``asyncio.run``, uvicorn), on :meth:`AsyncStorage.aclose`, or, for an
+    adapter dropped without either, on their own loop when it is collected.
+
+Uploads plan with the adapter's own ``_plan_upload`` (checks, content type, metadata,
+checksum, progress total), so the views differ from the blocking route only in how
+the bytes are sent. Downloads retry a cut body as the blocking route does, all
+attempts within one ``operation_timeout``.
 
 Cancellation. A blocking call in a thread cannot be interrupted: a cancelled task first
 waits for its thread to stop (at the next chunk where the call can roll back, else at
 its end), then the cancellation goes on, so nothing keeps running unseen. Native calls
 stop at their next ``await``; an unfinished multipart upload is aborted (the
-filesystem's ``_put_file``/``_pipe_file``), a download's temporary file removed.
+filesystem's ``_put_file``/``_pipe_file``, the part writer of ``open(key, "wb")``), a
+download's temporary file removed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import io
 import os
 import shutil
 import tempfile
 import threading
+import time
 import typing
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Generator,
     Iterable,
     Mapping,
     Sequence,
 )
 from itertools import islice
-from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Optional, Self, TypeVar, Union
 
@@ -78,7 +89,7 @@ from .errors import (
     classify,
     translate_errors,
 )
-from .files import COPY_CHUNK, check_writable, expect_digest, staged
+from .files import COPY_CHUNK, UploadPlan, check_writable, expect_digest, staged
 from .info import stored_digest, to_object
 from .resilience import run_inline
 from .transfer import BatchResult, Progress, ProgressArg, check_concurrency, collect, source_size
@@ -100,9 +111,6 @@ _Writer = TypeVar("_Writer", bound=Writable)
 
 _PAGE = 256
 """Listing entries pulled from a blocking listing per thread hop."""
-_SPOOL = 8 * 1024 * 1024
-"""A stream written through ``open(key, "wb")`` on an object store is held in memory up
-to this size, then in a temporary file, and sent when it is closed."""
 _READ_AHEAD = 1024 * 1024
 """Smallest ranged request of a file opened for reading on an object store."""
 
@@ -250,8 +258,9 @@ class _RangeReader(AsyncFile):
             if not self._buffer_at <= self._position <= end <= \
                     self._buffer_at + len(self._buffer):
                 fetch_end = min(self._size, max(end, self._position + _READ_AHEAD))
-                self._buffer = await self._view._bounded(
-                    self._fs._cat_file(self._path, start=self._position, end=fetch_end))
+                start = self._position
+                self._buffer = await self._view._retried(
+                    lambda: self._fs._cat_file(self._path, start=start, end=fetch_end))
                 self._buffer_at = self._position
             offset = self._position - self._buffer_at
             data = self._buffer[offset:offset + end - self._position]
@@ -269,65 +278,45 @@ class _RangeReader(AsyncFile):
         return self._position
 
 
-class _SpooledWriter(AsyncFile):
-    """A write to an object store: held in memory, past ``_SPOOL`` bytes in a temporary
-    file, and stored in one native upload on close (a multipart upload for large ones,
-    aborted if the upload fails or is cancelled) with ``options``, the content type,
-    metadata and object headers ``open`` was given. Until then nothing is sent, so a
-    failed or cancelled block leaves the stored object as it was."""
+class _StreamWriter(AsyncFile):
+    """A write to an object store sent as it comes, through the filesystem's
+    ``_open_writer`` (parts of a multipart upload on S3/MinIO, staged blocks on Azure):
+    memory holds about one part, and the object is stored on close. A failed write, a
+    failed or cancelled block, or :meth:`discard` stores nothing (an unfinished
+    multipart upload is aborted) and leaves the previous version."""
 
-    def __init__(self, view: _NativeStorage, key: str, options: dict[str, Any]) -> None:
+    def __init__(self, view: _NativeStorage, writer: Any, key: str) -> None:
         self.mode = "wb"
-        self._view, self._key, self._options = view, key, options
-        self._memory: Optional[io.BytesIO] = io.BytesIO()
-        self._file: Optional[IO[bytes]] = None
-        self._spool = ""
+        self._view, self._writer, self._key = view, writer, key
         self._done = False
 
     async def write(self, data: Union[bytes, bytearray, memoryview]) -> int:
         if self._done:
             raise StorageValidationError("write to a closed file", key=self._key)
         payload = bytes(data)
-        size = len(payload)
-        if self._memory is not None:
-            self._memory.write(payload)
-            if self._memory.tell() <= _SPOOL:
-                return size
-            payload, self._memory = self._memory.getvalue(), None
-            self._spool = _temporary_path()
-            self._file = open(self._spool, "wb")  # noqa: SIM115 - closed by close/discard
-        file = self._file
-        assert file is not None
-        await _in_thread(lambda: file.write(payload))
-        return size
+        try:
+            with self._view._guard("write", self._key):
+                await self._view._bounded(self._writer.write(payload))
+        except BaseException:
+            await self.discard()  # a later close must not commit part of the stream
+            raise
+        return len(payload)
 
     async def close(self) -> None:
         if self._done:
             return
         self._done = True
         try:
-            if self._memory is not None:
-                await self._view.upload_file(self._memory.getvalue(), self._key,
-                                             **self._options)
-            elif self._file is not None:
-                self._file.close()
-                await self._view.upload_file(Path(self._spool), self._key, **self._options)
-        finally:
-            self._drop()
+            with self._view._guard("write", self._key):
+                await self._view._bounded(self._writer.commit())
+        except BaseException:
+            await self._writer.abort()
+            raise
 
     async def discard(self) -> None:
-        self._done = True
-        self._drop()
-
-    def _drop(self) -> None:
-        self._memory = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._spool:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._spool)
-            self._spool = ""
+        if not self._done:
+            self._done = True
+            await self._writer.abort()
 
 
 class _Opening:
@@ -686,34 +675,51 @@ class _NativeStorage(AsyncStorage):
         return translate_errors(self.backend_name, operation, key,
                                 secrets=self._adapter._secret_values())
 
-    async def _bounded(self, call: Awaitable[_T]) -> _T:
-        """``call`` within ``operation_timeout``, reported as the sync route reports it."""
+    async def _bounded(self, call: Coroutine[Any, Any, _T],
+                       deadline: Optional[float] = None) -> _T:
+        """``call`` within ``operation_timeout``, or with ``deadline``
+        (``time.monotonic()``, from :meth:`Resilience.deadline` when the public call
+        began) only the time left until then, reported as the sync route reports it."""
         limit = self._adapter.resilience.operation_timeout
         if not limit:
             return await call
-        deadline = asyncio.timeout(limit)
+        if deadline is not None:
+            limit = deadline - time.monotonic()
+            if limit <= 0:
+                call.close()  # never started: closed, so no "never awaited" warning
+                raise StorageTimeoutError("not done within operation_timeout")
+        timer = asyncio.timeout(limit)
         try:
-            async with deadline:
+            async with timer:
                 return await call
         except TimeoutError as exc:
-            if not deadline.expired():
+            if not timer.expired():
                 raise
             from fsspec.exceptions import FSTimeoutError
 
             raise FSTimeoutError(f"not done within {limit:g} s") from exc
 
-    async def _head(self, fs: Any, path: str) -> dict[str, Any]:
+    async def _head(self, fs: Any, path: str, deadline: Optional[float] = None
+                    ) -> dict[str, Any]:
         if hasattr(fs, "_object_info"):
-            return dict(await self._bounded(fs._object_info(path)))
-        return dict(await self._bounded(fs._info(path)))
+            return dict(await self._bounded(fs._object_info(path), deadline))
+        return dict(await self._bounded(fs._info(path), deadline))
 
-    async def _file_info(self, fs: Any, key: str) -> dict[str, Any]:
-        return self._adapter._require_file(key, await self._head(fs, self._adapter._path(key)))
+    async def _file_info(self, fs: Any, key: str, deadline: Optional[float] = None
+                         ) -> dict[str, Any]:
+        return self._adapter._require_file(
+            key, await self._head(fs, self._adapter._path(key), deadline))
 
-    async def _retried(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        """A download, tried again when its body was cut (unless the SDK resumes it)."""
-        return await self._adapter.resilience._attempts(
-            lambda: self._bounded(call()), self._adapter._cut_read, asyncio.sleep)
+    async def _retried(self, call: Callable[[], Coroutine[Any, Any, _T]],
+                       deadline: Optional[float] = None) -> _T:
+        """A read, tried again when its body was cut (unless the SDK resumes it), all
+        attempts within one ``operation_timeout`` (from ``deadline`` when given), as
+        the sync route's retry of a cut download."""
+        resilience = self._adapter.resilience
+        if deadline is None:
+            deadline = resilience.deadline()
+        return await resilience._attempts(lambda: self._bounded(call(), deadline),
+                                          self._adapter._cut_read, asyncio.sleep, deadline)
 
     # -- the contract ----------------------------------------------------------------
 
@@ -755,45 +761,47 @@ class _NativeStorage(AsyncStorage):
             else:
                 plan = adapter._plan_upload(file_obj, key, content_type, metadata,
                                             headers=headers)
-            key, source, options, digest = plan
             fs = await self._loops.filesystem()
-            sink = Progress(progress, source_size(file_obj), "B", key)
+            sink = Progress(progress, plan.total, "B", plan.key)
             try:
-                await self._send(fs, adapter._path(key), source, options, sink)
+                verified = await self._send(fs, plan, sink)
             finally:
                 sink.close()
-            if digest is not None:
-                expect_digest(await self._remote_sha256(fs, adapter._path(key)), digest, key,
-                              "stored object")
-        return key
+            if plan.digest is not None and not verified:
+                expect_digest(await self._remote_sha256(fs, plan.path), plan.digest,
+                              plan.key, "stored object")
+        return plan.key
 
-    async def _send(self, fs: Any, path: str, source: Union[bytes, str, IO[bytes]],
-                    options: Callable[[str], dict[str, Any]], sink: Progress) -> None:
-        """Store ``source`` at ``path`` natively: bytes in one call, a local file in
-        parts, a file object first copied to a temporary file (in a thread: reading it
-        may block) and sent from there."""
-        if isinstance(source, bytes):
-            await self._bounded(fs._pipe_file(path, source, **options("pipe_file")))
-            sink.advance(len(source))
-            return
-        if isinstance(source, str):
-            await self._bounded(fs._put_file(source, path, callback=sink.fsspec_callback(),
-                                             **options("put_file")))
-            return
+    async def _send(self, fs: Any, plan: UploadPlan, sink: Progress) -> bool:
+        """Send a planned upload natively (the blocking route's ``_send``, awaited); True
+        when the store verified the bytes against ``plan.digest``. Bytes and local files
+        go as :meth:`UploadPlan.request` says; a file object is read whole when it is a
+        BytesIO (already in memory), else first copied to a temporary file (in a thread:
+        reading it may block) and sent from there as a local file."""
+        source = plan.source
         if isinstance(source, io.BytesIO):
-            data = source.read()
-            await self._bounded(fs._pipe_file(path, data, **options("pipe_file")))
-            sink.advance(len(data))
-            return
-        spool = _temporary_path()
-        try:
-            await _in_thread(lambda: _copy_to(source, spool))
-            # One part at a time, as the blocking route streams a file object: memory
-            # stays at about one part.
-            await self._bounded(fs._put_file(spool, path, callback=sink.fsspec_callback(),
-                                             max_concurrency=1, **options("put_file")))
-        finally:
-            os.unlink(spool)
+            plan = dataclasses.replace(plan, source=source.read())
+        elif not isinstance(source, (bytes, str)):
+            spool = _temporary_path()
+            try:
+                await _in_thread(lambda: _copy_to(source, spool))
+                # One part at a time, as the blocking route streams a file object:
+                # memory stays at about one part.
+                return await self._sent(fs, dataclasses.replace(plan, source=spool), sink,
+                                        max_concurrency=1)
+            finally:
+                os.unlink(spool)
+        return await self._sent(fs, plan, sink)
+
+    async def _sent(self, fs: Any, plan: UploadPlan, sink: Progress, **extra: Any) -> bool:
+        call = plan.request(fs, sink)
+        assert call is not None  # bytes or a local path
+        method, args, kwargs, sent = call
+        if method == "put_file":
+            kwargs.update(extra)
+        answer = await self._bounded(getattr(fs, f"_{method}")(*args, **kwargs))
+        sink.advance(sent)
+        return plan.verified(fs, answer)
 
     async def _remote_sha256(self, fs: Any, path: str) -> str:
         """SHA-256 of a stored object, read in COPY_CHUNK ranges (bounded memory)."""
@@ -822,8 +830,9 @@ class _NativeStorage(AsyncStorage):
         with adapter._operation("download", key if isinstance(key, str) else None):
             key = adapter._check_key(key)
             path = adapter._path(key)
+            deadline = adapter.resilience.deadline()
             fs = await self._loops.filesystem()
-            info = await self._file_info(fs, key) if checksum else None
+            info = await self._file_info(fs, key, deadline) if checksum else None
             expected = stored_digest(info) if info is not None else None
             sink = Progress(progress, None, "B", key)
             try:
@@ -831,7 +840,7 @@ class _NativeStorage(AsyncStorage):
                 # with a cancelled download and went on writing into its closed file.
                 if destination is None:
                     data: bytes = await self._retried(
-                        lambda: fs._cat_file(path, max_concurrency=1))
+                        lambda: fs._cat_file(path, max_concurrency=1), deadline)
                     sink.advance(len(data))
                     if expected is not None:
                         expect_digest(hashlib.sha256(data).hexdigest(), expected, key,
@@ -840,18 +849,20 @@ class _NativeStorage(AsyncStorage):
                 if isinstance(destination, (str, os.PathLike)):
                     with staged(os.fspath(destination), key, self.backend_name) as temp:
                         await self._retried(lambda: fs._get_file(
-                            path, temp, callback=sink.fsspec_callback(), max_concurrency=1))
+                            path, temp, callback=sink.fsspec_callback(), max_concurrency=1),
+                            deadline)
                         if expected is not None:
                             with open(temp, "rb") as written:
                                 digest = await asyncio.to_thread(_sha256_file, written)
                             expect_digest(digest, expected, key, "downloaded file")
                     return str(os.fspath(destination))
                 check_writable(destination)
-                size = int((info or await self._file_info(fs, key)).get("size") or 0)
+                size = int((info or await self._file_info(fs, key, deadline)).get("size") or 0)
                 hasher = hashlib.sha256()
                 for start in range(0, size, COPY_CHUNK):
-                    chunk = await self._bounded(
-                        fs._cat_file(path, start=start, end=min(size, start + COPY_CHUNK)))
+                    chunk = await self._retried(functools.partial(
+                        fs._cat_file, path, start=start, end=min(size, start + COPY_CHUNK)),
+                        deadline)
                     destination.write(chunk)
                     hasher.update(chunk)
                     sink.advance(len(chunk))
@@ -867,7 +878,14 @@ class _NativeStorage(AsyncStorage):
             key = adapter._check_key(key)
             fs = await self._loops.filesystem()
             await self._file_info(fs, key)
-            await self._bounded(fs._rm_file(adapter._path(key)))
+            try:
+                await self._bounded(fs._rm_file(adapter._path(key)))
+            except Exception as exc:
+                # As on the sync route: it existed a moment ago (above), so a 404 now
+                # means it is gone (the SDK retried a DELETE whose first answer was
+                # lost, or another client won).
+                if not issubclass(classify(exc)[0], StorageNotFoundError):
+                    raise
         return True
 
     async def file_exists(self, key: str) -> bool:
@@ -975,18 +993,26 @@ class _NativeStorage(AsyncStorage):
                 checked = adapter._check_key(key)
                 if mode not in ("rb", "wb"):
                     raise StorageValidationError(f"mode must be 'rb' or 'wb', not {mode!r}")
+                given = {name: value for name, value in written.items() if value is not None}
                 if mode == "wb":
                     # Checked now, as the sync open does, not when the write is sent.
-                    validate_content_type(content_type, checked, self.backend_name)
-                    validate_metadata(metadata, self.backend_name, adapter.metadata_hyphens)
-                    validate_headers(written, self.backend_name)
-                    return _SpooledWriter(self, checked, {
-                        name: value for name, value in written.items() if value is not None})
-                given = sorted(name for name, value in written.items() if value is not None)
-                if given:
+                    ctype = validate_content_type(content_type, checked, self.backend_name)
+                    meta = validate_metadata(metadata, self.backend_name,
+                                             adapter.metadata_hyphens)
+                    headers = validate_headers(written, self.backend_name)
+                elif given:
                     raise StorageValidationError(
-                        f"{', '.join(given)}: only a write (mode 'wb') stores these")
+                        f"{', '.join(sorted(given))}: only a write (mode 'wb') stores these")
                 fs = await self._loops.filesystem()
+                if mode == "wb":
+                    if not hasattr(fs, "_open_writer"):
+                        # A third-party filesystem without a part writer: its own
+                        # blocking file object (which streams), driven from threads.
+                        return _ThreadFile(await self._call("open", checked, mode, **given),
+                                           mode)
+                    options = adapter._write_options("open", ctype, meta, headers)
+                    return _StreamWriter(self, fs._open_writer(adapter._path(checked),
+                                                               **options), checked)
                 size = int((await self._file_info(fs, checked)).get("size") or 0)
                 return _RangeReader(self, fs, adapter._path(checked), checked, size)
 
@@ -1037,9 +1063,8 @@ class _NativeOperations(FilesystemOperations):
         self._view = view
 
     async def upload(self, key: Any, arg: Any, progress: Progress) -> None:
-        key, source, options, _ = self.adapter._plan_upload(arg, key, None, None,
-                                                            headers=self.upload_options)
-        await self._view._send(self.fs, self.adapter._path(key), source, options, progress)
+        await self._view._send(self.fs, self.adapter._plan_upload(
+            arg, key, None, None, headers=self.upload_options), progress)
 
 
 def _temporary_path() -> str:
@@ -1077,6 +1102,11 @@ class _PerLoop:
         self._lock = threading.Lock()
         self._by_loop: dict[asyncio.AbstractEventLoop, _Entry] = {}
         self._pid = os.getpid()
+        # An adapter dropped without aclose() (a per-request adapter, a test's) would
+        # leave its sessions to the garbage collector, which closes nothing and reports
+        # each as unclosed on stderr: they are closed on their own loops instead. The
+        # finalizer holds the filesystems, never the adapter or this object.
+        weakref.finalize(self, _close_on_their_loops, self._by_loop, self._pid).atexit = False
 
     async def filesystem(self) -> Any:
         """This loop's filesystem, built on first use in the loop (after its ``warm()``,
@@ -1088,8 +1118,9 @@ class _PerLoop:
                 await asyncio.to_thread(warm)
         with self._lock:
             if self._pid != os.getpid():
-                _ABANDONED.append(self._by_loop)
-                self._by_loop, self._pid = {}, os.getpid()
+                _ABANDONED.append(dict(self._by_loop))
+                self._by_loop.clear()  # in place: the parent's finalizer holds this dict
+                self._pid = os.getpid()
             entry = self._by_loop.get(loop)
             if entry is not None:
                 return entry.fs
@@ -1114,6 +1145,31 @@ class _PerLoop:
             entry = self._by_loop.pop(loop, None) if self._pid == os.getpid() else None
         if entry is not None:
             await entry.close()
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Closings started by :func:`_close_on_their_loops`, referenced until done (a task the
+loop alone refers to may be collected before it ran)."""
+
+
+def _close_on_their_loops(by_loop: dict[asyncio.AbstractEventLoop, _Entry], pid: int) -> None:
+    """Close the filesystems of a collected view, each on its own loop (from whichever
+    thread the garbage collector ran in); those of loops already closed are forgotten."""
+    if pid != os.getpid():
+        return  # a forked child's copies: the parent closes its own
+    entries = list(by_loop.items())
+    by_loop.clear()
+    for loop, entry in entries:
+        try:
+            loop.call_soon_threadsafe(_start_closing, entry)
+        except RuntimeError:  # the loop is closed
+            entry.forget()
+
+
+def _start_closing(entry: _Entry) -> None:
+    task = asyncio.get_running_loop().create_task(entry.close())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
 
 
 class _Entry:

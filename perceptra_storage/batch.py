@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any, Optional, Protocol
 
 from .errors import StorageError, StorageNotFoundError, classify, translate_errors
-from .files import sender, staged, write_stream
+from .files import staged, write_stream
 from .resilience import run_inline
 from .transfer import BatchResult, Progress, check_concurrency, collect, source_size
 from .validation import validate_key
@@ -196,13 +196,11 @@ class FilesystemOperations:
         return path
 
     async def upload(self, key: Any, arg: Any, progress: Progress) -> None:
-        key, source, options, _ = self.adapter._plan_upload(arg, key, None, None,
-                                                            headers=self.upload_options)
-        path = self.adapter._path(key)
-        call = sender(path, source, options, progress)
+        plan = self.adapter._plan_upload(arg, key, None, None, headers=self.upload_options)
+        call = plan.request(self.fs, progress)
         if call is None:  # a file object: read in a thread, written through the fs
-            await asyncio.to_thread(write_stream, self.fs, path,
-                                    typing.cast(IO[bytes], source), options, progress)
+            await asyncio.to_thread(write_stream, self.fs, plan.path,
+                                    typing.cast(IO[bytes], plan.source), plan.options, progress)
         else:
             method, args, kwargs, sent = call
             await getattr(self.fs, f"_{method}")(*args, **kwargs)

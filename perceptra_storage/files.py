@@ -4,7 +4,8 @@
 object with its errors typed and a failed write discarded. :func:`staged` writes
 a download beside its destination and renames it over it only when complete.
 :func:`upload_source` sorts what ``upload_file`` was given into bytes, a local
-path or a binary reader, once, for every upload route.
+path or a binary reader, once, and :class:`UploadPlan` holds the rest of what an
+upload decides before sending, for every upload route.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
 from .errors import (
@@ -38,12 +40,12 @@ Options = Callable[[str], dict[str, Any]]
 
 __all__ = [
     "GuardedFile",
+    "UploadPlan",
     "abandon",
     "check_writable",
     "copy_into",
     "expect_digest",
     "hashed",
-    "sender",
     "sha256_of",
     "staged",
     "upload_source",
@@ -245,18 +247,51 @@ def hashed(source: Union[bytes, str, IO[bytes]]) -> tuple[str, Union[bytes, str,
     return digest, spool
 
 
-def sender(path: str, source: Union[bytes, str, IO[bytes]], options: Options,
-           progress: Progress) -> Optional[tuple[str, tuple[Any, ...], dict[str, Any], int]]:
-    """The filesystem call that stores ``source`` at ``path`` for bytes and local
-    paths: method name, args, kwargs, and the bytes to count as sent once it
-    returned (fsspec reports no progress for ``pipe_file``). None for a file
-    object, which :func:`write_stream` copies."""
-    if isinstance(source, bytes):
-        return "pipe_file", (path, source), options("pipe_file"), len(source)
-    if isinstance(source, str):
-        return "put_file", (source, path), {"callback": progress.fsspec_callback(),
-                                            **options("put_file")}, 0
-    return None
+@dataclass(frozen=True)
+class UploadPlan:
+    """An upload with everything decided before a byte moves: the checked key and its
+    path, the source sorted by :func:`upload_source` (hashed and, for a file object,
+    spooled when a checksum is asked), the write options (content type, metadata),
+    the SHA-256 to store and verify, and the byte total progress counts toward.
+
+    ``FsspecStorageAdapter._plan_upload`` makes it; the blocking adapter,
+    ``adapter.aio`` and the batch engine then differ only in how they send it
+    (:meth:`request` is the filesystem call they make)."""
+
+    key: str
+    path: str
+    source: Union[bytes, str, IO[bytes]]
+    options: Options
+    digest: Optional[str]
+    """The source's SHA-256 (hex) when the upload was asked for a checksum."""
+    total: int
+    """Size of the caller's source when cheaply known (0 for a file object)."""
+
+    def request(self, fs: Any, progress: Progress
+                ) -> Optional[tuple[str, tuple[Any, ...], dict[str, Any], int]]:
+        """The fsspec call that stores a bytes or local-path source on ``fs``: method
+        name (without the async ``_``), args, kwargs (with ``checksum=`` where
+        :meth:`asks` says so), and the bytes to count as sent once it returned
+        (fsspec reports no progress for ``pipe_file``). None for a file object,
+        which each route copies its own way."""
+        checksum = {"checksum": self.digest} if self.asks(fs) else {}
+        if isinstance(self.source, bytes):
+            return ("pipe_file", (self.path, self.source),
+                    {**self.options("pipe_file"), **checksum}, len(self.source))
+        if isinstance(self.source, str):
+            return ("put_file", (self.source, self.path),
+                    {"callback": progress.fsspec_callback(), **self.options("put_file"),
+                     **checksum}, 0)
+        return None
+
+    def asks(self, fs: Any) -> bool:
+        """Whether the store itself is asked to verify the upload (``verifies_uploads``)."""
+        return self.digest is not None and bool(getattr(fs, "verifies_uploads", False))
+
+    def verified(self, fs: Any, answer: Any) -> bool:
+        """Whether the answer of :meth:`request`'s call says the store verified the bytes
+        (otherwise an upload with a checksum is read back and hashed)."""
+        return self.asks(fs) and answer is True
 
 
 def write_stream(fs: Any, path: str, source: IO[bytes], options: Options,

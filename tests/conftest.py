@@ -81,6 +81,10 @@ class Capabilities:
     """A failed upload leaves nothing pending in the store (``Backend.pending_uploads``).
     Azure cannot drop staged blocks safely; they stay invisible until the name's next
     commit or the service's clean-up (README, Reliability)."""
+    checks_upload_checksums: bool = False
+    """The store itself checks what a ``checksum=True`` upload sent against the checksum
+    sent with it, and says so, so the adapter does not read the upload back (Azure's
+    per-request MD5; moto and Ceph RGW do not confirm ``x-amz-checksum-sha256``)."""
     directories: bool = False
     """Keys are paths in a real directory tree: a name cannot be a file and a folder at
     once, and empty directories exist (object stores have neither)."""

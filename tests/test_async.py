@@ -189,17 +189,30 @@ def test_cancelled_download_leaves_no_partial_file(backend: Backend, tmp_path: P
 
 
 def test_cancelled_open_write_stores_nothing(backend: Backend) -> None:
+    """A write cancelled after parts went up (the stream is sent as it comes, not held
+    until the end) stores nothing and leaves no unfinished multipart upload."""
     storage = backend.make()
     storage.upload_file(b"previous", "c/w.bin")
+    sent_before_close: list[int] = []
 
     async def main() -> None:
+        written = asyncio.Event()
+
         async def write() -> None:
             async with storage.aio.open("c/w.bin", "wb") as f:
-                await f.write(os.urandom(MiB))
+                for _ in range(12):
+                    await f.write(os.urandom(MiB))
+                if backend.multipart_uploads and backend.discards_failed_uploads:
+                    sent_before_close.append(await asyncio.to_thread(backend.pending_uploads))
+                written.set()
                 await asyncio.sleep(30)
 
         task = asyncio.create_task(write())
-        await asyncio.sleep(0.2)
+        waiter = asyncio.create_task(written.wait())
+        await asyncio.wait([task, waiter], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()  # the write failed: its error, not a wait
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -207,6 +220,9 @@ def test_cancelled_open_write_stores_nothing(backend: Backend) -> None:
     asyncio.run(main())
     assert storage.download_file("c/w.bin") == b"previous"
     assert [o.key for o in storage.list_files()] == ["c/w.bin"]
+    assert all(pending >= 1 for pending in sent_before_close)
+    if backend.discards_failed_uploads:
+        assert backend.pending_uploads() == 0
 
 
 # -- loops, threads, fork ----------------------------------------------------------------

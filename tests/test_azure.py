@@ -560,28 +560,6 @@ def test_wrong_key_on_every_operation_is_a_permission_error(azurite_server: Azur
         assert KEY not in str(error)
 
 
-def test_checksum_upload_is_checked_by_the_service_not_read_back(
-        keyed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fs = keyed.filesystem
-    reads: list[str] = []
-    real_open = fs.open
-
-    def counting_open(path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
-        if "r" in mode:
-            reads.append(path)
-        return real_open(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(fs, "open", counting_open)
-    data = b"x" * (5 * 2**20)  # two blocks: each request carries its MD5
-    local = tmp_path / "c.bin"
-    local.write_bytes(data)
-    keyed.upload_file(data, "c/bytes.bin", checksum=True)
-    keyed.upload_file(local, "c/path.bin", checksum=True)
-    assert reads == []
-    assert keyed.download_file("c/bytes.bin", checksum=True) == data
-    assert keyed.download_file("c/path.bin", checksum=True) == data
-
-
 def test_an_expired_sas_token_says_the_credentials_expired(
         azurite_server: AzuriteServer, container: str) -> None:
     """A static SAS past its expiry cannot renew itself: a permission error that says so

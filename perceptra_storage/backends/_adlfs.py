@@ -13,8 +13,11 @@ filesystem.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -23,7 +26,7 @@ from typing import Any, ClassVar, Optional
 from adlfs import AzureBlobFileSystem
 from adlfs.spec import AzureBlobFile, make_callback
 from azure.core.exceptions import HttpResponseError
-from azure.storage.blob import BlobProperties, ContentSettings, CorsRule
+from azure.storage.blob import BlobBlock, BlobProperties, ContentSettings, CorsRule
 from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 from fsspec.asyn import sync_wrapper
 
@@ -181,6 +184,15 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
 
     put_file = sync_wrapper(_put_file)
 
+    def _open_writer(self, path: str, **kwargs: Any) -> _BlockWriter:
+        """A writer that stages what is written to ``path`` as it comes, in BLOCK-sized
+        blocks, committed as the blob by ``commit``, for an asynchronous instance
+        (``adapter.aio``'s ``open(key, "wb")``): adlfs's own file for writing calls the
+        blocking methods."""
+        container, blob, _ = self.split_path(path)
+        return _BlockWriter(self.service_client.get_blob_client(container, blob),
+                            _blob_options(path, kwargs))
+
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:
             file = super()._open(path, mode, *args, **kwargs)
@@ -286,6 +298,54 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
                        if not blob.name.endswith("/")]
 
 
+class _BlockWriter:
+    """A blob written in blocks as the data comes (see ``_open_writer``): memory holds
+    at most one block; up to one block in all is stored with one Put Blob on commit,
+    more as staged blocks committed by one Put Block List. Until then the blob (and
+    any previous version) is unchanged; blocks of an abandoned write stay uncommitted,
+    invisible, until the name's next commit or the service's clean-up (README,
+    Reliability). Block ids are random, so two writers of one name never mix blocks."""
+
+    def __init__(self, client: Any, options: dict[str, Any]) -> None:
+        self._client = client
+        self._options = options
+        self._buffer = bytearray()
+        self._blocks: list[BlobBlock] = []
+        self._open = True
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= BLOCK:
+            block = bytes(self._buffer[:BLOCK])
+            del self._buffer[:BLOCK]
+            await self._stage(block)
+
+    async def _stage(self, body: bytes) -> None:
+        block_id = uuid.uuid4().hex
+        await self._client.stage_block(block_id, body, length=len(body))
+        self._blocks.append(BlobBlock(block_id))
+
+    async def commit(self) -> None:
+        """Store the blob: what is buffered as the last block (or the whole blob)."""
+        try:
+            if not self._blocks:
+                await self._client.upload_blob(bytes(self._buffer), overwrite=True,
+                                               **self._options)
+            else:
+                if self._buffer:
+                    await self._stage(bytes(self._buffer))
+                await self._client.commit_block_list(self._blocks, **self._options)
+        finally:
+            await self.abort()
+
+    async def abort(self) -> None:
+        """Drop the write (nothing to undo: staged blocks are never visible)."""
+        self._buffer = bytearray()
+        if self._open:
+            self._open = False
+            await self._client.close()
+
+
 class _BlobReader(AzureBlobFile):  # type: ignore[misc]
     """adlfs's file for reading, except that ranges come back as stored: the SDK
     decompresses a blob stored with Content-Encoding gzip unless told not to."""
@@ -350,6 +410,68 @@ class _CutDownloadRecord(logging.Filter):
 
 
 logging.getLogger("azure.core.pipeline.transport._aiohttp").addFilter(_CutDownloadRecord())
+
+
+_END = object()
+
+
+async def _parallel_chunks(uploader: Any, pending: Any, running: Any,
+                           following: Any) -> list[Any]:
+    """azure-storage-blob's loop over the chunks of a parallel upload, except that when
+    a chunk fails, or the upload is cancelled (``adapter.aio``, ``operation_timeout``),
+    the chunks still in flight are cancelled and awaited. The SDK's own loop raised the
+    first failure and left the others running unawaited: a cancelled upload kept
+    sending, and each chunk that failed afterwards printed "Task exception was never
+    retrieved" for a fault the adapter had already reported or recovered from.
+    The results, as the SDK's, in completion order (its callers sort them)."""
+    results: list[Any] = []
+    running = set(running)
+    try:
+        while running:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            errors = [task.exception() for task in done if not task.cancelled()]
+            for error in errors:  # every one retrieved, the first raised
+                if error is not None:
+                    raise error
+            results.extend(task.result() for task in done)
+            for _ in done:
+                chunk = await following(pending)
+                if chunk is _END:
+                    break
+                running.add(asyncio.ensure_future(uploader(chunk)))
+        return results
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _next_chunk(pending: Any) -> Any:
+    return next(pending, _END)
+
+
+async def _next_async_chunk(pending: Any) -> Any:
+    try:
+        return await pending.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+def _install_chunk_loops() -> None:
+    """Put :func:`_parallel_chunks` in place of the SDK's two chunk loops (module
+    functions its upload helpers look up when they run); an SDK without them keeps
+    its own."""
+    from azure.storage.blob._shared import uploads_async
+
+    for name, following in (("_parallel_uploads", _next_chunk),
+                            ("_async_parallel_uploads", _next_async_chunk)):
+        if hasattr(uploads_async, name):
+            setattr(uploads_async, name,
+                    functools.partial(_parallel_chunks, following=following))
+
+
+_install_chunk_loops()
 
 
 _HEADERS = ("cache_control", "content_disposition", "content_encoding")

@@ -218,6 +218,13 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
         self.invalidate_cache(path)
         return bool(answer.get("ChecksumSHA256") == encoded)
 
+    def _open_writer(self, path: str, **kwargs: Any) -> _PartWriter:
+        """A writer that sends what is written to ``path`` as it comes, in PART_SIZE
+        parts of a multipart upload, for an asynchronous instance (``adapter.aio``'s
+        ``open(key, "wb")``): s3fs's own file for writing calls the blocking methods."""
+        bucket, key, _ = self.split_path(path)
+        return _PartWriter(self, path, bucket, key, _object_options(path, kwargs))
+
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:
             return super()._open(path, mode, *args, **kwargs)
@@ -344,6 +351,65 @@ class _S3File(S3File):  # type: ignore[misc]
             self.buffer = None
             return
         super().commit()
+
+
+class _PartWriter:
+    """An object written in parts as the data comes (see ``_open_writer``): memory holds
+    at most one part; up to one part in all is stored with one PutObject on commit,
+    more as a multipart upload, which :meth:`abort` aborts. Parts of PART_SIZE bound a
+    stream of unknown size to MAX_PARTS x PART_SIZE (48.8 GiB), as ``open`` does."""
+
+    def __init__(self, fs: PerceptraS3FileSystem, path: str, bucket: str, key: str,
+                 options: dict[str, Any]) -> None:
+        self._fs, self._path, self._bucket, self._key = fs, path, bucket, key
+        self._options = options
+        self._buffer = bytearray()
+        self._upload_id: Optional[str] = None
+        self._parts: list[dict[str, Any]] = []
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= PART_SIZE:
+            part = bytes(self._buffer[:PART_SIZE])
+            del self._buffer[:PART_SIZE]
+            await self._send_part(part)
+
+    async def _send_part(self, body: bytes) -> None:
+        where = {"Bucket": self._bucket, "Key": self._key}
+        if self._upload_id is None:
+            answer = await self._fs._call_s3("create_multipart_upload", **where,
+                                             **self._options)
+            self._upload_id = answer["UploadId"]
+        number = len(self._parts) + 1
+        answer = await self._fs._call_s3("upload_part", **where, UploadId=self._upload_id,
+                                         PartNumber=number, Body=body)
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    async def commit(self) -> None:
+        """Store the object: what is buffered as the last part (or the whole object)."""
+        if self._upload_id is None:
+            await self._fs._call_s3("put_object", Bucket=self._bucket, Key=self._key,
+                                    Body=bytes(self._buffer), **self._options)
+        else:
+            if self._buffer:
+                await self._send_part(bytes(self._buffer))
+            await self._fs._call_s3("complete_multipart_upload", Bucket=self._bucket,
+                                    Key=self._key, UploadId=self._upload_id,
+                                    MultipartUpload={"Parts": self._parts})
+            self._upload_id = None
+        self._buffer = bytearray()
+        self._fs.invalidate_cache(self._path)
+
+    async def abort(self) -> None:
+        """Drop the write: its multipart upload, if one was started, is aborted (in a
+        task of its own, so that a caller cancelled again meanwhile does not stop it)."""
+        self._buffer = bytearray()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._fs._call_s3(
+                    "abort_multipart_upload", Bucket=self._bucket, Key=self._key,
+                    UploadId=upload_id))
 
 
 _HEADER_PARAMS = {"cache_control": "CacheControl", "content_disposition": "ContentDisposition",

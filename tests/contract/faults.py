@@ -22,7 +22,7 @@ from perceptra_storage import (
 )
 from tests.conftest import Faulty
 
-from .base import FAST, ContractBase, needs, sha, sync_only
+from .base import FAST, ContractBase, needs, sha
 
 
 @needs("network")
@@ -124,8 +124,6 @@ class FaultTests(ContractBase):
             adapter.download_file("k")
         assert time.monotonic() - start <= 5
 
-    @sync_only("async gap: adapter.aio does not yet resume a cut download under one "
-               "deadline (it raises the cut as StorageConnectionError)")
     def test_operation_timeout_spans_the_retries_of_a_cut_download(self,
                                                                   faulty: Faulty) -> None:
         # Every connection trickles 1 MB in about a second, then breaks: each attempt
@@ -157,8 +155,6 @@ class FaultTests(ContractBase):
             assert faulty.proxy.connections - before <= healthy + 1
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
 
-    @sync_only("async gap: adapter.aio's per-loop sessions of the proxied adapters are "
-               "left to the garbage collector, which reports them as unclosed")
     def test_recovered_faults_are_quiet(self, faulty: Faulty, caplog: pytest.LogCaptureFixture,
                                         capfd: pytest.CaptureFixture[str]) -> None:
         data = os.urandom(2 * 1024 * 1024)

@@ -84,6 +84,44 @@ class IntegrityTests(ContractBase):
         storage.download_file("c/obj.bin", sink, checksum=True)
         assert sink.getvalue() == data
 
+    def test_checksum_upload_is_read_back_only_where_the_store_does_not_check(
+            self, backend: Backend, storage: StorageAdapter, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Where the store checks the bytes it received against the checksum sent with
+        them (``checks_upload_checksums``) nothing is read back; elsewhere each upload
+        is read back and hashed. Reads are counted on the filesystem's class, which the
+        blocking route (``open``) and ``adapter.aio`` (``_cat_file``) both read through."""
+        fs_class = type(storage.filesystem)  # type: ignore[attr-defined]
+        reads: list[str] = []
+        counting = [True]  # only the uploads' reads
+        real_open = fs_class._open
+
+        def counting_open(fs: Any, path: str, mode: str = "rb", *args: Any,
+                          **kwargs: Any) -> Any:
+            if "r" in mode and counting[0]:
+                reads.append(path)
+            return real_open(fs, path, mode, *args, **kwargs)
+
+        monkeypatch.setattr(fs_class, "_open", counting_open)
+        if hasattr(fs_class, "_cat_file"):
+            real_cat = fs_class._cat_file
+
+            async def counting_cat(fs: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+                if counting[0]:
+                    reads.append(path)
+                return await real_cat(fs, path, *args, **kwargs)
+
+            monkeypatch.setattr(fs_class, "_cat_file", counting_cat)
+        data = os.urandom(5 * 1024 * 1024)  # two Azure blocks: each request carries its MD5
+        local = tmp_path / "c.bin"
+        local.write_bytes(data[:65536])
+        storage.upload_file(data, "c/bytes.bin", checksum=True)
+        storage.upload_file(local, "c/path.bin", checksum=True)
+        counting[0] = False
+        assert not reads if backend.checks_upload_checksums else len(reads) >= 2, reads
+        assert storage.download_file("c/bytes.bin", checksum=True) == data
+        assert storage.download_file("c/path.bin", checksum=True) == data[:65536]
+
     def test_checksum_mismatch_and_missing_are_errors(self, storage: StorageAdapter,
                                                       tmp_path: Path) -> None:
         storage.upload_file(b"plain", "c/plain.bin")

@@ -35,7 +35,7 @@ import pytest
 from perceptra_storage import BaseStorageAdapter, StorageError, StorageNotFoundError
 from tests.conftest import Faulty
 
-from .base import ContractBase, needs, sync_only
+from .base import ContractBase, needs
 
 SECONDS = float(os.environ.get("PERCEPTRA_SOAK_SECONDS", "20"))
 THREADS = 8
@@ -339,8 +339,6 @@ class _Records(logging.Handler):
 class SoakTests(ContractBase):
     """Sustained random faults under concurrent mixed load."""
 
-    @sync_only("async gap: on azure a faulted delete through adapter.aio has left the "
-               "ledger out of step (CI seed 1285904710)")
     def test_soak_under_random_faults(self, faulty: Faulty, tmp_path: Path,
                                       capfd: pytest.CaptureFixture[str]) -> None:
         seed = int(os.environ.get("PERCEPTRA_SOAK_SEED", random.randrange(2**31)))
