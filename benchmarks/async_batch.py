@@ -80,7 +80,10 @@ async def s3fs_async(server: dict[str, Any], bucket: str, keys: list[str], data:
         if step == "upload":
             return await _timed(lambda: _gather(
                 lambda k: fs._pipe_file(f"{bucket}/{k}", data), keys))
-        return await _timed(lambda: _gather(lambda k: fs._cat_file(f"{bucket}/{k}"), keys))
+        # One GET per object, as the adapter sends: with its default max_concurrency,
+        # s3fs first sends a HEAD to size each object for ranged parallel reads.
+        return await _timed(lambda: _gather(
+            lambda k: fs._cat_file(f"{bucket}/{k}", max_concurrency=1), keys))
     finally:
         await fs._s3.close()
 

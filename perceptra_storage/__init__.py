@@ -13,7 +13,14 @@ import typing
 from .aio import AsyncFile, AsyncStorage
 from .backends.local import LocalStorageAdapter
 from .backends.memory import MemoryStorageAdapter
-from .base import BaseStorageAdapter, PresignedUrl, StorageAdapter, StorageObject
+from .base import (
+    BaseStorageAdapter,
+    CorsRule,
+    PresignedPost,
+    PresignedUrl,
+    StorageAdapter,
+    StorageObject,
+)
 from .errors import (
     StorageAdapterError,
     StorageConfigError,
@@ -54,9 +61,11 @@ __all__ = [
     "AzureStorageAdapter",
     "BaseStorageAdapter",
     "BatchResult",
+    "CorsRule",
     "LocalStorageAdapter",
     "MemoryStorageAdapter",
     "MinIOStorageAdapter",
+    "PresignedPost",
     "PresignedUrl",
     "Profile",
     "S3StorageAdapter",

@@ -55,13 +55,15 @@ import os
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Optional, TypedDict, Union
 from urllib.parse import quote
 
 from .base import (
     BaseStorageAdapter,
+    CorsRule,
+    PresignedPost,
     PresignedUrl,
     Source,
     StorageObject,
@@ -94,6 +96,7 @@ from .files import (
 )
 from .info import stored_digest, to_object
 from .listing import Listing
+from .presign import PostOptions, SignOptions, cors_rule, post_options, sign_options
 from .redaction import guard_sdk_logs
 from .resilience import Resilience, ResilienceConfig, cut_read, within
 from .transfer import Progress, ProgressArg, source_size
@@ -101,6 +104,7 @@ from .validation import (
     CHECKSUM_FIELD,
     validate_content_type,
     validate_expiration,
+    validate_headers,
     validate_key,
     validate_metadata,
     validate_method,
@@ -141,6 +145,9 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     """Modules the backend needs; checked at construction."""
     extra: ClassVar[Optional[str]] = None
     """The ``pip install perceptra-storage[extra]`` that provides :attr:`requires`."""
+    metadata_hyphens: ClassVar[bool] = False
+    """Whether metadata names may contain '-': only where the store keeps '-' and '_'
+    apart (Ceph's RADOS Gateway reports both as '-'; Azure allows neither '-')."""
 
     def __init__(
         self,
@@ -184,22 +191,40 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         """The path inside the filesystem that key '' maps to, without ``prefix``."""
         raise NotImplementedError
 
-    def _write_options(self, how: str, content_type: str,
-                       metadata: dict[str, str]) -> dict[str, Any]:
-        """Keyword arguments that store ``content_type`` and ``metadata`` on a write
-        through the fsspec call ``how`` (``pipe_file``, ``put_file`` or ``open``).
+    def _write_options(self, how: str, content_type: str, metadata: dict[str, str],
+                       headers: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+        """Keyword arguments that store ``content_type``, ``metadata`` and the object
+        ``headers`` (``cache_control``, ``content_disposition``, ``content_encoding``)
+        on a write through the fsspec call ``how`` (``pipe_file``, ``put_file`` or
+        ``open``).
 
         Every filesystem of this package takes these plain keywords and translates
         them itself (so plain fsspec writes carry them too); a third-party backend
         whose filesystem spells them otherwise overrides this.
         """
-        return {"content_type": content_type, "metadata": metadata}
+        return {"content_type": content_type, "metadata": metadata, **(headers or {})}
 
-    def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
-        """A signed URL for ``path``; backends that cannot sign explain why."""
+    def _sign(self, path: str, key: str, expiration: int, method: str,
+              options: SignOptions) -> PresignedUrl:
+        """A signed URL for ``path`` carrying ``options``; backends that cannot sign
+        explain why."""
         raise StorageOperationError(
             "this backend cannot sign URLs", backend=self.backend_name,
             operation="presign", key=key)
+
+    def _sign_post(self, path: str, key: str, expiration: int,
+                   options: PostOptions) -> PresignedPost:
+        """An upload policy for ``path``; backends without POST policies explain why."""
+        raise StorageOperationError(
+            f"{self.backend_name} has no POST upload policies; use "
+            "generate_presigned_url(key, method='PUT', content_type=...) instead",
+            backend=self.backend_name, operation="presign_post", key=key)
+
+    def _cors(self, rules: Optional[list[CorsRule]]) -> list[CorsRule]:
+        """Set the store's CORS rules (when ``rules`` is a list) or read them (None)."""
+        raise StorageOperationError(
+            f"{self.backend_name} has no cross-origin (CORS) settings: browsers cannot "
+            "reach it directly", backend=self.backend_name, operation="cors")
 
     def _cut_read(self, error: BaseException) -> bool:
         """Whether a failed download should be tried again by the adapter (not when
@@ -249,9 +274,10 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     def native_storage_options(self) -> dict[str, Any]:
         """The wrapped filesystem's own options (credentials included), for
         :meth:`native_url`: those of the wrapped library's class (s3fs, adlfs), which
-        takes no ``resilience``."""
+        takes none of ``_OWN_OPTIONS``."""
         options = dict(self.filesystem.storage_options)
-        options.pop("resilience", None)
+        for own in _OWN_OPTIONS:
+            options.pop(own, None)
         return options
 
     def _call(self, method: str, *args: Any, deadline: Optional[float] = None,
@@ -356,6 +382,9 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         *,
         progress: ProgressArg = None,
         checksum: bool = False,
+        cache_control: Optional[str] = None,
+        content_disposition: Optional[str] = None,
+        content_encoding: Optional[str] = None,
     ) -> str:
         """Store ``file_obj`` under ``key``; ``progress`` counts bytes (see transfer.py).
 
@@ -364,11 +393,17 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         ask it to (``verifies_uploads``: S3's ``x-amz-checksum-sha256``, Azure's
         per-request MD5); otherwise, or when the store ignored the request, the
         object is read back and hashed (twice the traffic). Downloads with
-        ``checksum=True`` check against the stored SHA-256.
+        ``checksum=True`` check against the stored SHA-256. ``cache_control``,
+        ``content_disposition`` and ``content_encoding`` are stored as the object's
+        HTTP headers (served with every download, reported by ``get_file_metadata``);
+        ``content_encoding`` describes the bytes as given (upload gzip data with
+        ``'gzip'``): nothing is compressed or decompressed here.
         """
         with self._operation("upload", key if isinstance(key, str) else None):
             key, source, options, digest = self._plan_upload(
-                file_obj, key, content_type, metadata, checksum)
+                file_obj, key, content_type, metadata, checksum, headers={
+                    "cache_control": cache_control, "content_disposition": content_disposition,
+                    "content_encoding": content_encoding})
             sink = Progress(progress, source_size(file_obj), "B", key)
             try:
                 path = self._path(key)
@@ -394,20 +429,22 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         return key
 
     def _plan_upload(
-        self, file_obj: Any, key: Any, content_type: Any, metadata: Any, checksum: bool = False
+        self, file_obj: Any, key: Any, content_type: Any, metadata: Any, checksum: bool = False,
+        headers: Optional[Mapping[str, Any]] = None,
     ) -> tuple[str, Union[bytes, str, IO[bytes]], Callable[[str], dict[str, Any]],
                Optional[str]]:
         """Validate everything an upload needs before a byte moves; with ``checksum``,
         hash the source (a file object is spooled so it can be read twice)."""
         key = self._check_key(key)
         ctype = validate_content_type(content_type, key, self.backend_name)
-        meta = validate_metadata(metadata, self.backend_name)
+        meta = validate_metadata(metadata, self.backend_name, self.metadata_hyphens)
+        stored = validate_headers(headers or {}, self.backend_name)
         source = upload_source(file_obj, self.backend_name, key)
         digest = None
         if checksum:
             digest, source = hashed(source)
             meta[CHECKSUM_FIELD] = digest
-        return key, source, lambda how: self._write_options(how, ctype, meta), digest
+        return key, source, lambda how: self._write_options(how, ctype, meta, stored), digest
 
     @typing.overload
     def download_file(self, key: str, destination: None = None, *,
@@ -527,13 +564,67 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             yield to_object(key, info, full=False)
 
     def generate_presigned_url(
-        self, key: str, expiration: int = 3600, method: str = "GET"
+        self, key: str, expiration: int = 3600, method: str = "GET", *,
+        content_type: Optional[str] = None, metadata: Optional[dict[str, str]] = None,
+        cache_control: Optional[str] = None, content_disposition: Optional[str] = None,
+        download_name: Optional[str] = None,
     ) -> PresignedUrl:
+        """A URL that lets a client without credentials use ``key`` for a while.
+
+        PUT: ``content_type``, ``metadata``, ``cache_control`` and
+        ``content_disposition`` (or ``download_name``) are what the object will be
+        stored with; they become signed headers where the service signs headers
+        (``PresignedUrl.headers`` lists exactly what the client must send, and
+        ``headers_signed`` says whether another value is refused). GET and HEAD:
+        ``content_type``, ``cache_control`` and ``content_disposition`` override the
+        response's headers; ``download_name`` makes the browser save the file under
+        that name (non-ASCII names as RFC 5987 ``filename*``). DELETE takes none.
+        """
         with self._operation("presign", key if isinstance(key, str) else None):
             key = self._check_key(key)
             seconds = validate_expiration(expiration, self.backend_name)
             verb = validate_method(method, self.backend_name)
-            return self._sign(self._path(key), key, seconds, verb)
+            options = sign_options(verb, self.backend_name, self.metadata_hyphens,
+                                   content_type=content_type, metadata=metadata,
+                                   cache_control=cache_control,
+                                   content_disposition=content_disposition,
+                                   download_name=download_name)
+            return self._sign(self._path(key), key, seconds, verb, options)
+
+    def generate_presigned_post(
+        self, key: str, expiration: int = 3600, max_size: Optional[int] = None,
+        content_type: Optional[str] = None, metadata: Optional[dict[str, str]] = None,
+    ) -> PresignedPost:
+        """An upload policy for a browser form (or ``fetch`` with ``FormData``): the
+        file may be at most ``max_size`` bytes, must be sent with ``content_type``
+        (exact, or any type under a prefix given as ``'image/*'``) and is stored with
+        ``metadata``, under ``key`` and nothing else. s3 and minio only; Azure has no
+        POST policies (use a PUT URL, see README "Browser uploads")."""
+        with self._operation("presign_post", key if isinstance(key, str) else None):
+            key = self._check_key(key)
+            seconds = validate_expiration(expiration, self.backend_name)
+            options = post_options(self.backend_name, self.metadata_hyphens, key,
+                                   max_size=max_size, content_type=content_type,
+                                   metadata=metadata)
+            return self._sign_post(self._path(key), key, seconds, options)
+
+    def set_cors(
+        self, origins: Sequence[str], methods: Sequence[str] = ("GET", "PUT", "POST", "HEAD"),
+        headers: Sequence[str] = ("*",), max_age: int = 3600,
+        expose_headers: Sequence[str] = ("ETag",),
+    ) -> None:
+        """Let pages of ``origins`` call the store from a browser (S3: the bucket's CORS
+        rules; Azure: the account's blob service rules, shared by its containers).
+        Replaces the rules there; ``origins=[]`` removes them."""
+        with self._operation("cors"):
+            rule = cors_rule(origins, methods, headers, max_age, expose_headers,
+                             self.backend_name)
+            self._cors([rule] if rule is not None else [])
+
+    def get_cors(self) -> list[CorsRule]:
+        """The store's CORS rules ([] when there are none)."""
+        with self._operation("cors"):
+            return self._cors(None)
 
     def get_public_url(self, key: str) -> Optional[str]:
         """A permanent URL for ``key`` where the backend has one (see
@@ -551,21 +642,36 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
 
     # -- additions with fast paths -------------------------------------------------
 
-    def open(self, key: str, mode: str = "rb") -> IO[bytes]:
+    def open(self, key: str, mode: str = "rb", *, content_type: Optional[str] = None,
+             metadata: Optional[dict[str, str]] = None, cache_control: Optional[str] = None,
+             content_disposition: Optional[str] = None,
+             content_encoding: Optional[str] = None) -> IO[bytes]:
         """A binary file object for ``key``: ``rb`` reads lazily (seekable), ``wb``
-        stores the object when closed, and stores nothing if the ``with`` block fails."""
+        stores the object when closed, and stores nothing if the ``with`` block fails;
+        a write is stored with the content type, metadata and object headers given
+        (as ``upload_file`` stores them)."""
         with self._operation("open", key if isinstance(key, str) else None):
             key = self._check_key(key)
             if mode not in ("rb", "wb"):
                 raise StorageValidationError(
                     f"mode must be 'rb' or 'wb', not {mode!r}")
+            written = {"content_type": content_type, "metadata": metadata,
+                       "cache_control": cache_control,
+                       "content_disposition": content_disposition,
+                       "content_encoding": content_encoding}
             path = self._path(key)
             if mode == "rb":
+                given = sorted(name for name, value in written.items() if value is not None)
+                if given:
+                    raise StorageValidationError(
+                        f"{', '.join(given)}: only a write (mode 'wb') stores these")
                 self._file_info(key)
                 raw = self.filesystem.open(path, "rb")
             else:
                 options = self._write_options(
-                    "open", validate_content_type(None, key, self.backend_name), {})
+                    "open", validate_content_type(content_type, key, self.backend_name),
+                    validate_metadata(metadata, self.backend_name, self.metadata_hyphens),
+                    validate_headers(written, self.backend_name))
                 raw = self.filesystem.open(path, "wb", **options)
         return typing.cast(IO[bytes], GuardedFile(raw, self, key, mode))
 
@@ -605,6 +711,11 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     def __repr__(self) -> str:
         where = self._base()
         return f"<{type(self).__name__} backend={self.backend_name!r} root={where!r}>"
+
+
+_OWN_OPTIONS = ("resilience", "dashed_metadata_names")
+"""Options of this package's filesystem subclasses that the wrapped library's class
+does not take."""
 
 
 def _importable(module: str) -> bool:

@@ -48,6 +48,7 @@ from collections.abc import (
     Generator,
     Iterable,
     Mapping,
+    Sequence,
 )
 from itertools import islice
 from pathlib import Path
@@ -56,6 +57,8 @@ from typing import IO, TYPE_CHECKING, Any, Optional, Self, TypeVar, Union
 
 from .base import (
     BaseStorageAdapter,
+    CorsRule,
+    PresignedPost,
     PresignedUrl,
     Source,
     StorageObject,
@@ -79,7 +82,13 @@ from .files import COPY_CHUNK, check_writable, expect_digest, staged
 from .info import stored_digest, to_object
 from .resilience import run_inline
 from .transfer import BatchResult, Progress, ProgressArg, check_concurrency, collect, source_size
-from .validation import validate_content_type, validate_positive, validate_prefix
+from .validation import (
+    validate_content_type,
+    validate_headers,
+    validate_metadata,
+    validate_positive,
+    validate_prefix,
+)
 
 if TYPE_CHECKING:
     from .adapter import FsspecStorageAdapter
@@ -263,12 +272,13 @@ class _RangeReader(AsyncFile):
 class _SpooledWriter(AsyncFile):
     """A write to an object store: held in memory, past ``_SPOOL`` bytes in a temporary
     file, and stored in one native upload on close (a multipart upload for large ones,
-    aborted if the upload fails or is cancelled). Until then nothing is sent, so a
+    aborted if the upload fails or is cancelled) with ``options``, the content type,
+    metadata and object headers ``open`` was given. Until then nothing is sent, so a
     failed or cancelled block leaves the stored object as it was."""
 
-    def __init__(self, view: _NativeStorage, key: str) -> None:
+    def __init__(self, view: _NativeStorage, key: str, options: dict[str, Any]) -> None:
         self.mode = "wb"
-        self._view, self._key = view, key
+        self._view, self._key, self._options = view, key, options
         self._memory: Optional[io.BytesIO] = io.BytesIO()
         self._file: Optional[IO[bytes]] = None
         self._spool = ""
@@ -297,10 +307,11 @@ class _SpooledWriter(AsyncFile):
         self._done = True
         try:
             if self._memory is not None:
-                await self._view.upload_file(self._memory.getvalue(), self._key)
+                await self._view.upload_file(self._memory.getvalue(), self._key,
+                                             **self._options)
             elif self._file is not None:
                 self._file.close()
-                await self._view.upload_file(Path(self._spool), self._key)
+                await self._view.upload_file(Path(self._spool), self._key, **self._options)
         finally:
             self._drop()
 
@@ -385,11 +396,15 @@ class AsyncStorage:
         *,
         progress: ProgressArg = None,
         checksum: bool = False,
+        cache_control: Optional[str] = None,
+        content_disposition: Optional[str] = None,
+        content_encoding: Optional[str] = None,
     ) -> str:
         """Store ``file_obj`` under ``key``; see the sync ``upload_file``."""
         return typing.cast(str, await self._call(
             "upload_file", file_obj, key, content_type, metadata, progress=progress,
-            checksum=checksum or None))
+            checksum=checksum or None, cache_control=cache_control,
+            content_disposition=content_disposition, content_encoding=content_encoding))
 
     @typing.overload
     async def download_file(self, key: str, destination: None = None, *,
@@ -436,18 +451,51 @@ class AsyncStorage:
                 await _in_thread(close)
 
     async def generate_presigned_url(
-        self, key: str, expiration: int = 3600, method: str = "GET"
+        self, key: str, expiration: int = 3600, method: str = "GET", *,
+        content_type: Optional[str] = None, metadata: Optional[dict[str, str]] = None,
+        cache_control: Optional[str] = None, content_disposition: Optional[str] = None,
+        download_name: Optional[str] = None,
     ) -> PresignedUrl:
+        """See the sync ``generate_presigned_url``."""
         return typing.cast(PresignedUrl, await self._call(
-            "generate_presigned_url", key, expiration, method))
+            "generate_presigned_url", key, expiration, method, content_type=content_type,
+            metadata=metadata, cache_control=cache_control,
+            content_disposition=content_disposition, download_name=download_name))
+
+    async def generate_presigned_post(
+        self, key: str, expiration: int = 3600, max_size: Optional[int] = None,
+        content_type: Optional[str] = None, metadata: Optional[dict[str, str]] = None,
+    ) -> PresignedPost:
+        """See the sync ``generate_presigned_post``."""
+        return typing.cast(PresignedPost, await self._call(
+            "generate_presigned_post", key, expiration, max_size=max_size,
+            content_type=content_type, metadata=metadata))
+
+    async def set_cors(
+        self, origins: Sequence[str], methods: Sequence[str] = ("GET", "PUT", "POST", "HEAD"),
+        headers: Sequence[str] = ("*",), max_age: int = 3600,
+        expose_headers: Sequence[str] = ("ETag",),
+    ) -> None:
+        """See the sync ``set_cors``."""
+        await self._call("set_cors", origins, methods, headers, max_age, expose_headers)
+
+    async def get_cors(self) -> list[CorsRule]:
+        return typing.cast(list[CorsRule], await self._call("get_cors"))
 
     async def get_public_url(self, key: str) -> Optional[str]:
         return typing.cast(Optional[str], await self._call("get_public_url", key))
 
-    def open(self, key: str, mode: str = "rb") -> _Opening:
-        """An :class:`AsyncFile` for ``key`` (``rb`` or ``wb``); use ``async with``."""
+    def open(self, key: str, mode: str = "rb", *, content_type: Optional[str] = None,
+             metadata: Optional[dict[str, str]] = None, cache_control: Optional[str] = None,
+             content_disposition: Optional[str] = None,
+             content_encoding: Optional[str] = None) -> _Opening:
+        """An :class:`AsyncFile` for ``key`` (``rb`` or ``wb``); use ``async with``. A
+        write is stored with the content type, metadata and object headers given."""
         async def opened() -> AsyncFile:
-            raw = await self._call("open", key, mode)
+            raw = await self._call("open", key, mode, content_type=content_type,
+                                   metadata=metadata, cache_control=cache_control,
+                                   content_disposition=content_disposition,
+                                   content_encoding=content_encoding)
             return _ThreadFile(raw, mode)
 
         return _Opening(opened)
@@ -466,12 +514,18 @@ class AsyncStorage:
         *,
         concurrency: int = 16,
         progress: ProgressArg = None,
+        cache_control: Optional[str] = None,
+        content_disposition: Optional[str] = None,
+        content_encoding: Optional[str] = None,
     ) -> BatchResult:
         """Upload many sources, at most ``concurrency`` at once; see the sync method."""
         pairs = _upload_items(items)
+        headers = validate_headers({"cache_control": cache_control,
+                                    "content_disposition": content_disposition,
+                                    "content_encoding": content_encoding}, self.backend_name)
         total = sum(source_size(source) for _, source in pairs)
         return await self._batch("upload", pairs, concurrency,
-                                 Progress(progress, total, "B", "upload"))
+                                 Progress(progress, total, "B", "upload"), headers)
 
     async def download_files(
         self,
@@ -513,12 +567,16 @@ class AsyncStorage:
                                  Progress(progress, len(items), "it", "move"))
 
     async def _batch(self, kind: str, items: list[tuple[Any, Any]], concurrency: int,
-                     progress: Progress) -> BatchResult:
+                     progress: Progress,
+                     upload_options: Optional[dict[str, str]] = None) -> BatchResult:
         """Every item through the batch engine, at most ``concurrency`` at once on this
-        loop; a cancelled batch starts no more items. Results in input order."""
+        loop; a cancelled batch starts no more items. Results in input order.
+        ``upload_options`` (object headers) go with every upload."""
         try:
             workers = check_concurrency(concurrency, self.backend_name)
-            run = _Run(await self._operations(), kind, items, progress)
+            operations = await self._operations()
+            operations.upload_options = dict(upload_options or {})
+            run = _Run(operations, kind, items, progress)
             await _gathered(run, workers)
         finally:
             progress.close()
@@ -550,6 +608,15 @@ class _ThreadedOperations:
         self.secrets: tuple[str, ...] = inner.secrets
         self.loop = None
 
+    @property
+    def upload_options(self) -> dict[str, str]:
+        """The object headers every upload stores: the inner operations' own."""
+        return typing.cast(dict[str, str], self._inner.upload_options)
+
+    @upload_options.setter
+    def upload_options(self, options: dict[str, str]) -> None:
+        self._inner.upload_options = options
+
     def __getattr__(self, kind: str) -> Callable[[Any, Any, Progress], Awaitable[None]]:
         step = getattr(self._inner, kind)
 
@@ -574,6 +641,9 @@ class _FilesystemThreads(AsyncStorage):
         *,
         progress: ProgressArg = None,
         checksum: bool = False,
+        cache_control: Optional[str] = None,
+        content_disposition: Optional[str] = None,
+        content_encoding: Optional[str] = None,
     ) -> str:
         total = source_size(file_obj)
         if isinstance(file_obj, (bytes, bytearray, memoryview)):
@@ -582,8 +652,9 @@ class _FilesystemThreads(AsyncStorage):
         watch = _Watch(progress, total, key if isinstance(key, str) else "upload")
         try:
             return await _in_thread(lambda: self._adapter.upload_file(
-                file_obj, key, content_type, metadata, progress=watch, checksum=checksum),
-                watch.stop)
+                file_obj, key, content_type, metadata, progress=watch, checksum=checksum,
+                cache_control=cache_control, content_disposition=content_disposition,
+                content_encoding=content_encoding), watch.stop)
         finally:
             watch.close()
 
@@ -670,14 +741,20 @@ class _NativeStorage(AsyncStorage):
         *,
         progress: ProgressArg = None,
         checksum: bool = False,
+        cache_control: Optional[str] = None,
+        content_disposition: Optional[str] = None,
+        content_encoding: Optional[str] = None,
     ) -> str:
         adapter = self._adapter
+        headers = {"cache_control": cache_control, "content_disposition": content_disposition,
+                   "content_encoding": content_encoding}
         with adapter._operation("upload", key if isinstance(key, str) else None):
             if checksum:  # hashing reads the whole source: not on the loop
                 plan = await asyncio.to_thread(adapter._plan_upload, file_obj, key,
-                                               content_type, metadata, True)
+                                               content_type, metadata, True, headers)
             else:
-                plan = adapter._plan_upload(file_obj, key, content_type, metadata)
+                plan = adapter._plan_upload(file_obj, key, content_type, metadata,
+                                            headers=headers)
             key, source, options, digest = plan
             fs = await self._loops.filesystem()
             sink = Progress(progress, source_size(file_obj), "B", key)
@@ -858,18 +935,40 @@ class _NativeStorage(AsyncStorage):
                 yield to_object(key, found[name], full=False)
 
     async def generate_presigned_url(
-        self, key: str, expiration: int = 3600, method: str = "GET"
+        self, key: str, expiration: int = 3600, method: str = "GET", *,
+        content_type: Optional[str] = None, metadata: Optional[dict[str, str]] = None,
+        cache_control: Optional[str] = None, content_disposition: Optional[str] = None,
+        download_name: Optional[str] = None,
     ) -> PresignedUrl:
+        options: dict[str, Any] = {
+            "content_type": content_type, "metadata": metadata, "cache_control": cache_control,
+            "content_disposition": content_disposition, "download_name": download_name}
         if getattr(self._adapter, "signs_offline", False):
-            return self._adapter.generate_presigned_url(key, expiration, method)
+            return self._adapter.generate_presigned_url(key, expiration, method, **options)
         # The signer may fetch a key (Azure's user delegation) with a blocking call.
-        return await super().generate_presigned_url(key, expiration, method)
+        return await super().generate_presigned_url(key, expiration, method, **options)
+
+    async def generate_presigned_post(
+        self, key: str, expiration: int = 3600, max_size: Optional[int] = None,
+        content_type: Optional[str] = None, metadata: Optional[dict[str, str]] = None,
+    ) -> PresignedPost:
+        if getattr(self._adapter, "signs_offline", False):
+            return self._adapter.generate_presigned_post(key, expiration, max_size,
+                                                         content_type, metadata)
+        return await super().generate_presigned_post(key, expiration, max_size,
+                                                     content_type, metadata)
 
     async def get_public_url(self, key: str) -> Optional[str]:
         return self._adapter.get_public_url(key)  # a string built from the config
 
-    def open(self, key: str, mode: str = "rb") -> _Opening:
+    def open(self, key: str, mode: str = "rb", *, content_type: Optional[str] = None,
+             metadata: Optional[dict[str, str]] = None, cache_control: Optional[str] = None,
+             content_disposition: Optional[str] = None,
+             content_encoding: Optional[str] = None) -> _Opening:
         adapter = self._adapter
+        written: dict[str, Any] = {
+            "content_type": content_type, "metadata": metadata, "cache_control": cache_control,
+            "content_disposition": content_disposition, "content_encoding": content_encoding}
 
         async def opened() -> AsyncFile:
             with adapter._operation("open", key if isinstance(key, str) else None):
@@ -877,8 +976,16 @@ class _NativeStorage(AsyncStorage):
                 if mode not in ("rb", "wb"):
                     raise StorageValidationError(f"mode must be 'rb' or 'wb', not {mode!r}")
                 if mode == "wb":
-                    validate_content_type(None, checked, self.backend_name)
-                    return _SpooledWriter(self, checked)
+                    # Checked now, as the sync open does, not when the write is sent.
+                    validate_content_type(content_type, checked, self.backend_name)
+                    validate_metadata(metadata, self.backend_name, adapter.metadata_hyphens)
+                    validate_headers(written, self.backend_name)
+                    return _SpooledWriter(self, checked, {
+                        name: value for name, value in written.items() if value is not None})
+                given = sorted(name for name, value in written.items() if value is not None)
+                if given:
+                    raise StorageValidationError(
+                        f"{', '.join(given)}: only a write (mode 'wb') stores these")
                 fs = await self._loops.filesystem()
                 size = int((await self._file_info(fs, checked)).get("size") or 0)
                 return _RangeReader(self, fs, adapter._path(checked), checked, size)
@@ -930,7 +1037,8 @@ class _NativeOperations(FilesystemOperations):
         self._view = view
 
     async def upload(self, key: Any, arg: Any, progress: Progress) -> None:
-        key, source, options, _ = self.adapter._plan_upload(arg, key, None, None)
+        key, source, options, _ = self.adapter._plan_upload(arg, key, None, None,
+                                                            headers=self.upload_options)
         await self._view._send(self.fs, self.adapter._path(key), source, options, progress)
 
 

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,7 +50,7 @@ from .errors import (
     translate_errors,
 )
 from .transfer import BatchResult, Progress, ProgressArg, source_size
-from .validation import validate_key
+from .validation import validate_headers, validate_key
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BaseStorageAdapter",
     "BatchResult",
+    "CorsRule",
+    "PresignedPost",
     "PresignedUrl",
     "Source",
     "StorageAdapter",
@@ -109,6 +111,12 @@ class StorageObject:
     """MIME type; None in listings, which do not fetch it (one request per object)."""
     metadata: Optional[dict[str, str]] = None
     """User metadata; None in listings, which do not fetch it."""
+    cache_control: Optional[str] = None
+    """``Cache-Control`` stored with the object; None when absent (and in listings)."""
+    content_disposition: Optional[str] = None
+    """``Content-Disposition`` stored with the object (a download name); None when absent."""
+    content_encoding: Optional[str] = None
+    """``Content-Encoding`` stored with the object (e.g. gzip); None when absent."""
 
 
 @dataclass
@@ -118,7 +126,9 @@ class PresignedUrl:
     url: str
     """The URL to give to a client."""
     expires_at: datetime
-    """When the grant ends, timezone-aware UTC."""
+    """When the grant ends, timezone-aware UTC: the requested expiry, or the end of the
+    temporary credentials that signed the URL when that comes first (S3 STS session
+    credentials that botocore refreshes; an Azure user-delegation key)."""
     method: str = "GET"
     """The HTTP method the URL is signed for."""
     headers: dict[str, str] = field(default_factory=dict)
@@ -128,6 +138,41 @@ class PresignedUrl:
     passed through as given, or a local file URL that is no credential at all)."""
     expiry_enforced: bool = True
     """False when nothing enforces ``expires_at`` (local ``file://`` URLs)."""
+    headers_signed: bool = True
+    """False when the service does not check ``headers``: an Azure SAS signs none, so a
+    client may send another Content-Type; S3 SigV4 and local signed URLs refuse one."""
+
+
+@dataclass
+class PresignedPost:
+    """An upload policy for an HTML form or ``fetch`` with ``FormData``: POST ``fields``
+    (in order) and then the file, as the last field named ``file``, to ``url``."""
+
+    url: str
+    """Where the form posts to."""
+    fields: dict[str, str]
+    """Form fields to send before the file (key, policy, signature, content type...)."""
+    expires_at: datetime
+    """When the policy ends, timezone-aware UTC (as ``PresignedUrl.expires_at``, no later
+    than the temporary credentials that signed it)."""
+    max_size: Optional[int] = None
+    """Largest file in bytes the policy accepts; None for no limit beyond the store's."""
+
+
+@dataclass
+class CorsRule:
+    """One cross-origin rule of a bucket (S3) or blob service (Azure)."""
+
+    origins: list[str]
+    """Origins allowed, e.g. ['https://app.example.com'] (or ['*'])."""
+    methods: list[str]
+    """HTTP methods allowed, e.g. ['GET', 'PUT', 'POST']."""
+    headers: list[str] = field(default_factory=lambda: ["*"])
+    """Request headers a browser may send (preflight ``Access-Control-Request-Headers``)."""
+    expose_headers: list[str] = field(default_factory=lambda: ["ETag"])
+    """Response headers page scripts may read."""
+    max_age: int = 3600
+    """Seconds a browser may cache the preflight answer."""
 
 
 class BaseStorageAdapter(ABC):
@@ -206,20 +251,33 @@ class BaseStorageAdapter(ABC):
         """Every object under ``prefix``, sorted by key, without a result limit."""
         yield from self.list_files(prefix, max_results=sys.maxsize)
 
-    def open(self, key: str, mode: str = "rb") -> IO[bytes]:
-        """A binary file object for ``key``; writes are stored when it is closed."""
+    def open(self, key: str, mode: str = "rb", *, content_type: Optional[str] = None,
+             metadata: Optional[dict[str, str]] = None, cache_control: Optional[str] = None,
+             content_disposition: Optional[str] = None,
+             content_encoding: Optional[str] = None) -> IO[bytes]:
+        """A binary file object for ``key``; writes are stored when it is closed, with
+        the content type, metadata and object headers given."""
+        given = {"content_type": content_type, "metadata": metadata,
+                 "cache_control": cache_control, "content_disposition": content_disposition,
+                 "content_encoding": content_encoding}
+        options = {name: value for name, value in given.items() if value is not None}
         if mode == "rb":
             return io.BytesIO(self.download_file(key))
         if mode == "wb":
-            return _UploadOnClose(self, validate_key(key, self.backend_name))
+            return _UploadOnClose(self, validate_key(key, self.backend_name), options)
         raise StorageValidationError(f"mode must be 'rb' or 'wb', "
                                      f"not {mode!r}", backend=self.backend_name, key=key)
 
     def copy_file(self, source_key: str, destination_key: str) -> str:
         """Copy one object, with its content type and metadata, to another key."""
         info = self.get_file_metadata(source_key)
+        headers = {name: value for name, value in (
+            ("cache_control", info.cache_control),
+            ("content_disposition", info.content_disposition),
+            ("content_encoding", info.content_encoding)) if value is not None}
         self.upload_file(self.download_file(source_key), destination_key,
-                         content_type=info.content_type, metadata=info.metadata)
+                         content_type=info.content_type, metadata=info.metadata,
+                         **headers)
         return destination_key
 
     # -- the perceptra:// route: fsspec, pandas, pyarrow, polars, Dask (fsspec_protocol.py) --
@@ -294,16 +352,23 @@ class BaseStorageAdapter(ABC):
         *,
         concurrency: int = 16,
         progress: ProgressArg = None,
+        cache_control: Optional[str] = None,
+        content_disposition: Optional[str] = None,
+        content_encoding: Optional[str] = None,
     ) -> BatchResult:
         """Upload many sources: ``{key: source}`` or ``[(source, key), ...]``.
 
         Every item is attempted; the result lists what succeeded and, per key,
-        the typed error of what did not. ``progress`` counts bytes.
+        the typed error of what did not. ``progress`` counts bytes. The object
+        headers, when given, are stored with every item.
         """
         pairs = _upload_items(items)
+        headers = validate_headers({"cache_control": cache_control,
+                                    "content_disposition": content_disposition,
+                                    "content_encoding": content_encoding}, self.backend_name)
         total = sum(source_size(source) for _, source in pairs)
         return self._run_batch("upload", pairs, concurrency,
-                               Progress(progress, total, "B", "upload"))
+                               Progress(progress, total, "B", "upload"), headers)
 
     def download_files(
         self,
@@ -355,9 +420,13 @@ class BaseStorageAdapter(ABC):
                                Progress(progress, len(items), "it", kind))
 
     def _run_batch(self, kind: str, items: list[tuple[Any, Any]], concurrency: int,
-                   progress: Progress) -> BatchResult:
-        """Run every item through the batch engine; results in input order."""
-        return run_batch(self._batch_operations(), kind, items, concurrency, progress,
+                   progress: Progress,
+                   upload_options: Optional[dict[str, str]] = None) -> BatchResult:
+        """Run every item through the batch engine; results in input order.
+        ``upload_options`` (object headers) go with every upload."""
+        operations = self._batch_operations()
+        operations.upload_options = dict(upload_options or {})
+        return run_batch(operations, kind, items, concurrency, progress,
                          threads=self.batch_in_threads)
 
     def _batch_operations(self) -> Operations:
@@ -456,10 +525,12 @@ class _UploadOnClose(io.BytesIO):
     write never replaces what was stored.
     """
 
-    def __init__(self, adapter: BaseStorageAdapter, key: str) -> None:
+    def __init__(self, adapter: BaseStorageAdapter, key: str,
+                 options: Optional[dict[str, Any]] = None) -> None:
         super().__init__()
         self._adapter = adapter
         self._key = key
+        self._options = options or {}
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
@@ -469,7 +540,7 @@ class _UploadOnClose(io.BytesIO):
 
     def close(self) -> None:
         if not self.closed:
-            self._adapter.upload_file(self.getvalue(), self._key)
+            self._adapter.upload_file(self.getvalue(), self._key, **self._options)
         super().close()
 
 
@@ -493,7 +564,10 @@ class StorageAdapter(Protocol):
 
     def upload_file(self, file_obj: Source, key: str, content_type: Optional[str] = None,
                     metadata: Optional[dict[str, str]] = None, *,
-                    progress: ProgressArg = None, checksum: bool = False) -> str: ...
+                    progress: ProgressArg = None, checksum: bool = False,
+                    cache_control: Optional[str] = None,
+                    content_disposition: Optional[str] = None,
+                    content_encoding: Optional[str] = None) -> str: ...
 
     @overload
     def download_file(self, key: str, destination: None = None, *,
@@ -518,11 +592,29 @@ class StorageAdapter(Protocol):
     def iter_files(self, prefix: str = "") -> Iterator[StorageObject]: ...
 
     def generate_presigned_url(self, key: str, expiration: int = 3600,
-                               method: str = "GET") -> PresignedUrl: ...
+                               method: str = "GET", *, content_type: Optional[str] = None,
+                               metadata: Optional[dict[str, str]] = None,
+                               cache_control: Optional[str] = None,
+                               content_disposition: Optional[str] = None,
+                               download_name: Optional[str] = None) -> PresignedUrl: ...
+
+    def generate_presigned_post(self, key: str, expiration: int = 3600,
+                                max_size: Optional[int] = None,
+                                content_type: Optional[str] = None,
+                                metadata: Optional[dict[str, str]] = None) -> PresignedPost: ...
+
+    def set_cors(self, origins: Sequence[str], methods: Sequence[str] = ...,
+                 headers: Sequence[str] = ..., max_age: int = 3600,
+                 expose_headers: Sequence[str] = ...) -> None: ...
+
+    def get_cors(self) -> list[CorsRule]: ...
 
     def get_public_url(self, key: str) -> Optional[str]: ...
 
-    def open(self, key: str, mode: str = "rb") -> IO[bytes]: ...
+    def open(self, key: str, mode: str = "rb", *, content_type: Optional[str] = None,
+             metadata: Optional[dict[str, str]] = None, cache_control: Optional[str] = None,
+             content_disposition: Optional[str] = None,
+             content_encoding: Optional[str] = None) -> IO[bytes]: ...
 
     def copy_file(self, source_key: str, destination_key: str) -> str: ...
 
@@ -542,7 +634,10 @@ class StorageAdapter(Protocol):
     def native_storage_options(self) -> dict[str, Any]: ...
 
     def upload_files(self, items: Union[Mapping[str, Source], Iterable[tuple[Source, str]]], *,
-                     concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...
+                     concurrency: int = 16, progress: ProgressArg = None,
+                     cache_control: Optional[str] = None,
+                     content_disposition: Optional[str] = None,
+                     content_encoding: Optional[str] = None) -> BatchResult: ...
 
     def download_files(self, keys: Iterable[str], destination_dir: Union[str, os.PathLike[str]],
                        *, concurrency: int = 16, progress: ProgressArg = None) -> BatchResult: ...

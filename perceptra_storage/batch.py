@@ -45,6 +45,8 @@ class Operations(Protocol):
     secrets: tuple[str, ...]
     loop: Optional[asyncio.AbstractEventLoop]
     """The event loop the coroutines must run on; None when they never suspend."""
+    upload_options: dict[str, str]
+    """Object headers (``cache_control``...) stored with every upload of the batch."""
 
     async def upload(self, key: Any, arg: Any, progress: Progress) -> None: ...
 
@@ -146,9 +148,11 @@ class PrimitiveOperations:
         self.adapter = adapter
         self.backend = adapter.backend_name
         self.secrets = adapter._secret_values()
+        self.upload_options: dict[str, str] = {}
 
     async def upload(self, key: Any, arg: Any, progress: Progress) -> None:
-        self.adapter.upload_file(arg, validate_key(key, self.backend))
+        self.adapter.upload_file(arg, validate_key(key, self.backend),
+                                 **self.upload_options)  # type: ignore[arg-type]
         progress.advance(source_size(arg))
 
     async def download(self, key: Any, arg: Any, progress: Progress) -> None:
@@ -182,6 +186,7 @@ class FilesystemOperations:
         self.loop: Optional[asyncio.AbstractEventLoop] = fs.loop
         self.backend = adapter.backend_name
         self.secrets = adapter._secret_values()
+        self.upload_options: dict[str, str] = {}
 
     async def _file(self, key: Any) -> str:
         """The path of ``key``, which must be an existing file."""
@@ -191,7 +196,8 @@ class FilesystemOperations:
         return path
 
     async def upload(self, key: Any, arg: Any, progress: Progress) -> None:
-        key, source, options, _ = self.adapter._plan_upload(arg, key, None, None)
+        key, source, options, _ = self.adapter._plan_upload(arg, key, None, None,
+                                                            headers=self.upload_options)
         path = self.adapter._path(key)
         call = sender(path, source, options, progress)
         if call is None:  # a file object: read in a thread, written through the fs

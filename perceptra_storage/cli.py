@@ -640,6 +640,40 @@ def cmd_url(args: argparse.Namespace, out: Output) -> int:
     return out.summary("url", EXIT_OK, None, urls=1)
 
 
+def cmd_serve(args: argparse.Namespace, out: Output) -> int:
+    """Serve a local profile's signed URLs over HTTP until interrupted (wsgiref: for
+    development; mount ``server.make_app`` in a production WSGI server instead)."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from .backends.local import LocalStorageAdapter
+    from .profiles import open_profile
+    from .server import make_app
+
+    adapter = open_profile(args.profile)
+    if not isinstance(adapter, LocalStorageAdapter):
+        raise StorageValidationError(
+            f"serve: profile {args.profile!r} is a {adapter.backend_name} profile; only "
+            "local profiles (with signing_key and base_url) are served",
+            backend=adapter.backend_name)
+    app = make_app(adapter, allowed_origins=args.allow_origin or ())
+
+    class _Quiet(WSGIRequestHandler):
+        """One line per request on stderr, without wsgiref's client address lookups."""
+
+        def log_message(self, format: str, *values: Any) -> None:
+            if not args.quiet:
+                sys.stderr.write(f"serve {args.profile}: {format % values}\n")
+
+    with make_server(args.host, args.port, app, handler_class=_Quiet) as httpd:
+        out.item({"profile": args.profile, "url": f"http://{args.host}:{httpd.server_port}"},
+                 f"serving {args.profile} on http://{args.host}:{httpd.server_port} "
+                 f"(base_url {adapter.config.get('base_url')}); Ctrl-C stops")
+        sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
+            httpd.serve_forever()
+    return EXIT_OK
+
+
 def diagnose(error: BaseException) -> str:
     """Which step of reaching a store failed, read from the typed error and its causes."""
     import socket
@@ -911,6 +945,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("profile", metavar="PROFILE")
     sub.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     command("profiles", cmd_profiles, "list profiles (never their secrets)")
+    sub = command("serve", cmd_serve, "serve a local profile's signed URLs over HTTP "
+                  "(development server; needs signing_key and base_url in its config)")
+    sub.add_argument("profile", metavar="PROFILE")
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                     "(default 127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8000, metavar="N",
+                     help="port (default 8000; 0 picks a free one)")
+    sub.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                     help="let pages of ORIGIN call it from a browser (CORS); repeatable, "
+                          "'*' for any")
     sub = command("sync", cmd_sync, "copy what is missing or different from SRC to DST "
                   "(compared by the mtime and, with --checksum, the SHA-256 that sync stores "
                   "in each object's metadata)")

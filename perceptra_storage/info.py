@@ -38,7 +38,17 @@ def to_object(key: str, info: Mapping[str, Any], full: bool) -> StorageObject:
         obj.content_type = content_type or "application/octet-stream"
         obj.metadata = {str(k).lower(): str(v) for k, v in _metadata(info).items()
                         if str(k).lower() not in RESERVED_METADATA}
+        for name, spelled in _HEADERS.items():
+            value = _first(info, spelled, name) or (
+                settings.get(name) if isinstance(settings, Mapping) else
+                getattr(settings, name, None))
+            setattr(obj, name, str(value) if value else None)
     return obj
+
+
+_HEADERS = {"cache_control": "CacheControl", "content_disposition": "ContentDisposition",
+            "content_encoding": "ContentEncoding"}
+"""The object headers of ``StorageObject``, and how boto3 spells them."""
 
 
 def stored_digest(info: Mapping[str, Any]) -> str:

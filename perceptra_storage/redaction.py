@@ -21,10 +21,12 @@ __all__ = ["guard_sdk_logs", "redact"]
 # Values that must never reach a message: signatures, keys, tokens, passwords.
 _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:sig|signature|x-amz-signature|x-amz-security-token|"
-               r"x-amz-credential)=)[^&\s'\"]+"),
+               r"x-amz-credential|x-ps-signature)=)[^&\s'\"]+"),
+    # A name may be quoted (a dict's repr, JSON: 'signing_key': '...').
     re.compile(r"(?i)((?:accountkey|sharedaccesssignature|password|secret|signature|"
                r"secret_access_key|aws_secret_access_key|client_secret|"
-               r"session_token|aws_session_token|account_key|sas_token)\s*[=:]\s*['\"]?)"
+               r"session_token|aws_session_token|account_key|sas_token|signing_key)"
+               r"['\"]?\s*[=:]\s*['\"]?)"
                r"[^;&\s'\",}]+"),
     re.compile(r"(?i)(authorization\s*[=:]\s*['\"]?)[^'\"\n]+"),
     re.compile(r"(//[^/:@\s]+:)[^@/\s]+(@)"),

@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Optional
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from .errors import StorageValidationError
 
@@ -31,6 +31,11 @@ SIGNABLE_METHODS = frozenset({"GET", "PUT", "HEAD", "DELETE"})
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _METADATA_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+_METADATA_NAME_HYPHENS = re.compile(r"[a-z_][a-z0-9_]*(-[a-z0-9_]+)*\Z")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*\Z")
+OBJECT_HEADERS = ("cache_control", "content_disposition", "content_encoding")
+"""Standard HTTP headers an upload may store with an object (beside its content type),
+and that ``get_file_metadata`` reports: the field names of ``StorageObject``."""
 _METADATA_VALUE = re.compile(r"[\x20-\x7e]*\Z")
 _CONTENT_TYPE = re.compile(
     r"[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]+=(\"[^\"\r\n]*\"|[\w.+-]+))*\Z")
@@ -194,13 +199,17 @@ def validate_options(
             raise _fail(f"{what} field {name!r} is empty", backend)
 
 
-def validate_metadata(metadata: Any, backend: Optional[str] = None) -> dict[str, str]:
-    """Return a copy of ``metadata`` if it round-trips identically on every backend.
+def validate_metadata(metadata: Any, backend: Optional[str] = None,
+                      hyphens: bool = False) -> dict[str, str]:
+    """Return a copy of ``metadata`` if it round-trips identically on the backend.
 
-    The one rule: names are lower-case ASCII identifiers (``[a-z_][a-z0-9_]*``,
+    The rule: names are lower-case ASCII identifiers (``[a-z_][a-z0-9_]*``,
     which S3 keeps as sent and Azure accepts as C# identifiers), not reserved by
-    an SDK; values are printable ASCII strings without surrounding spaces (HTTP
-    headers carry them and trim spaces); names plus values fit in 2 KiB (S3).
+    an SDK; with ``hyphens`` (backends whose store keeps a name's '-' and '_' apart:
+    AWS S3, local, memory) single '-' may also join such parts (``original-name``,
+    never first, last or doubled); values are printable ASCII strings without
+    surrounding spaces (HTTP headers carry them and trim spaces); names plus values
+    fit in 2 KiB (S3).
     """
     if metadata is None:
         return {}
@@ -208,9 +217,12 @@ def validate_metadata(metadata: Any, backend: Optional[str] = None) -> dict[str,
         raise _fail(f"metadata must be a dict, not {type(metadata).__name__}", backend)
     total = 0
     for name, value in metadata.items():
-        if not isinstance(name, str) or not _METADATA_NAME.match(name):
+        pattern = _METADATA_NAME_HYPHENS if hyphens else _METADATA_NAME
+        if not isinstance(name, str) or not pattern.match(name):
+            allowed = "digits, '_' and single '-' between them" if hyphens else \
+                "digits and '_' (this backend's store cannot tell '-' from '_')"
             raise _fail(f"metadata name {name!r} is not portable: use lower-case letters, "
-                        "digits and '_', not starting with a digit", backend)
+                        f"{allowed}, not starting with a digit", backend)
         if name in RESERVED_METADATA:
             raise _fail(f"metadata name {name!r} is reserved by the storage SDKs", backend)
         if not isinstance(value, str):
@@ -224,6 +236,41 @@ def validate_metadata(metadata: Any, backend: Optional[str] = None) -> dict[str,
         raise _fail(f"metadata is {total} bytes; at most {MAX_METADATA_BYTES} fit on "
                     "every backend", backend)
     return dict(metadata)
+
+
+def validate_header(value: Any, name: str, backend: Optional[str] = None) -> Optional[str]:
+    """An object header value (``cache_control``...): None, or a non-empty printable
+    ASCII str without surrounding spaces (what every store and HTTP keep as sent)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or not _HEADER_VALUE.match(value) or \
+            value != value.strip():
+        raise _fail(f"{name} must be a non-empty printable ASCII str without leading or "
+                    f"trailing spaces, not {value!r}", backend)
+    return value
+
+
+def validate_headers(values: Mapping[str, Any], backend: Optional[str] = None) -> dict[str, str]:
+    """The given object headers (``OBJECT_HEADERS`` names), checked; None ones left out."""
+    checked = {name: validate_header(values.get(name), name, backend) for name in OBJECT_HEADERS}
+    return {name: value for name, value in checked.items() if value is not None}
+
+
+def attachment(filename: Any, backend: Optional[str] = None) -> str:
+    """A ``Content-Disposition`` that saves the download as ``filename``: an ASCII
+    ``filename=`` fallback (non-ASCII letters dropped to '_', quotes and backslashes
+    removed) and, when the name is not plain ASCII, the exact name as RFC 5987's
+    ``filename*=UTF-8''...`` (percent-encoded UTF-8), which every current browser
+    prefers."""
+    if not isinstance(filename, str) or not filename.strip() or _CONTROL.search(filename) \
+            or "/" in filename or "\\" in filename:
+        raise _fail(f"download_name must be a file name (no '/', '\\' or control "
+                    f"characters), not {filename!r}", backend)
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
 
 
 def default_content_type(key: str) -> str:

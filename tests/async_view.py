@@ -32,7 +32,7 @@ AWAITED = frozenset({
     "test_connection", "upload_file", "download_file", "delete_file", "file_exists",
     "get_file_metadata", "list_files", "generate_presigned_url", "get_public_url",
     "copy_file", "move_file", "upload_files", "download_files", "delete_files",
-    "copy_files", "move_files",
+    "copy_files", "move_files", "generate_presigned_post", "set_cors", "get_cors",
 })
 """Methods the shim awaits on ``adapter.aio`` (``iter_files`` and ``open`` too, below)."""
 
@@ -104,8 +104,8 @@ class ThroughAio:
             if runner is not None and not runner.loop.is_closed():
                 self._run(_awaited(listing.aclose()))  # type: ignore[attr-defined]
 
-    def open(self, key: str, mode: str = "rb") -> SyncFile:
-        return SyncFile(self, self._run(_awaited(self._adapter.aio.open(key, mode))))
+    def open(self, key: str, mode: str = "rb", **options: Any) -> SyncFile:
+        return SyncFile(self, self._run(_awaited(self._adapter.aio.open(key, mode, **options))))
 
     def close(self) -> None:
         self._run(self._adapter.aio.aclose())

@@ -79,5 +79,7 @@ def _azure(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 BACKENDS = {
     "azure": Case(start=_azure, presign_methods=frozenset({"GET", "PUT", "HEAD", "DELETE"}),
-                  network=True, multipart_uploads=True, discards_failed_uploads=False),
+                  network=True, multipart_uploads=True, discards_failed_uploads=False,
+                  response_overrides=True, cors=True, cors_shared=True,
+                  signatures_checked=True),
 }

@@ -171,7 +171,10 @@ def _minio(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 BACKENDS = {
-    "s3": Case(start=_s3, presign_methods=SIGNED_METHODS, network=True, multipart_uploads=True),
+    "s3": Case(start=_s3, presign_methods=SIGNED_METHODS, network=True, multipart_uploads=True,
+               metadata_hyphens=True, response_overrides=True, post_policies=True, cors=True),
     "minio": Case(start=_minio, presign_methods=SIGNED_METHODS, network=True,
-                  multipart_uploads=True),
+                  multipart_uploads=True, pinned_headers_enforced=True, signatures_checked=True,
+                  response_overrides=True, post_policies=True, post_policies_enforced=True,
+                  cors=True),
 }

@@ -84,6 +84,24 @@ class Capabilities:
     directories: bool = False
     """Keys are paths in a real directory tree: a name cannot be a file and a folder at
     once, and empty directories exist (object stores have neither)."""
+    metadata_hyphens: bool = False
+    """Metadata names may hold '-' (``original-name``): the store keeps '-' and '_' apart."""
+    pinned_headers_enforced: bool = False
+    """A presigned PUT sent with another Content-Type than it was signed for is refused
+    (SigV4 on a server that checks signatures, local HMAC; not moto, not an Azure SAS)."""
+    signatures_checked: bool = False
+    """The server refuses a presigned URL whose query was changed (moto checks none)."""
+    response_overrides: bool = False
+    """Presigned GETs carry response overrides (download name, content type)."""
+    post_policies: bool = False
+    """``generate_presigned_post`` gives S3 POST upload policies."""
+    post_policies_enforced: bool = False
+    """The server checks a POST policy's conditions (size, content type, signature)."""
+    cors: bool = False
+    """``set_cors``/``get_cors`` manage the store's cross-origin rules."""
+    cors_shared: bool = False
+    """The CORS rules are the whole account's (Azure's blob service), not the test's own
+    store's: tests that set them take turns across parallel workers (``cors_turn``)."""
 
     def capabilities(self) -> dict[str, Any]:
         """The capability fields alone, by name."""
@@ -120,6 +138,11 @@ class Case(Capabilities):
     fresh, empty store for one test (starting the session's server on first use)."""
 
     start: Callable[[pytest.FixtureRequest, Path], Backend]
+    generic: bool = True
+    """Whether the fixtures parametrized over every backend (``backend``, ``storage``,
+    ``shared_backend``) include this entry. False for a variant that stores exactly as
+    another entry does (local-signed is the local directory store with signed URLs):
+    its own entry points test what differs, the other entry everything else."""
 
 
 def unavailable(reason: str) -> None:
@@ -151,16 +174,17 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 BACKENDS: dict[str, Case] = {
-    "local": Case(start=_local, presign_methods=frozenset({"GET"}), directories=True),
+    "local": Case(start=_local, presign_methods=frozenset({"GET"}), directories=True,
+                  metadata_hyphens=True),
     "local-portable": Case(start=_local_portable, presign_methods=frozenset({"GET"}),
-                           directories=True),
+                           directories=True, metadata_hyphens=True),
     "memory": Case(start=_memory, shared_across_processes=False,
-                   holds_objects_in_memory=True),
+                   holds_objects_in_memory=True, metadata_hyphens=True),
 }
 
 # Server-backed backends: each module holds its session fixtures (servers) and a
 # BACKENDS dict of cases whose ``start`` reaches them through ``request.getfixturevalue``.
-CASE_MODULES = ["tests.cases_s3", "tests.cases_azure"]
+CASE_MODULES = ["tests.cases_s3", "tests.cases_azure", "tests.cases_local_signed"]
 pytest_plugins = CASE_MODULES
 pytest.register_assert_rewrite(*CASE_MODULES)
 for _module in CASE_MODULES:
@@ -238,14 +262,18 @@ def started_backend(case_id: str, request: pytest.FixtureRequest,
             step()
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+GENERIC = sorted(k for k, case in BACKENDS.items() if case.generic)
+"""The entries the fixtures parametrized over every backend run on."""
+
+
+@pytest.fixture(params=GENERIC)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     with started_backend(request.param, request, tmp_path) as started:
         yield started
 
 
 SHARED_ACROSS_PROCESSES = sorted(k for k, case in BACKENDS.items()
-                                 if case.shared_across_processes)
+                                 if case.shared_across_processes and case.generic)
 """Backends whose store other processes reach (memory lives in one process)."""
 
 

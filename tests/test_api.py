@@ -214,7 +214,8 @@ def test_bad_config_names_the_field_and_backend(config: dict[str, Any], field: s
 def test_unknown_config_key_lists_valid_ones() -> None:
     with pytest.raises(StorageValidationError) as info:
         get_storage_adapter("local", {"base_pth": "/tmp/x"})
-    assert "base_pth" in str(info.value) and "base_path, create_dirs, metadata_store, prefix" in \
+    assert "base_pth" in str(info.value)
+    assert "base_path, base_url, create_dirs, metadata_store, prefix, signing_key" in \
         str(info.value)
 
 

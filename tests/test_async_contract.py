@@ -9,6 +9,7 @@ pandas, Dask, construction) run on the sync entry points only.
 from __future__ import annotations
 
 from tests.contract import Contract
+from tests.contract.browser import BrowserTests
 
 
 class TestLocalAioContract(Contract):
@@ -38,4 +39,13 @@ class TestMinioAioContract(Contract):
 
 class TestAzureAioContract(Contract):
     case = "azure"
+    through = "aio"
+
+
+class TestLocalSignedAioContract(BrowserTests):
+    """The browser tests on the local store with signed URLs (tests/test_local_signed.py
+    runs its URL and secrecy tests too; through aio they call the same blocking signer
+    in a thread, as the plain local backend's twin already shows)."""
+
+    case = "local-signed"
     through = "aio"

@@ -211,6 +211,164 @@ def test_public_url_shapes() -> None:
     assert cdn.get_public_url("a b") == "https://cdn.example.com/a%20b"
 
 
+def test_user_delegation_keys_are_cached_and_bound_url_lifetimes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """URLs signed through a token credential use a user-delegation key: one key serves
+    many URLs until 5 minutes before it ends, and no URL outlives the key.
+
+    Azurite serves Get User Delegation Key only to OAuth bearer tokens over HTTPS (an
+    Entra ID token issuer and a trusted certificate this suite does not have), so the
+    service's answer is stood in for here: a real SDK ``UserDelegationKey`` granted for
+    at most ``granted``; the SAS tokens are the SDK's own, signed with it."""
+    import base64
+
+    from azure.storage.blob import UserDelegationKey
+
+    granted = [timedelta(days=1)]
+    fetched: list[datetime] = []
+
+    def get_user_delegation_key(method: str, until: datetime) -> Any:
+        assert method == "user_delegation_key"
+        fetched.append(until)
+        now = datetime.now(UTC)
+        key = UserDelegationKey()
+        key.signed_oid, key.signed_tid = "oid", "tid"
+        key.signed_start = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        key.signed_expiry = min(until, now + granted[0]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        key.signed_service, key.signed_version = "b", "2025-01-05"
+        key.value = base64.b64encode(b"k" * 32).decode()
+        return key
+
+    adapter = azure({"container_name": "data", "account_name": "acct"},
+                    {"tenant_id": "t", "client_id": "c", "client_secret": "s"})
+    monkeypatch.setattr(adapter, "_call", get_user_delegation_key)
+    start = datetime.now(UTC)
+    urls = [adapter.generate_presigned_url("a.txt", expiration=600),
+            adapter.generate_presigned_url("b.txt", method="PUT", expiration=3600),
+            adapter.generate_presigned_url("c.txt", expiration=6 * 3600)]
+    assert len(fetched) == 1 and fetched[0] >= start + timedelta(days=1) - timedelta(seconds=5)
+    for signed, seconds in zip(urls, (600, 3600, 6 * 3600), strict=True):
+        assert abs(signed.expires_at - start - timedelta(seconds=seconds)) < timedelta(seconds=5)
+        query = parse_qs(urlsplit(signed.url).query)
+        assert query["skoid"] == ["oid"] and query["sig"]
+    week = adapter.generate_presigned_url("d.txt", expiration=7 * 24 * 3600)
+    assert len(fetched) == 2  # the cached key ends too soon for a week-long URL
+
+    # A service that grants shorter keys than asked: URLs end with the key.
+    granted[0] = timedelta(hours=2)
+    short = azure({"container_name": "data", "account_name": "acct"},
+                  {"tenant_id": "t", "client_id": "c", "client_secret": "s"})
+    monkeypatch.setattr(short, "_call", get_user_delegation_key)
+    capped = short.generate_presigned_url("e.txt", expiration=6 * 3600)
+    assert capped.expires_at <= datetime.now(UTC) + timedelta(hours=2)  # the key's end
+    se = datetime.fromisoformat(parse_qs(urlsplit(capped.url).query)["se"][0]
+                                .replace("Z", "+00:00"))
+    assert se <= capped.expires_at
+    assert len(fetched) == 3
+    short.generate_presigned_url("f.txt", expiration=3600)  # within the cached key
+    assert len(fetched) == 3
+    short.generate_presigned_url("g.txt", expiration=2 * 3600 - 60)  # inside the margin
+    assert len(fetched) == 4
+    assert week.expires_at > capped.expires_at
+
+
+class _EntraStandIn:
+    """What Entra ID would issue to ``DefaultAzureCredential``: bearer tokens for Azure
+    Storage. Unsigned (no identity provider on loopback); Azurite's basic OAuth checks
+    their audience, issuer and lifetime, and derives the delegation key from oid/tid."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import base64
+        import json
+
+        from azure.core.credentials import AccessToken
+
+        def part(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+        self.issued += 1
+        now = int(time.time())
+        tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+        claims = {"aud": "https://storage.azure.com", "iss": f"https://sts.windows.net/{tenant}/",
+                  "iat": now - 60, "nbf": now - 60, "exp": now + 3600, "tid": tenant,
+                  "oid": "0f0e0d0c-0b0a-0908-0706-050403020100"}
+        return AccessToken(f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2ln",
+                           now + 3600)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_user_delegation_sas_from_azurite_with_a_token(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a token credential (no account key), URLs are user-delegation SAS: Azurite
+    (HTTPS, OAuth) grants the key, the URLs work over plain HTTPS, and one key serves
+    them all (fetched once, not per URL)."""
+    import ssl
+
+    import aiohttp.connector
+    from azure.storage.blob import BlobServiceClient
+
+    from perceptra_storage.backends._adlfs import PerceptraBlobFileSystem
+    from tests.servers.azurite import start_azurite_oauth
+    from tests.servers.common import AZURITE_ACCOUNT, AZURITE_KEY, ServerUnavailable
+
+    try:
+        account_url, cert_file, stop = start_azurite_oauth(tmp_path)
+    except ServerUnavailable as exc:
+        from tests.conftest import unavailable
+
+        unavailable(str(exc))
+        raise
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert_file))
+        # The test's certificate is trusted as a deployment's CA would be: aiohttp (the
+        # async SDK's transport) checks certificates against this default context.
+        monkeypatch.setattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", trusted)
+        entra = _EntraStandIn()
+        monkeypatch.setattr(PerceptraBlobFileSystem, "_get_default_azure_credential",
+                            lambda self, **kwargs: (entra, None))
+        fetched: list[datetime] = []
+        real_fetch = PerceptraBlobFileSystem.user_delegation_key
+
+        def counted(self: Any, expires: datetime, **kwargs: Any) -> Any:  # then Azurite
+            fetched.append(expires)
+            return real_fetch(self, expires, **kwargs)
+
+        monkeypatch.setattr(PerceptraBlobFileSystem, "user_delegation_key", counted)
+        service = BlobServiceClient(account_url, credential={
+            "account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+            connection_verify=str(cert_file))
+        service.create_container("tokens")
+        adapter = azure({"container_name": "tokens", "account_url": account_url})
+        assert adapter._signer() == "user delegation"
+        adapter.upload_file(b"by token", "k.txt")
+        assert entra.issued >= 1  # the upload went with a bearer token
+        start = datetime.now(UTC)
+        urls = [adapter.generate_presigned_url("k.txt", expiration=seconds)
+                for seconds in (60, 600, 3600)]
+        assert len(fetched) == 1 and fetched[0] >= start + timedelta(hours=23)
+        for signed, seconds in zip(urls, (60, 600, 3600), strict=True):
+            assert abs(signed.expires_at - start - timedelta(seconds=seconds)) < \
+                timedelta(seconds=5)
+            assert "skoid=" in signed.url
+            with urllib.request.urlopen(signed.url, timeout=10, context=trusted) as answer:
+                assert answer.read() == b"by token"
+        put = adapter.generate_presigned_url("up.txt", method="PUT", content_type="text/plain")
+        request = urllib.request.Request(put.url, data=b"from a browser", method="PUT",
+                                         headers=put.headers)
+        with urllib.request.urlopen(request, timeout=10, context=trusted) as answer:
+            assert answer.status == 201
+        assert adapter.download_file("up.txt") == b"from a browser"
+        assert len(fetched) == 1
+        adapter.close()
+    finally:
+        stop()
+
+
 # --- SAS grants against Azurite, used with urllib only ----------------------------------
 
 

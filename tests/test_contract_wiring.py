@@ -1,6 +1,8 @@
 """The contract suite's wiring: every entry of the backend table runs the whole
 contract through exactly one collected entry-point class, so a backend added to the
-table without its class (or given two) cannot go unnoticed."""
+table without its class (or given two) cannot go unnoticed. A variant that stores
+exactly as another entry does runs only the part of the contract where it differs
+(``PARTIAL``), also through exactly one class per route."""
 
 from __future__ import annotations
 
@@ -10,17 +12,25 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.contract import Contract, needs
+from tests.contract import Contract, ContractBase, needs
+from tests.contract.browser import BrowserTests
+from tests.contract.security import SecurityTests
+from tests.contract.urls import UrlTests
+
+PARTIAL = {"local-signed": {"sync": {UrlTests, BrowserTests, SecurityTests},
+                            "aio": {BrowserTests}}}
+"""Variants whose objects are another entry's (local-signed is the local backend's
+directory store) and whose own behaviour is their URLs: the mixins each route runs."""
 
 
-def _entry_points() -> list[type]:
+def _entry_points(root: type = Contract) -> list[type]:
     for module in sorted(Path(__file__).parent.glob("test_*.py")):
         importlib.import_module(f"tests.{module.stem}")
-    found, todo = [], [Contract]
+    found, todo = [], [root]
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
-        if "case" in cls.__dict__:
+        if "case" in cls.__dict__ and cls not in found:
             found.append(cls)
     return found
 
@@ -28,11 +38,16 @@ def _entry_points() -> list[type]:
 def test_every_backend_has_exactly_one_collected_entry_point() -> None:
     """One sync entry point per backend, and one driving it through ``aio``."""
     classes = _entry_points()
+    partial = [cls for cls in _entry_points(ContractBase) if not issubclass(cls, Contract)]
     for through in ("sync", "aio"):
         assert sorted(cls.case for cls in classes if cls.through == through) == \
-            sorted(BACKENDS), through
+            sorted(set(BACKENDS) - set(PARTIAL)), through
+        assert sorted(cls.case for cls in partial if cls.through == through) == \
+            sorted(PARTIAL), through
+    for cls in partial:
+        assert PARTIAL[cls.case][cls.through] <= set(cls.__mro__), cls
     assert all(cls.__name__.startswith("Test") and cls.__module__.startswith("tests.test_")
-               for cls in classes), classes
+               for cls in classes + partial), classes + partial
 
 
 def test_a_test_needing_a_capability_is_left_out_where_it_is_missing() -> None:

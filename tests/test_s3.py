@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import fsspec
 import pytest
@@ -182,7 +183,6 @@ def test_presigned_urls_for_every_method_work_with_plain_http(s3: S3StorageAdapt
 
 def test_presigned_url_expiry_is_the_signed_one(s3: S3StorageAdapter) -> None:
     from datetime import UTC, datetime, timedelta
-    from urllib.parse import parse_qs, urlsplit
 
     signed = s3.generate_presigned_url("k", expiration=7 * 24 * 3600)
     query = parse_qs(urlsplit(signed.url).query)
@@ -420,6 +420,35 @@ def test_parts_grow_when_a_file_would_need_more_than_the_part_limit(
     assert etag and etag.endswith("-2")
 
 
+def test_checksums_default_to_when_required_on_custom_endpoints() -> None:
+    """botocore >= 1.36 checksums every upload; S3-compatible servers that predate them
+    refuse those, so a custom endpoint gets them only where an operation needs one."""
+    custom = get_storage_adapter("s3", {"bucket_name": "bkt", "endpoint_url": "http://127.0.0.1:1"})
+    options = custom._botocore_config()  # type: ignore[attr-defined]
+    assert options["request_checksum_calculation"] == "when_required"
+    assert options["response_checksum_validation"] == "when_required"
+    aws = get_storage_adapter("s3", {"bucket_name": "bkt", "region": "us-east-1"})
+    assert "request_checksum_calculation" not in aws._botocore_config()  # type: ignore[attr-defined]
+    chosen = get_storage_adapter("s3", {"bucket_name": "bkt", "endpoint_url": "http://127.0.0.1:1",
+                                        "request_checksum_calculation": "when_supported"})
+    assert chosen._botocore_config()[  # type: ignore[attr-defined]
+        "request_checksum_calculation"] == "when_supported"
+    with pytest.raises(StorageValidationError, match="request_checksum_calculation"):
+        get_storage_adapter("s3", {"bucket_name": "bkt", "request_checksum_calculation": "always"})
+
+
+def test_presigned_put_signs_exactly_the_pinned_headers(s3: S3StorageAdapter) -> None:
+    signed = s3.generate_presigned_url("p/x.txt", method="PUT", content_type="text/plain",
+                                       metadata={"original-name": "x"},
+                                       cache_control="no-cache")
+    query = parse_qs(urlsplit(signed.url).query)
+    assert query["X-Amz-SignedHeaders"] == [
+        "cache-control;content-type;host;x-amz-meta-original-name"]
+    assert signed.headers == {"Content-Type": "text/plain", "Cache-Control": "no-cache",
+                              "x-amz-meta-original-name": "x"}
+    assert not any("checksum" in name.lower() for name in query)
+
+
 # --- a bucket in another region -----------------------------------------------------------
 
 
@@ -539,3 +568,76 @@ def test_refresh_function_answers_are_checked(moto_server: S3Server, bucket: str
         assert "s3cr3t-value-1" not in str(info.value)
     with pytest.raises(StorageValidationError, match="refresh"):
         get_storage_adapter("s3", s3_config(moto_server, bucket), {"refresh": "not callable"})
+
+
+# --- presigned URLs end with the temporary credentials that sign them ----------------------
+
+
+def _assumed_role(moto_server: S3Server, seconds: int) -> dict[str, Any]:
+    """Session credentials from moto's STS (AssumeRole over HTTP), as a refresh function
+    returns them."""
+    import botocore.session
+
+    sts = botocore.session.get_session().create_client(
+        "sts", region_name="us-east-1", endpoint_url=moto_server.endpoint_url,
+        aws_access_key_id=moto_server.access_key,
+        aws_secret_access_key=moto_server.secret_key)
+    answer = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/uploader",
+                             RoleSessionName="web", DurationSeconds=seconds)["Credentials"]
+    return {"access_key_id": answer["AccessKeyId"], "secret_access_key": answer["SecretAccessKey"],
+            "session_token": answer["SessionToken"], "expires_at": answer["Expiration"]}
+
+
+def test_presigned_urls_end_with_the_sts_credentials_that_sign_them(
+        moto_server: S3Server, bucket: str) -> None:
+    """A URL cannot outlive the session credentials that signed it: ``expires_at`` is the
+    earlier of the two, for URLs with options and POST policies too."""
+    issued: list[dict[str, Any]] = []
+
+    def refresh() -> dict[str, Any]:
+        issued.append(_assumed_role(moto_server, 1800))
+        return issued[-1]
+
+    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket), {"refresh": refresh})
+    adapter.upload_file(b"by role", "r.txt")
+    ends = issued[-1]["expires_at"].astimezone(UTC)
+    assert timedelta(minutes=25) < ends - datetime.now(UTC) <= timedelta(minutes=30, seconds=5)
+    for signed in (adapter.generate_presigned_url("r.txt", expiration=7200),
+                   adapter.generate_presigned_url("r.txt", expiration=7200,
+                                                  download_name="r.txt"),
+                   adapter.generate_presigned_post("r.txt", expiration=7200)):
+        assert signed.expires_at == issued[-1]["expires_at"].astimezone(UTC)
+    url = adapter.generate_presigned_url("r.txt", expiration=7200).url
+    assert parse_qs(urlsplit(url).query)["X-Amz-Security-Token"] == \
+        [issued[-1]["session_token"]]
+    assert fetch(url) == (200, b"by role")
+    short = adapter.generate_presigned_url("r.txt", expiration=60)
+    assert short.expires_at < ends - timedelta(minutes=20)  # the requested one, earlier
+
+
+def test_presigned_urls_of_a_role_profile_end_with_its_session(
+        moto_server: S3Server, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile that assumes a role (botocore's own STS call, to moto): the URL's
+    ``expires_at`` is the role session's end (``duration_seconds``)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "credentials").write_text(
+        f"[base]\naws_access_key_id = {moto_server.access_key}\n"
+        f"aws_secret_access_key = {moto_server.secret_key}\n")
+    (tmp_path / "config").write_text(
+        "[profile uploader]\nrole_arn = arn:aws:iam::123456789012:role/uploader\n"
+        "source_profile = base\nduration_seconds = 1800\nregion = us-east-1\n"
+        "[profile base]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.endpoint_url)
+    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket), {"profile": "uploader"})
+    before = datetime.now(UTC)
+    signed = adapter.generate_presigned_url("k.txt", method="PUT", expiration=7200)
+    assert before + timedelta(minutes=25) < signed.expires_at <= \
+        datetime.now(UTC) + timedelta(minutes=30, seconds=5)
+    assert "X-Amz-Security-Token=" in signed.url
+    assert fetch(signed.url, "PUT", b"by profile")[0] == 200
+    assert adapter.download_file("k.txt") == b"by profile"

@@ -25,11 +25,11 @@ USES_ADAPTER = "from perceptra_storage import get_storage_adapter\n" \
 """What a block that continues an earlier one starts from: an adapter of a backend
 chosen at run time, typed as the common API."""
 
-APPLICATION_GLUE = {20}
+APPLICATION_GLUE = {21}
 """Blocks that need the reader's own application (the Django model and secret
 store of the profile example); they run in test_readme with stand-ins."""
 
-USER_CLASSES = {14, 16, 19}
+USER_CLASSES = {15, 17, 20}
 """Blocks that define the reader's own classes or functions without annotations (a
 custom adapter written the 0.1 way, a context manager, the Django tenancy hook):
 checked for how they use and override the library, with untyped definitions allowed."""

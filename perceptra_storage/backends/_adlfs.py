@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
 
 from adlfs import AzureBlobFileSystem
-from adlfs.spec import make_callback
+from adlfs.spec import AzureBlobFile, make_callback
 from azure.core.exceptions import HttpResponseError
-from azure.storage.blob import BlobProperties, ContentSettings
+from azure.storage.blob import BlobProperties, ContentSettings, CorsRule
 from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 from fsspec.asyn import sync_wrapper
 
@@ -63,6 +63,10 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         kwargs.setdefault("blocksize", BLOCK)
         kwargs.setdefault("max_concurrency", CONCURRENCY)
         super().__init__(*args, **kwargs)
+        # adlfs passes these keywords to each download_blob (and to uploads, which this
+        # class makes itself): the SDK would otherwise gunzip a blob stored with
+        # Content-Encoding gzip, so a download would not return the bytes stored.
+        self._timeout_kwargs["decompress"] = False
         if self.asynchronous:
             _detach_finalizers(self)
         if wants_token and (self.credential is None or self.connection_string is not None):
@@ -179,7 +183,12 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:
-            return super()._open(path, mode, *args, **kwargs)
+            file = super()._open(path, mode, *args, **kwargs)
+            # adlfs builds its AzureBlobFile itself; the subclass changes only the reads.
+            file.__class__ = _BlobReader
+            if getattr(file, "cache", None) is not None:  # it bound the old method
+                file.cache.fetcher = file._fetch_range
+            return file
         options = _blob_options(path, kwargs)
         metadata = options.pop("metadata")
         file = super()._open(path, mode, *args, **options)
@@ -195,10 +204,12 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         async with self.service_client.get_blob_client(container, blob) as client:
             props = await client.get_blob_properties()
         metadata = dict(props.metadata or {})
+        settings = props.content_settings
         return {"name": f"{container}/{blob}",
                 "type": "directory" if _is_marker(metadata) else "file",
                 "size": props.size, "etag": props.etag, "last_modified": props.last_modified,
-                "content_type": props.content_settings.content_type, "metadata": metadata}
+                "content_type": settings.content_type, "metadata": metadata,
+                **{name: getattr(settings, name, None) for name in _HEADERS}}
 
     object_info = sync_wrapper(_object_info)
 
@@ -220,6 +231,20 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
         return await self.service_client.get_user_delegation_key(datetime.now(UTC), expires)
 
     user_delegation_key = sync_wrapper(_user_delegation_key)
+
+    async def _cors(self, rules: Optional[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Replace the blob service's CORS rules with ``rules`` (dicts of the SDK's
+        ``CorsRule`` keywords; [] removes them), or read them (None)."""
+        if rules is not None:
+            await self.service_client.set_service_properties(
+                cors=[CorsRule(**rule) for rule in rules])
+            return rules
+        properties = await self.service_client.get_service_properties()
+        return [{name: _listed_values(getattr(rule, name)) if name != "max_age_in_seconds"
+                 else int(getattr(rule, name) or 0) for name in _CORS_FIELDS}
+                for rule in properties.get("cors") or []]
+
+    cors = sync_wrapper(_cors)
 
     async def _remove_many(self, paths: list[str]) -> dict[str, BaseException]:
         """Blob Batch deletes of ``paths`` (bulk_delete_limit per request and
@@ -259,6 +284,22 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
             async for page in listing.by_page():
                 yield [_listed(container, blob) async for blob in page
                        if not blob.name.endswith("/")]
+
+
+class _BlobReader(AzureBlobFile):  # type: ignore[misc]
+    """adlfs's file for reading, except that ranges come back as stored: the SDK
+    decompresses a blob stored with Content-Encoding gzip unless told not to."""
+
+    async def _async_fetch_range(self, start: int, end: Optional[int] = None,
+                                 **kwargs: Any) -> bytes:
+        length = None if end is None else min(end, self.size) - start
+        async with self.container_client:
+            stream = await self.container_client.download_blob(
+                blob=self.blob, offset=start, length=length, version_id=self.version_id,
+                max_concurrency=self.fs.max_concurrency or 1, decompress=False)
+            return bytes(await stream.readall())
+
+    _fetch_range = sync_wrapper(_async_fetch_range)
 
 
 def _detach_finalizers(fs: PerceptraBlobFileSystem) -> None:
@@ -311,15 +352,32 @@ class _CutDownloadRecord(logging.Filter):
 logging.getLogger("azure.core.pipeline.transport._aiohttp").addFilter(_CutDownloadRecord())
 
 
+_HEADERS = ("cache_control", "content_disposition", "content_encoding")
+"""Object headers, as plain keywords and as ``ContentSettings`` fields."""
+_CORS_FIELDS = ("allowed_origins", "allowed_methods", "allowed_headers", "exposed_headers",
+                "max_age_in_seconds")
+
+
+def _listed_values(value: Any) -> list[str]:
+    """The SDK keeps a CORS rule's lists as comma-joined strings."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [str(item) for item in value or []]
+
+
 def _blob_options(path: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """SDK upload keywords from plain ``content_type`` and ``metadata`` (or adlfs's
-    ``content_settings``); without a content type, the key's extension gives it,
-    as on every other route."""
+    """SDK upload keywords from plain ``content_type``, ``metadata`` and object headers
+    (``cache_control``...), or adlfs's ``content_settings``; without a content type,
+    the key's extension gives it, as on every other route."""
     options = dict(kwargs)
     content_type = options.pop("content_type", None)
+    headers = {name: options.pop(name) for name in _HEADERS if options.get(name) is not None}
+    for name in _HEADERS:
+        options.pop(name, None)
     settings = options.pop("content_settings", None)
     if settings is None:
-        settings = ContentSettings(content_type=content_type or default_content_type(path))
+        settings = ContentSettings(content_type=content_type or default_content_type(path),
+                                   **headers)
     elif isinstance(settings, Mapping):
         settings = ContentSettings(**settings)
     options["content_settings"] = settings

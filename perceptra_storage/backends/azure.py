@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, Optional, Required, TypedDict
 from urllib.parse import parse_qs, quote, urlsplit
 
 from ..adapter import FsspecStorageAdapter, ResilienceConfig
-from ..base import PresignedUrl
+from ..base import CorsRule, PresignedPost, PresignedUrl
 from ..errors import StorageOperationError, StorageValidationError
+from ..presign import PostOptions, SignOptions
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -232,13 +233,31 @@ class AzureStorageAdapter(FsspecStorageAdapter):
             return "SAS token"
         return "user delegation" if self._uses_token() else "none"
 
-    def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
+    def _sign(self, path: str, key: str, expiration: int, method: str,
+              options: SignOptions) -> PresignedUrl:
         """A SAS for exactly this blob and method, or the configured token as given
-        (``scoped=False``: it cannot be narrowed without the key)."""
+        (``scoped=False``: it cannot be narrowed without the key).
+
+        GET and HEAD overrides are signed into the SAS (``rsct``, ``rscc``, ``rscd``).
+        A SAS signs no request header, so a PUT's content type, metadata and headers
+        are listed in ``headers`` for the client to send (``headers_signed=False``:
+        Azure stores whatever the client sends instead)."""
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
         expires = datetime.now(UTC) + timedelta(seconds=expiration)
-        headers = {"x-ms-blob-type": "BlockBlob"} if method == "PUT" else {}
+        headers: dict[str, str] = {}
+        overrides: dict[str, Any] = {}
+        if method == "PUT":
+            # Put Blob stores x-ms-blob-* as the blob's properties (a plain
+            # Content-Disposition would be ignored).
+            headers = {"x-ms-blob-type": "BlockBlob",
+                       **{f"x-ms-blob-{name.lower()}": value
+                          for name, value in options.standard_headers().items()},
+                       **{f"x-ms-meta-{k}": v for k, v in options.metadata.items()}}
+        elif method in ("GET", "HEAD"):
+            overrides = {name: value for name, value in (
+                ("content_type", options.content_type), ("cache_control", options.cache_control),
+                ("content_disposition", options.content_disposition)) if value is not None}
         url = self._blob_url(path)
         signer = self._signer()
         if signer == "none":
@@ -246,17 +265,82 @@ class AzureStorageAdapter(FsspecStorageAdapter):
                 "azure: cannot sign URLs: the connection string has neither an AccountKey "
                 "nor a SharedAccessSignature", backend=self.backend_name)
         if signer == "SAS token":
+            if overrides:
+                raise StorageOperationError(
+                    "azure: response overrides (content_type, cache_control, "
+                    "content_disposition, download_name) must be signed, and a configured "
+                    "SAS token cannot be re-signed; use an account key or a service "
+                    "principal", backend=self.backend_name)
             ends = _sas_expiry(str(self._sas))
             return PresignedUrl(url=f"{url}?{self._sas}", expires_at=ends or expires,
                                 method=method, headers=headers, scoped=False,
-                                expiry_enforced=ends is not None)
-        key_argument = {"account_key": self._account_key} if signer == "account key" else \
-            {"user_delegation_key": self._call("user_delegation_key", expires)}
+                                expiry_enforced=ends is not None, headers_signed=False)
+        if signer == "account key":
+            key_argument: dict[str, Any] = {"account_key": self._account_key}
+        else:
+            delegation = self._delegation_key(expires)
+            key_argument = {"user_delegation_key": delegation}
+            expires = min(expires, _parse_time(delegation.signed_expiry))
         token = generate_blob_sas(self._account, self._root(), self._blob_name(path),
                                   permission=BlobSasPermissions(**_PERMISSIONS[method]),
-                                  expiry=expires, **key_argument)
+                                  expiry=expires, **key_argument, **overrides)
         return PresignedUrl(url=f"{url}?{token}", expires_at=expires, method=method,
-                            headers=headers)
+                            headers=headers, headers_signed=False)
+
+    def _delegation_key(self, expires: datetime) -> Any:
+        """A user-delegation key valid until at least ``expires`` where the service
+        grants it: one is obtained for a day (or longer URLs' lifetime, at most the
+        7 days a key may live) and reused until DELEGATION_MARGIN before it ends, not
+        fetched per URL (each fetch is a request through the token credential)."""
+        cached = self.__dict__.get("_delegation")
+        if cached is not None and _parse_time(cached.signed_expiry) - DELEGATION_MARGIN \
+                >= expires:
+            return cached
+        now = datetime.now(UTC)
+        until = min(max(expires, now + timedelta(days=1)), now + timedelta(days=7))
+        delegation = self._call("user_delegation_key", until)
+        self._delegation = delegation
+        return delegation
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_delegation", None)
+        return state
+
+    def _sign_post(self, path: str, key: str, expiration: int,
+                   options: PostOptions) -> PresignedPost:
+        raise StorageOperationError(
+            "azure has no POST upload policies (no form uploads with a size limit); the "
+            "closest is a SAS PUT URL for this one blob with a short expiry: "
+            "generate_presigned_url(key, expiration=300, method='PUT', content_type=...), "
+            "sent with its PresignedUrl.headers (README: Browser uploads)",
+            backend=self.backend_name, operation="presign_post", key=key)
+
+    def _cors(self, rules: Optional[list[CorsRule]]) -> list[CorsRule]:
+        """The blob service's CORS rules (Set/Get Blob Service Properties): account-wide,
+        shared by every container of the account."""
+        if rules is None:
+            return [CorsRule(origins=rule["allowed_origins"], methods=rule["allowed_methods"],
+                             headers=rule["allowed_headers"],
+                             expose_headers=rule["exposed_headers"],
+                             max_age=rule["max_age_in_seconds"])
+                    for rule in self._call("cors", None)]
+        self._call("cors", [{"allowed_origins": rule.origins, "allowed_methods": rule.methods,
+                             "allowed_headers": rule.headers,
+                             "exposed_headers": rule.expose_headers,
+                             "max_age_in_seconds": rule.max_age} for rule in rules])
+        return rules
+
+
+DELEGATION_MARGIN = timedelta(minutes=5)
+"""A cached user-delegation key is replaced this long before it ends."""
+
+
+def _parse_time(value: Any) -> datetime:
+    """A user-delegation key's time (the SDK gives ISO 8601 strings), UTC."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _sas_expiry(token: str) -> Optional[datetime]:

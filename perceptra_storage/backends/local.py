@@ -34,10 +34,12 @@ import os
 import shutil
 import stat
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Optional, Required, TypedDict, Union
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -52,7 +54,9 @@ from ..errors import (
     StoragePermissionError,
     StorageValidationError,
 )
-from ..validation import default_content_type
+from ..presign import SignOptions
+from ..signing import Verified, sign_url, split_url, verify
+from ..validation import OBJECT_HEADERS, default_content_type
 
 __all__ = ["LocalConfig", "LocalStorageAdapter"]
 
@@ -95,6 +99,12 @@ class LocalConfig(TypedDict, total=False):
     there are none); 'portable' forces hidden '.~ps.' bookkeeping files beside the
     objects (Linux, macOS and Windows). Key components starting with '.~ps.' are
     reserved in every mode."""
+    signing_key: str
+    """Secret (at least 32 characters) that signs HTTP URLs served by
+    ``perceptra-storage serve`` or ``perceptra_storage.server.make_app``; without it,
+    presigned URLs are plain file:// URIs (GET only)."""
+    base_url: str
+    """Where that server is reached, e.g. 'http://127.0.0.1:8000' (with signing_key)."""
 
 
 class LocalStorageAdapter(FsspecStorageAdapter):
@@ -103,6 +113,7 @@ class LocalStorageAdapter(FsspecStorageAdapter):
     backend_name = "local"
     batch_in_threads = False
     config_schema = LocalConfig
+    metadata_hyphens = True
 
     def _check_config(self) -> None:
         """Check the fields, then create (or require) ``base_path`` as 0.1 did at
@@ -136,6 +147,31 @@ class LocalStorageAdapter(FsspecStorageAdapter):
                                          backend="local")
         self._confine = os.path.realpath(self._base_path)
         self._keep = os.path.realpath(base)
+        self._check_signing()
+
+    def _check_signing(self) -> None:
+        """``signing_key`` and ``base_url`` come together; the key is long enough to
+        resist guessing and the URL is http(s) without query."""
+        secret, base = self.config.get("signing_key"), self.config.get("base_url")
+        if (secret is None) != (base is None):
+            raise StorageValidationError(
+                "local: config fields 'signing_key' and 'base_url' go together (signed "
+                "HTTP URLs need both)", backend="local")
+        if secret is not None and len(secret) < MIN_SIGNING_KEY:
+            raise StorageValidationError(
+                f"local: config field 'signing_key' must be at least {MIN_SIGNING_KEY} "
+                "characters (e.g. secrets.token_urlsafe(32))", backend="local")
+        if base is not None:
+            parts = urlsplit(base)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+                    or parts.fragment:
+                raise StorageValidationError(
+                    "local: config field 'base_url' must be an http(s) URL such as "
+                    "'http://127.0.0.1:8000'", backend="local")
+
+    def _secret_values(self) -> tuple[str, ...]:
+        secret = self.config.get("signing_key")
+        return (*super()._secret_values(), *([str(secret)] if secret else []))
 
     def _root(self) -> str:
         return self._base_path
@@ -188,6 +224,23 @@ class LocalStorageAdapter(FsspecStorageAdapter):
             raise StorageNotFoundError("local: the directory of base_path (and prefix) "
                                        "does not exist")
 
+    def verify_presigned_url(self, url: str, method: str = "GET",
+                             headers: Optional[dict[str, str]] = None) -> Verified:
+        """Check a request for ``url`` (a URL of :meth:`generate_presigned_url`) made
+        with ``method`` and ``headers``: the signature in constant time, the method,
+        the expiry and every pinned header. Returns what it may do (key, pinned
+        headers, response overrides); raises StoragePermissionError saying why not,
+        or StorageOperationError when this adapter has no ``signing_key``."""
+        secret = self.config.get("signing_key")
+        with self._operation("verify"):
+            if not secret:
+                raise StorageOperationError(
+                    "local: no signing_key configured, so no URL can be verified")
+            key, query = split_url(str(url), str(self.config["base_url"]))
+            verified = verify(str(secret), str(method), key, query, headers or {})
+            self._check_key(verified.key)
+            return verified
+
     def _public_url(self, key: str) -> Optional[str]:
         """A ``file://`` URI of a stored file, usable by programs on this machine (by
         no one else); None when no file is stored under ``key``, as in 0.1."""
@@ -195,10 +248,24 @@ class LocalStorageAdapter(FsspecStorageAdapter):
             return None
         return Path(self._path(key)).as_uri()
 
-    def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
-        """Local files have no signer: GET of a stored file gets the plain ``file://``
-        URI, flagged as unscoped and without an enforced expiry; a missing key raises
-        StorageNotFoundError (as in 0.1); other methods are refused."""
+    def _sign(self, path: str, key: str, expiration: int, method: str,
+              options: SignOptions) -> PresignedUrl:
+        """With ``signing_key``: an HTTP URL on ``base_url`` signed with HMAC-SHA256
+        (see signing.py), for the server of ``server.py``. Without: local files have no
+        signer, so GET of a stored file gets the plain ``file://`` URI, flagged as
+        unscoped and without an enforced expiry; a missing key raises
+        StorageNotFoundError (as in 0.1); other methods and options are refused."""
+        secret = self.config.get("signing_key")
+        if secret:
+            expires = int(time.time()) + expiration
+            url, headers = sign_url(str(secret), str(self.config["base_url"]), key, method,
+                                    expires, options)
+            return PresignedUrl(url=url, method=method, headers=headers,
+                                expires_at=datetime.fromtimestamp(expires, tz=UTC))
+        if options != SignOptions():
+            raise StorageOperationError(
+                "local: a file:// URL cannot carry content_type, metadata or header "
+                "options; configure signing_key and base_url for signed HTTP URLs")
         if method != "GET":
             raise StorageOperationError(
                 f"local: a file:// URL cannot carry a {method} grant; use the adapter "
@@ -213,6 +280,10 @@ class LocalStorageAdapter(FsspecStorageAdapter):
 # -- stored properties ---------------------------------------------------------------
 
 
+MIN_SIGNING_KEY = 32
+"""Shortest ``signing_key`` accepted: 32 characters of a random token."""
+
+
 def _defaults(path: str) -> _Properties:
     return {"content_type": default_content_type(path), "metadata": {}}
 
@@ -220,7 +291,8 @@ def _defaults(path: str) -> _Properties:
 def _clean(stored: Any, path: str) -> _Properties:
     stored = stored if isinstance(stored, dict) else {}
     return {"content_type": stored.get("content_type") or default_content_type(path),
-            "metadata": dict(stored.get("metadata") or {})}
+            "metadata": dict(stored.get("metadata") or {}),
+            **{name: str(stored[name]) for name in OBJECT_HEADERS if stored.get(name)}}
 
 
 def _identity(info: os.stat_result) -> str:
@@ -294,7 +366,8 @@ class _AtomicWriter(io.RawIOBase):
     its identity), so the rename publishes the content and its properties at once."""
 
     def __init__(self, target: str, content_type: Optional[str],
-                 metadata: Optional[dict[str, str]], store: str) -> None:
+                 metadata: Optional[dict[str, str]], store: str,
+                 headers: Optional[dict[str, str]] = None) -> None:
         super().__init__()
         if os.path.isdir(target):
             raise StorageOperationError(
@@ -304,8 +377,10 @@ class _AtomicWriter(io.RawIOBase):
         self._target = target
         self._store = store
         self._temp = os.path.join(folder, f"{RESERVED}{uuid.uuid4().hex}.tmp")
+        # Object headers (cache_control...) are stored beside the content type, only
+        # when given, so files written before them keep comparing equal to defaults.
         self._properties = {"content_type": content_type or default_content_type(target),
-                            "metadata": dict(metadata or {})}
+                            "metadata": dict(metadata or {}), **(headers or {})}
         for attempt in (1, 2, 3):
             try:
                 self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close/discard
@@ -448,7 +523,9 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
               **kwargs: Any) -> Any:
         if mode == "wb":
             return _AtomicWriter(self._strip_protocol(path), kwargs.get("content_type"),
-                                 kwargs.get("metadata"), self.metadata_store)
+                                 kwargs.get("metadata"), self.metadata_store,
+                                 {name: str(kwargs[name]) for name in OBJECT_HEADERS
+                                  if kwargs.get(name)})
         return super()._open(path, mode, block_size=block_size)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite",

@@ -39,6 +39,8 @@ from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 from ..adapter import FsspecStorageAdapter
 from ..base import PresignedUrl
 from ..errors import StorageConnectionError, StorageOperationError, StorageValidationError
+from ..presign import SignOptions
+from ..validation import OBJECT_HEADERS
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -308,6 +310,7 @@ class MemoryStorageAdapter(FsspecStorageAdapter):
     backend_name = "memory"
     batch_in_threads = False
     config_schema = MemoryConfig
+    metadata_hyphens = True
 
     def _check_config(self) -> None:
         self._attach(_Store())
@@ -360,7 +363,8 @@ class MemoryStorageAdapter(FsspecStorageAdapter):
     def _probe(self) -> None:
         self.filesystem  # noqa: B018 - fails if the store is gone
 
-    def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
+    def _sign(self, path: str, key: str, expiration: int, method: str,
+              options: SignOptions) -> PresignedUrl:
         raise StorageOperationError(
             "memory: objects live inside this Python process, so no URL can reach them; "
             "use adapter.open() or adapter.download_file()")
@@ -376,6 +380,8 @@ class _Blob(MemoryFile):  # type: ignore[misc]
 
     content_type: Optional[str] = None
     metadata: Optional[dict[str, str]] = None
+    headers: Optional[dict[str, str]] = None
+    """Object headers (``cache_control``...) given with the write."""
     etag = ""
 
 
@@ -385,10 +391,12 @@ class _PendingBlob(_Blob):
     Once stored it forgets its filesystem, so a pickled store holds only data."""
 
     def __init__(self, fs: _MemoryFileSystem, path: str, data: Optional[bytes],
-                 content_type: Optional[str], metadata: Optional[dict[str, str]]) -> None:
+                 content_type: Optional[str], metadata: Optional[dict[str, str]],
+                 headers: Optional[dict[str, str]] = None) -> None:
         super().__init__(fs, path, data)
         self.content_type = content_type
         self.metadata = dict(metadata or {})
+        self.headers = dict(headers or {})
         self._done = False
 
     def close(self) -> None:
@@ -446,7 +454,9 @@ class _MemoryFileSystem(MemoryFileSystem):  # type: ignore[misc]
         if mode != "wb":
             raise ValueError(f"unsupported mode {mode!r}")
         pending = _PendingBlob(self, path, kwargs.get("data"), kwargs.get("content_type"),
-                               kwargs.get("metadata"))
+                               kwargs.get("metadata"),
+                               {name: str(kwargs[name]) for name in OBJECT_HEADERS
+                                if kwargs.get(name)})
         if kwargs.get("data") is not None:
             pending.close()
         return pending
@@ -469,7 +479,7 @@ class _MemoryFileSystem(MemoryFileSystem):  # type: ignore[misc]
             raise _missing(path1)
         blob = self.store[path1]
         self._open(path2, "wb", data=blob.getvalue(), content_type=blob.content_type,
-                   metadata=blob.metadata)
+                   metadata=blob.metadata, **(blob.headers or {}))
 
     def cat_file(self, path: str, start: Optional[int] = None, end: Optional[int] = None,
                  **kwargs: Any) -> bytes:
@@ -488,7 +498,8 @@ class _MemoryFileSystem(MemoryFileSystem):  # type: ignore[misc]
         blob = self.store.get(info["name"]) if info.get("type") == "file" else None
         if blob is not None:
             info.update(last_modified=blob.modified, etag=blob.etag,
-                        content_type=blob.content_type, metadata=dict(blob.metadata or {}))
+                        content_type=blob.content_type, metadata=dict(blob.metadata or {}),
+                        **(blob.headers or {}))
         return info
 
     def _file(self, path: str) -> Optional[dict[str, Any]]:

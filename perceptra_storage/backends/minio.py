@@ -7,7 +7,7 @@ SigV4 signer, path-style URLs) is the S3 backend's.
 """
 
 from collections.abc import Callable, Mapping
-from typing import Any, Optional, Required, TypedDict
+from typing import Any, Literal, Optional, Required, TypedDict
 
 from ..adapter import ResilienceConfig
 from ..errors import StorageValidationError
@@ -39,6 +39,11 @@ class MinIOConfig(ResilienceConfig, total=False):
     """Key prefix this adapter is confined to, e.g. one tenant."""
     public_base_url: str
     """URL that serves the bucket publicly (a CDN or reverse proxy); default path-style."""
+    request_checksum_calculation: Literal["when_supported", "when_required"]
+    """botocore's checksums on uploads; default 'when_required' (some servers refuse
+    the CRC32 checksums botocore >= 1.36 adds otherwise)."""
+    response_checksum_validation: Literal["when_supported", "when_required"]
+    """botocore's checks of response checksums; default 'when_required'."""
 
 
 class MinIOCredentials(TypedDict, total=False):
@@ -61,6 +66,10 @@ class MinIOStorageAdapter(S3StorageAdapter):
     config_schema = MinIOConfig
     credentials_schema = MinIOCredentials
     extra = "minio"
+    # Self-hosted S3 servers such as Ceph's RADOS Gateway report '_' in metadata names
+    # as '-': names with '-' are refused, and '-' read back is '_'.
+    metadata_hyphens = False
+    dashed_metadata_names = True
 
     def _resolve(self) -> Target:
         key, secret = key_pair(self.credentials, "access_key", "secret_key", self.backend_name)

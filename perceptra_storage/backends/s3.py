@@ -9,18 +9,30 @@ never sends a request, signs GET, PUT, HEAD and DELETE (a synchronous client
 signs in half the CPU time of a call through the filesystem's event loop).
 """
 
+import base64
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Required, TypedDict
+from datetime import UTC, datetime, timedelta
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Literal,
+    NamedTuple,
+    Optional,
+    Required,
+    TypedDict,
+)
 from urllib.parse import quote, urlsplit
 
 from ..adapter import FsspecStorageAdapter, ResilienceConfig
-from ..base import PresignedUrl
+from ..base import CorsRule, PresignedPost, PresignedUrl
 from ..errors import StorageValidationError, redact
+from ..presign import PostOptions, SignOptions
 from ._sigv4 import PROBE, QuerySigner
 
 if TYPE_CHECKING:
@@ -29,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["S3Config", "S3Credentials", "S3StorageAdapter"]
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_CHECKSUM_FIELDS = ("request_checksum_calculation", "response_checksum_validation")
+_CHECKSUM_MODES = ("when_supported", "when_required")
 _SIGNED_CALLS = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object",
                  "DELETE": "delete_object"}
 
@@ -46,6 +60,11 @@ class S3Config(ResilienceConfig, total=False):
     """Key prefix this adapter is confined to, e.g. one tenant."""
     public_base_url: str
     """URL that serves the bucket publicly (a CDN); get_public_url builds on it."""
+    request_checksum_calculation: Literal["when_supported", "when_required"]
+    """botocore's checksums on uploads; default 'when_supported' (CRC32) on AWS and
+    'when_required' with endpoint_url, since some S3-compatible servers refuse them."""
+    response_checksum_validation: Literal["when_supported", "when_required"]
+    """botocore's checks of response checksums; defaults as request_checksum_calculation."""
 
 
 class S3Credentials(TypedDict, total=False):
@@ -167,6 +186,9 @@ class S3StorageAdapter(FsspecStorageAdapter):
     credentials_schema: ClassVar[type] = S3Credentials
     requires = ("s3fs",)
     extra = "s3"
+    metadata_hyphens = True
+    dashed_metadata_names: ClassVar[bool] = False
+    """Whether the server reports '_' in metadata names as '-' (see _s3fs.py)."""
     signs_offline: ClassVar[bool] = True
     """Signing is computation only (no request), so ``aio`` signs on the loop."""
 
@@ -177,6 +199,13 @@ class S3StorageAdapter(FsspecStorageAdapter):
         base = self.config.get("public_base_url")
         if base is not None:
             check_public_base(base, self.backend_name)
+        for name in _CHECKSUM_FIELDS:
+            value = self.config.get(name)
+            if value is not None and value not in _CHECKSUM_MODES:
+                raise StorageValidationError(
+                    f"{self.backend_name}: config field {name!r} must be one of "
+                    f"{', '.join(map(repr, _CHECKSUM_MODES))}, not {value!r}",
+                    backend=self.backend_name)
 
     def _resolve(self) -> Target:
         """This backend's config and credentials as a :class:`Target`."""
@@ -203,6 +232,14 @@ class S3StorageAdapter(FsspecStorageAdapter):
         options: dict[str, Any] = {"signature_version": "s3v4"}
         if self.target.endpoint:
             options["s3"] = {"addressing_style": "path"}
+        for name in _CHECKSUM_FIELDS:
+            # botocore >= 1.36 adds CRC32 checksums (and aws-chunked bodies) to every
+            # upload, which S3-compatible servers that predate them refuse; they get
+            # checksums only where an operation requires one, unless configured.
+            value = self.config.get(name) or ("when_required" if self.target.endpoint
+                                              else None)
+            if value is not None:
+                options[name] = value
         return options
 
     def _root(self) -> str:
@@ -216,6 +253,7 @@ class S3StorageAdapter(FsspecStorageAdapter):
             "endpoint_url": target.endpoint,
             "config_kwargs": self._botocore_config(),
             "resilience": dataclasses.asdict(self.resilience),
+            "dashed_metadata_names": self.dashed_metadata_names,
             "skip_instance_cache": True,
             "use_listings_cache": False,
         }
@@ -271,22 +309,103 @@ class S3StorageAdapter(FsspecStorageAdapter):
                 self.target.session_token)
         return signer
 
-    def _sign(self, path: str, key: str, expiration: int, method: str) -> PresignedUrl:
-        """A SigV4 query-string URL; no headers are signed, so a PUT needs none."""
+    def _sign(self, path: str, key: str, expiration: int, method: str,
+              options: SignOptions) -> PresignedUrl:
+        """A SigV4 query-string URL. A PUT's content type, metadata and headers become
+        signed headers (the server refuses the request without exactly them, listed
+        in ``headers``); a GET's or HEAD's become ``response-*`` parameters. URLs
+        without options take the fast signer; those with options, botocore's."""
         bucket, _, name = path.partition("/")
-        signer = self._query_signer()
-        if signer is not None:
+        signer = self._query_signer() if options == SignOptions() else None
+        if signer is not None:  # the fast path of plain URLs (_sigv4.py)
             url, signed_at = signer.sign(name, method, expiration)
             return PresignedUrl(url=url, method=method,
                                 expires_at=signed_at + timedelta(seconds=expiration))
+        params: dict[str, Any] = {"Bucket": bucket, "Key": name}
+        headers: dict[str, str] = {}
+        if method == "PUT":
+            params.update({param: value for param, value in (
+                ("ContentType", options.content_type), ("CacheControl", options.cache_control),
+                ("ContentDisposition", options.content_disposition)) if value is not None})
+            if options.metadata:
+                params["Metadata"] = dict(options.metadata)
+            headers = {**options.standard_headers(),
+                       **{f"x-amz-meta-{k}": v for k, v in options.metadata.items()}}
+        elif method in ("GET", "HEAD"):
+            params.update({param: value for param, value in (
+                ("ResponseContentType", options.content_type),
+                ("ResponseCacheControl", options.cache_control),
+                ("ResponseContentDisposition", options.content_disposition))
+                if value is not None})
         url = self._signing_client().generate_presigned_url(
-            _SIGNED_CALLS[method], Params={"Bucket": bucket, "Key": name},
-            ExpiresIn=expiration, HttpMethod=method)
+            _SIGNED_CALLS[method], Params=params, ExpiresIn=expiration, HttpMethod=method)
         # The signing time, e.g. X-Amz-Date=20261125T090459Z (fixed width, never escaped).
         start = url.index("X-Amz-Date=") + len("X-Amz-Date=")
         signed_at = datetime.fromisoformat(url[start:start + 16])
-        return PresignedUrl(url=url, method=method,
-                            expires_at=signed_at + timedelta(seconds=expiration))
+        return PresignedUrl(url=url, method=method, headers=headers,
+                            expires_at=self._within_credentials(
+                                signed_at + timedelta(seconds=expiration)))
+
+    def _within_credentials(self, expires_at: datetime) -> datetime:
+        """``expires_at``, or the end of the temporary credentials that signed the URL
+        when that comes first: S3 refuses a URL once its signing credentials expire.
+
+        botocore knows that end for the credentials it refreshes (a ``refresh``
+        function, an assumed role or SSO profile, a container or instance role); static
+        keys carry none, so their URLs keep the requested expiry. Only URLs signed by
+        botocore's client are concerned: the fast signer takes static keys alone."""
+        if self.target.access_key_id:
+            return expires_at
+        signer = self._signing_client()
+        # botocore keeps the credentials a client signs with, and their expiry, in
+        # attributes without a public accessor (RefreshableCredentials._expiry_time).
+        credentials = getattr(getattr(signer, "_request_signer", None), "_credentials", None)
+        ends = getattr(credentials, "_expiry_time", None)
+        if not isinstance(ends, datetime):
+            return expires_at
+        ends = ends.astimezone(UTC) if ends.tzinfo else ends.replace(tzinfo=UTC)
+        return min(expires_at, ends)
+
+    def _sign_post(self, path: str, key: str, expiration: int,
+                   options: PostOptions) -> PresignedPost:
+        """An S3 POST policy (botocore's signer): the key exactly, the size range, the
+        content type (exact or ``starts-with``) and each metadata value exactly."""
+        bucket, _, name = path.partition("/")
+        fields: dict[str, str] = {}
+        conditions: list[Any] = []
+        if options.max_size is not None:
+            conditions.append(["content-length-range", 0, options.max_size])
+        if options.content_type is not None:
+            fields["Content-Type"] = options.content_type
+            conditions.append({"Content-Type": options.content_type})
+        elif options.content_type_prefix is not None:
+            conditions.append(["starts-with", "$Content-Type", options.content_type_prefix])
+        for meta_name, value in options.metadata.items():
+            fields[f"x-amz-meta-{meta_name}"] = value
+            conditions.append({f"x-amz-meta-{meta_name}": value})
+        post = self._signing_client().generate_presigned_post(
+            bucket, name, Fields=dict(fields), Conditions=conditions, ExpiresIn=expiration)
+        policy = json.loads(base64.b64decode(post["fields"]["policy"]))
+        ends = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+        return PresignedPost(url=str(post["url"]), fields=dict(post["fields"]),
+                             expires_at=self._within_credentials(ends.astimezone(UTC)),
+                             max_size=options.max_size)
+
+    def _cors(self, rules: Optional[list[CorsRule]]) -> list[CorsRule]:
+        """The bucket's CORS configuration (PutBucketCors / GetBucketCors)."""
+        bucket = self.target.bucket
+        if rules is None:
+            return [CorsRule(origins=list(rule.get("AllowedOrigins", [])),
+                             methods=list(rule.get("AllowedMethods", [])),
+                             headers=list(rule.get("AllowedHeaders", [])),
+                             expose_headers=list(rule.get("ExposeHeaders", [])),
+                             max_age=int(rule.get("MaxAgeSeconds", 0)))
+                    for rule in self._call("cors", bucket, None)]
+        self._call("cors", bucket, [{
+            "AllowedOrigins": rule.origins, "AllowedMethods": rule.methods,
+            "AllowedHeaders": rule.headers, "ExposeHeaders": rule.expose_headers,
+            "MaxAgeSeconds": rule.max_age} for rule in rules])
+        return rules
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

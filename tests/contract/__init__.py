@@ -20,6 +20,7 @@ module             what its mixin checks
 ``faults``         network faults through a proxy (``needs("network")``)
 ``soak``           eight threads of mixed calls under random faults (``needs("network")``)
 ``security``       hostile keys and prefixes, secrets in reprs, errors and logs
+``browser``        object headers, hyphenated metadata, presign options, POST, CORS
 =================  ==========================================================
 
 Running it.  Each backend's entry point is its own test module, which also holds
@@ -68,6 +69,7 @@ from __future__ import annotations
 
 from .base import ContractBase, needs, sync_only
 from .batch import BatchTests
+from .browser import BrowserTests
 from .concurrency import ConcurrencyTests
 from .faults import FaultTests
 from .integrity import IntegrityTests
@@ -86,6 +88,6 @@ __all__ = ["Contract", "ContractBase", "needs", "sync_only"]
 
 class Contract(ObjectTests, MetadataTests, ListingTests, UrlTests, LifecycleTests, BatchTests,
                TransferTests, InteropTests, IntegrityTests, ConcurrencyTests, FaultTests,
-               SecurityTests, SoakTests):
+               SecurityTests, SoakTests, BrowserTests):
     """Every contract mixin: what a backend's entry-point class subclasses (setting
     ``case``).  A backend may also pick single mixins, as fsspec's users do."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .common import (
@@ -13,6 +16,7 @@ from .common import (
     AzuriteServer,
     ServerUnavailable,
     free_port,
+    log_tail,
     start_process,
     stop_process,
     wait_for_http,
@@ -77,3 +81,36 @@ def start_azurite() -> AzuriteServer:
     return AzuriteServer(account_name=AZURITE_ACCOUNT, account_key=AZURITE_KEY,
                          account_url=account_url, connection_string=connection_string,
                          stop=stop, reset=reset)
+
+
+def start_azurite_oauth(folder: Path) -> tuple[str, Path, Callable[[], None]]:
+    """An Azurite that also takes OAuth bearer tokens (``--oauth basic``: it checks a
+    token's audience, issuer and lifetime, not its signature), which it accepts only
+    over HTTPS: served with a self-signed certificate made in ``folder``. Returns the
+    account URL, the certificate (the one CA to trust) and a function that stops it.
+
+    Only this Azurite serves Get User Delegation Key (the key user-delegation SAS URLs
+    are signed with), which the shared one, plain HTTP, cannot."""
+    from .tls import self_signed
+
+    binary = ensure_azurite()
+    key_file, cert_file = self_signed(folder)
+    port = free_port()
+    log = folder / "azurite-oauth.log"
+    process = start_process(
+        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+         "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+         "--silent", "--oauth", "basic", "--cert", str(cert_file), "--key", str(key_file)],
+        log, cwd=folder)
+    deadline = time.monotonic() + 60
+    while True:  # TLS with an untrusted certificate: wait for the port, not a page
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise ServerUnavailable(f"Azurite with OAuth did not start:\n{log_tail(log)}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return (f"https://127.0.0.1:{port}/{AZURITE_ACCOUNT}", cert_file,
+            lambda: stop_process(process))

@@ -43,7 +43,8 @@ ensure_packages() {
     rm -f "$aptlog"
 }
 
-apt_install() { apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"; }
+# Waits for dpkg's lock: the browser test may be installing Chromium at the same moment.
+apt_install() { apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${PACKAGES[@]}"; }
 
 # True if something accepts TCP connections on 127.0.0.1:PORT.
 port_open() {

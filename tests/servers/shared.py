@@ -81,6 +81,7 @@ class SharedServers:
     alive until ``stop`` (children die with the thread that started them)."""
 
     def __init__(self) -> None:
+        _snapshot_logger_iteration()
         self.directory = Path(tempfile.mkdtemp(prefix="perceptra-servers-"))
         self._done = threading.Event()
         self._threads = [threading.Thread(target=self._serve, args=(name,), daemon=True,
@@ -110,6 +111,31 @@ class SharedServers:
         for thread in self._threads:
             thread.join(timeout=120)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _SnapshotValues(dict):  # type: ignore[type-arg]
+    """A dict whose ``values()`` is a copy taken at the call (one C-level loop under the
+    GIL, so no other thread adds a key halfway through it)."""
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return list(super().values())
+
+
+def _snapshot_logger_iteration() -> None:
+    """Let pytest walk the logger registry while the server threads add to it.
+
+    Each time pytest's log capture starts (collection, the test loop) it iterates
+    ``logging.Logger.manager.loggerDict.values()`` without a lock; the servers started
+    here import moto, boto and azure in their threads, which create loggers, and one CI
+    run died with an INTERNALERROR "dictionary changed size during iteration". Giving
+    the registry a ``values()`` that returns a copy closes that race in the controller;
+    logging itself only reads and writes the dict by key.
+    """
+    import logging
+
+    manager = logging.Logger.manager
+    if not isinstance(manager.loggerDict, _SnapshotValues):
+        manager.loggerDict = _SnapshotValues(manager.loggerDict)
 
 
 def _refuse_reset() -> None:
