@@ -222,7 +222,8 @@ LONG_FIRST = (
     "test_readme_coverage_command_writes_an_html_report",
     "test_readme_examples_pass_mypy_strict",
     "test_readme_command_line_examples_run",
-    # each 10-50 s on a server
+    # each 10-60 s on a server
+    "test_browser_uploads_and_downloads",
     "test_every_command_on_a_real_store",
     "test_sync_copies_only_what_changed",
     "test_eight_threads_of_mixed_operations",
