@@ -220,6 +220,39 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shared.stop()
 
 
+LONG_FIRST = (
+    # no server needed: they run while the controller starts moto, RGW and Azurite
+    "test_local_contract_passes_without_xattr_and_sendfile",
+    "test_readme_coverage_command_writes_an_html_report",
+    "test_readme_examples_pass_mypy_strict",
+    "test_readme_command_line_examples_run",
+    # each 10-60 s on a server
+    "test_browser_uploads_and_downloads",
+    "test_every_command_on_a_real_store",
+    "test_sync_copies_only_what_changed",
+    "test_eight_threads_of_mixed_operations",
+    "test_soak_under_random_faults",
+    "test_listing_crosses_result_pages_in_key_order",
+    "test_permission_and_connection_failures",
+    "test_dask_workers_read_and_write_through_the_adapter",
+    "test_dask_workers_resolve_profiles_and_options_themselves",
+    "test_batch_upload_download_delete_200_files",
+    "test_batch_delete_spans_bulk_requests_and_reports_each_key",
+    "test_large_transfers_use_bounded_memory",
+)
+"""Tests of 10 s or more (``--durations`` of a CI run), in the order they start."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the longest tests first.  pytest-xdist hands each worker a contiguous share
+    of the collection and lets an idle worker steal from the end of another's: a 40 s test
+    collected last would run alone at the end of the run, on one core."""
+    rank = {name: index for index, name in enumerate(LONG_FIRST)}
+    order = {id(item): n for n, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(getattr(item, "originalname", item.name),
+                                          len(rank)), order[id(item)]))
+
+
 @contextmanager
 def started_backend(case_id: str, request: pytest.FixtureRequest,
                     tmp_path: Path) -> Iterator[Backend]:
