@@ -341,3 +341,25 @@ def copy_into(source: IO[bytes], destination: Any, sink: Progress,
         if deadline is not None and time.monotonic() > deadline:
             raise StorageTimeoutError("not done within operation_timeout")
     return hasher.hexdigest()
+
+
+class ChunkedWriter:
+    """The buffering half of an async writer that stores an object in pieces as the
+    data comes (``adapter.aio.open(key, 'wb')`` on s3/minio/azure): :meth:`write` hands
+    :meth:`_send` one piece of ``piece_size`` bytes at a time, so memory holds at most
+    one piece; the backend's subclass sends pieces, commits what is left and aborts."""
+
+    piece_size: int
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self.piece_size:
+            piece = bytes(self._buffer[:self.piece_size])
+            del self._buffer[:self.piece_size]
+            await self._send(piece)
+
+    async def _send(self, body: bytes) -> None:
+        raise NotImplementedError

@@ -501,18 +501,26 @@ def test_wrong_region_names_the_right_one(moto_server: S3Server) -> None:
 # --- credentials: shared-file profiles, refresh functions, expiry ---------------------------
 
 
-def test_a_profile_gives_keys_and_region(
-        moto_server: S3Server, bucket: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def aws_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: S3Server,
+              keys_profile: str, config: str) -> None:
+    """AWS shared credentials and config files of this test only, with the server's keys
+    under ``keys_profile``, and no AWS variables of the machine in the way."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "credentials").write_text(
-        f"[analytics]\naws_access_key_id = {moto_server.access_key}\n"
-        f"aws_secret_access_key = {moto_server.secret_key}\n")
-    (tmp_path / "config").write_text("[profile analytics]\nregion = eu-west-2\n")
+        f"[{keys_profile}]\naws_access_key_id = {server.access_key}\n"
+        f"aws_secret_access_key = {server.secret_key}\n")
+    (tmp_path / "config").write_text(config)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+
+
+def test_a_profile_gives_keys_and_region(
+        moto_server: S3Server, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_files(monkeypatch, tmp_path, moto_server, "analytics",
+              "[profile analytics]\nregion = eu-west-2\n")
     adapter = get_storage_adapter("s3", {"bucket_name": bucket,
                                          "endpoint_url": moto_server.endpoint_url},
                                   {"profile": "analytics"})
@@ -601,18 +609,10 @@ def test_presigned_urls_of_a_role_profile_end_with_its_session(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A profile that assumes a role (botocore's own STS call, to moto): the URL's
     ``expires_at`` is the role session's end (``duration_seconds``)."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    (tmp_path / "credentials").write_text(
-        f"[base]\naws_access_key_id = {moto_server.access_key}\n"
-        f"aws_secret_access_key = {moto_server.secret_key}\n")
-    (tmp_path / "config").write_text(
-        "[profile uploader]\nrole_arn = arn:aws:iam::123456789012:role/uploader\n"
-        "source_profile = base\nduration_seconds = 1800\nregion = us-east-1\n"
-        "[profile base]\nregion = us-east-1\n")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    aws_files(monkeypatch, tmp_path, moto_server, "base",
+              "[profile uploader]\nrole_arn = arn:aws:iam::123456789012:role/uploader\n"
+              "source_profile = base\nduration_seconds = 1800\nregion = us-east-1\n"
+              "[profile base]\nregion = us-east-1\n")
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.endpoint_url)
     adapter = get_storage_adapter("s3", s3_config(moto_server, bucket), {"profile": "uploader"})
     before = datetime.now(UTC)

@@ -31,6 +31,7 @@ from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 from fsspec.asyn import sync_wrapper
 
 from ..errors import StorageValidationError
+from ..files import ChunkedWriter
 from ..resilience import Resilience, recovered
 from ..validation import default_content_type
 
@@ -298,7 +299,7 @@ class PerceptraBlobFileSystem(AzureBlobFileSystem):  # type: ignore[misc]
                        if not blob.name.endswith("/")]
 
 
-class _BlockWriter:
+class _BlockWriter(ChunkedWriter):
     """A blob written in blocks as the data comes (see ``_open_writer``): memory holds
     at most one block; up to one block in all is stored with one Put Blob on commit,
     more as staged blocks committed by one Put Block List. Until then the blob (and
@@ -306,21 +307,16 @@ class _BlockWriter:
     invisible, until the name's next commit or the service's clean-up (README,
     Reliability). Block ids are random, so two writers of one name never mix blocks."""
 
+    piece_size = BLOCK
+
     def __init__(self, client: Any, options: dict[str, Any]) -> None:
+        super().__init__()
         self._client = client
         self._options = options
-        self._buffer = bytearray()
         self._blocks: list[BlobBlock] = []
         self._open = True
 
-    async def write(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= BLOCK:
-            block = bytes(self._buffer[:BLOCK])
-            del self._buffer[:BLOCK]
-            await self._stage(block)
-
-    async def _stage(self, body: bytes) -> None:
+    async def _send(self, body: bytes) -> None:
         block_id = uuid.uuid4().hex
         await self._client.stage_block(block_id, body, length=len(body))
         self._blocks.append(BlobBlock(block_id))
@@ -333,7 +329,7 @@ class _BlockWriter:
                                                **self._options)
             else:
                 if self._buffer:
-                    await self._stage(bytes(self._buffer))
+                    await self._send(bytes(self._buffer))
                 await self._client.commit_block_list(self._blocks, **self._options)
         finally:
             await self.abort()

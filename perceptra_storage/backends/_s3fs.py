@@ -36,6 +36,7 @@ from s3fs import S3FileSystem
 from s3fs.core import S3File
 
 from ..errors import RedirectRefused
+from ..files import ChunkedWriter
 from ..resilience import Resilience
 from ..validation import default_content_type
 
@@ -353,28 +354,23 @@ class _S3File(S3File):  # type: ignore[misc]
         super().commit()
 
 
-class _PartWriter:
+class _PartWriter(ChunkedWriter):
     """An object written in parts as the data comes (see ``_open_writer``): memory holds
     at most one part; up to one part in all is stored with one PutObject on commit,
     more as a multipart upload, which :meth:`abort` aborts. Parts of PART_SIZE bound a
     stream of unknown size to MAX_PARTS x PART_SIZE (48.8 GiB), as ``open`` does."""
 
+    piece_size = PART_SIZE
+
     def __init__(self, fs: PerceptraS3FileSystem, path: str, bucket: str, key: str,
                  options: dict[str, Any]) -> None:
+        super().__init__()
         self._fs, self._path, self._bucket, self._key = fs, path, bucket, key
         self._options = options
-        self._buffer = bytearray()
         self._upload_id: Optional[str] = None
         self._parts: list[dict[str, Any]] = []
 
-    async def write(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= PART_SIZE:
-            part = bytes(self._buffer[:PART_SIZE])
-            del self._buffer[:PART_SIZE]
-            await self._send_part(part)
-
-    async def _send_part(self, body: bytes) -> None:
+    async def _send(self, body: bytes) -> None:
         where = {"Bucket": self._bucket, "Key": self._key}
         if self._upload_id is None:
             answer = await self._fs._call_s3("create_multipart_upload", **where,
@@ -392,7 +388,7 @@ class _PartWriter:
                                     Body=bytes(self._buffer), **self._options)
         else:
             if self._buffer:
-                await self._send_part(bytes(self._buffer))
+                await self._send(bytes(self._buffer))
             await self._fs._call_s3("complete_multipart_upload", Bucket=self._bucket,
                                     Key=self._key, UploadId=self._upload_id,
                                     MultipartUpload={"Parts": self._parts})
