@@ -661,28 +661,36 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         (as ``upload_file`` stores them)."""
         with self._operation("open", key if isinstance(key, str) else None):
             key = self._check_key(key)
-            if mode not in ("rb", "wb"):
-                raise StorageValidationError(
-                    f"mode must be 'rb' or 'wb', not {mode!r}")
-            written = {"content_type": content_type, "metadata": metadata,
-                       "cache_control": cache_control,
-                       "content_disposition": content_disposition,
-                       "content_encoding": content_encoding}
+            options = self._open_options(key, mode, {
+                "content_type": content_type, "metadata": metadata,
+                "cache_control": cache_control, "content_disposition": content_disposition,
+                "content_encoding": content_encoding})
             path = self._path(key)
-            if mode == "rb":
-                given = sorted(name for name, value in written.items() if value is not None)
-                if given:
-                    raise StorageValidationError(
-                        f"{', '.join(given)}: only a write (mode 'wb') stores these")
+            if options is None:
                 self._file_info(key)
                 raw = self.filesystem.open(path, "rb")
             else:
-                options = self._write_options(
-                    "open", validate_content_type(content_type, key, self.backend_name),
-                    validate_metadata(metadata, self.backend_name, self.metadata_hyphens),
-                    validate_headers(written, self.backend_name))
                 raw = self.filesystem.open(path, "wb", **options)
         return typing.cast(IO[bytes], GuardedFile(raw, self, key, mode))
+
+    def _open_options(self, key: str, mode: str,
+                      written: Mapping[str, Any]) -> Optional[dict[str, Any]]:
+        """Check ``open``'s mode and what a write stores (``written``: content type,
+        metadata, object headers) before anything is opened, for this adapter and
+        ``adapter.aio``: the write options of a ``wb`` open, None for ``rb`` (which
+        refuses any of them)."""
+        if mode not in ("rb", "wb"):
+            raise StorageValidationError(f"mode must be 'rb' or 'wb', not {mode!r}")
+        if mode == "rb":
+            given = sorted(name for name, value in written.items() if value is not None)
+            if given:
+                raise StorageValidationError(
+                    f"{', '.join(given)}: only a write (mode 'wb') stores these")
+            return None
+        return self._write_options(
+            "open", validate_content_type(written.get("content_type"), key, self.backend_name),
+            validate_metadata(written.get("metadata"), self.backend_name, self.metadata_hyphens),
+            validate_headers(written, self.backend_name))
 
     def copy_file(self, source_key: str, destination_key: str) -> str:
         """Copy inside the store, keeping content type and metadata."""

@@ -94,9 +94,7 @@ from .info import stored_digest, to_object
 from .resilience import run_inline
 from .transfer import BatchResult, Progress, ProgressArg, check_concurrency, collect, source_size
 from .validation import (
-    validate_content_type,
     validate_headers,
-    validate_metadata,
     validate_positive,
     validate_prefix,
 )
@@ -991,26 +989,15 @@ class _NativeStorage(AsyncStorage):
         async def opened() -> AsyncFile:
             with adapter._operation("open", key if isinstance(key, str) else None):
                 checked = adapter._check_key(key)
-                if mode not in ("rb", "wb"):
-                    raise StorageValidationError(f"mode must be 'rb' or 'wb', not {mode!r}")
-                given = {name: value for name, value in written.items() if value is not None}
-                if mode == "wb":
-                    # Checked now, as the sync open does, not when the write is sent.
-                    ctype = validate_content_type(content_type, checked, self.backend_name)
-                    meta = validate_metadata(metadata, self.backend_name,
-                                             adapter.metadata_hyphens)
-                    headers = validate_headers(written, self.backend_name)
-                elif given:
-                    raise StorageValidationError(
-                        f"{', '.join(sorted(given))}: only a write (mode 'wb') stores these")
+                # Checked now, as the sync open does, not when the write is sent.
+                options = adapter._open_options(checked, mode, written)
                 fs = await self._loops.filesystem()
-                if mode == "wb":
+                if options is not None:
                     if not hasattr(fs, "_open_writer"):
                         # A third-party filesystem without a part writer: its own
                         # blocking file object (which streams), driven from threads.
-                        return _ThreadFile(await self._call("open", checked, mode, **given),
+                        return _ThreadFile(await self._call("open", checked, mode, **written),
                                            mode)
-                    options = adapter._write_options("open", ctype, meta, headers)
                     return _StreamWriter(self, fs._open_writer(adapter._path(checked),
                                                                **options), checked)
                 size = int((await self._file_info(fs, checked)).get("size") or 0)
