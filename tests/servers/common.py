@@ -71,9 +71,10 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def start_process(command: list[str], log: Path, cwd: Optional[Path] = None
-                  ) -> subprocess.Popen[bytes]:
-    """Start a server in its own process group, its output in ``log``.
+def start_process(command: list[str], log: Path, cwd: Optional[Path] = None,
+                  env: Optional[dict[str, str]] = None) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group, its output in ``log``, with ``env`` added
+    to this process's environment.
 
     Its own group lets stop_process end its children too; on Linux it also dies
     with the test process, so a killed pytest leaves no server behind.
@@ -82,6 +83,7 @@ def start_process(command: list[str], log: Path, cwd: Optional[Path] = None
     guard = (lambda: _die_with_parent(parent)) if sys.platform == "linux" else None
     with open(log, "wb") as out:
         return subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})},
                                 start_new_session=True, preexec_fn=guard)
 
 
