@@ -310,11 +310,12 @@ def test_dev_extra_has_what_the_readme_test_commands_need() -> None:
 
 
 def test_readme_coverage_command_writes_an_html_report(tmp_path: Path) -> None:
-    """``pytest --cov=perceptra_storage --cov-report=html`` as the README writes it
-    (on the small memory tests, to keep it quick)."""
+    """``pytest --cov=perceptra_storage --cov-report=html`` as the README writes it, on a
+    few memory tests: the report is what is checked, not the tests it measures."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--cov=perceptra_storage", "--cov-report=html",
-         "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_memory.py")],
+         "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_memory.py"),
+         "-k", "prefix_scopes_an_adapter"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "COVERAGE_FILE": str(tmp_path / ".coverage")})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
