@@ -310,8 +310,8 @@ def test_dev_extra_has_what_the_readme_test_commands_need() -> None:
 
 
 def test_readme_coverage_command_writes_an_html_report(tmp_path: Path) -> None:
-    """``pytest --cov=perceptra_storage --cov-report=html`` as the README writes it, on a
-    few memory tests: the report is what is checked, not the tests it measures."""
+    """``pytest --cov=perceptra_storage --cov-report=html`` as the README writes it, on
+    one memory test: the report is what is checked, not the tests it measures."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--cov=perceptra_storage", "--cov-report=html",
          "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_memory.py"),

@@ -27,10 +27,9 @@ BINARY = HERE / "node_modules" / ".bin" / "azurite-blob"
 LAUNCHER = HERE / "azurite-blob.js"
 """Starts Azurite's blob service with frequent garbage collection (the file says why)."""
 GC_INTERVAL_MS = 20_000
-"""Azurite's sweep costs the square of the garbage since the last one: at this interval a
-pass over what a two-worker run deletes takes milliseconds, not the minute that ten
-minutes' worth took (and that timed out every Azure request meanwhile)."""
-AZURITE_ENV = {"AZURITE_GC_INTERVAL_MS": str(GC_INTERVAL_MS)}
+"""Azurite's sweep costs the square of the garbage since the last one. At Azurite's own
+ten minutes, one pass held it for 77 s in a two-worker run; at this interval a probe's
+slowest answer through whole parallel runs stayed near a second."""
 
 
 def ensure_azurite() -> Path:
@@ -49,15 +48,21 @@ def ensure_azurite() -> Path:
     return BINARY
 
 
-def azurite_command(*options: str) -> list[str]:
-    """The command that starts the pinned Azurite's blob service with ``options``."""
+def _launch(log: Path, cwd: Path, *options: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the pinned Azurite's in-memory blob service on a free loopback port, with
+    ``options`` added; returns the process and its port."""
     ensure_azurite()
     node = shutil.which("node")
     if node is None:
         raise ServerUnavailable("node is not installed; install Node.js 18+ to run the Azure "
                                 "tests against Azurite")
-    return [node, str(LAUNCHER), "--inMemoryPersistence", "--disableTelemetry",
-            "--skipApiVersionCheck", "--loose", "--silent", *options]
+    port = free_port()
+    process = start_process(
+        [node, str(LAUNCHER), "--inMemoryPersistence", "--disableTelemetry",
+         "--skipApiVersionCheck", "--loose", "--silent",
+         "--blobHost", "127.0.0.1", "--blobPort", str(port), *options],
+        log, cwd=cwd, env={"AZURITE_GC_INTERVAL_MS": str(GC_INTERVAL_MS)})
+    return process, port
 
 
 def start_azurite() -> AzuriteServer:
@@ -67,12 +72,9 @@ def start_azurite() -> AzuriteServer:
     Its workspace is the working directory, a temp dir: Azurite refuses ``--location``
     together with ``--inMemoryPersistence``.
     """
-    command = azurite_command()
-    port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
     log = workdir / "azurite.log"
-    process = start_process([*command, "--blobHost", "127.0.0.1", "--blobPort", str(port)],
-                            log, cwd=workdir, env=AZURITE_ENV)
+    process, port = _launch(log, workdir)
     account_url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
     try:
         wait_for_http(account_url + "?comp=list", 60, process, log)
@@ -109,14 +111,10 @@ def start_azurite_oauth(folder: Path) -> tuple[str, Path, Callable[[], None]]:
     are signed with), which the shared one, plain HTTP, cannot."""
     from .tls import self_signed
 
-    command = azurite_command("--oauth", "basic")
     key_file, cert_file = self_signed(folder)
-    port = free_port()
     log = folder / "azurite-oauth.log"
-    process = start_process(
-        [*command, "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--cert", str(cert_file), "--key", str(key_file)],
-        log, cwd=folder, env=AZURITE_ENV)
+    process, port = _launch(log, folder, "--oauth", "basic",
+                            "--cert", str(cert_file), "--key", str(key_file))
     deadline = time.monotonic() + 60
     while True:  # TLS with an untrusted certificate: wait for the port, not a page
         if process.poll() is not None or time.monotonic() > deadline:
