@@ -40,7 +40,9 @@ class TransferTests(ContractBase):
                                                 tmp_path: Path) -> None:
         """Memory is O(part) (a few parts in flight), not O(object), measured with
         tracemalloc: 48 MiB up from an open file on a fresh adapter, then, once the SDK
-        has loaded, 96 MiB up from a path and down to a path."""
+        has loaded, 64 MiB up from a path and down to a path.  Each object is larger
+        than its allowance (peaks seen: up to 30 MiB streamed, 42 MiB from a path, 24 MiB
+        down), so a transfer that held the whole object would fail."""
         import tracemalloc
 
         def write(path: Path, mib: int) -> Path:
@@ -54,7 +56,7 @@ class TransferTests(ContractBase):
             # briefly hold it twice); every other backend must stream.
             return 2 * size if backend.holds_objects_in_memory else 0
 
-        big, large = write(tmp_path / "big.bin", 48), write(tmp_path / "large.bin", 96)
+        big, large = write(tmp_path / "big.bin", 48), write(tmp_path / "large.bin", 64)
         tracemalloc.start()
         try:
             start = time.perf_counter()
@@ -82,6 +84,6 @@ class TransferTests(ContractBase):
                 tracemalloc.stop()
         print(f"{backend.name}: peak upload {stream_peak / MiB:.1f} MiB (stream), "
               f"{peaks['upload'] / MiB:.1f} MiB (path), download {peaks['download'] / MiB:.1f} MiB")
-        assert (tmp_path / "back.bin").stat().st_size == 96 * MiB
-        assert peaks["upload"] < allowance(96 * MiB) + 56 * MiB
-        assert peaks["download"] < allowance(96 * MiB) + 40 * MiB
+        assert (tmp_path / "back.bin").stat().st_size == 64 * MiB
+        assert peaks["upload"] < allowance(64 * MiB) + 56 * MiB
+        assert peaks["download"] < allowance(64 * MiB) + 40 * MiB
