@@ -8,16 +8,21 @@ DEV    := $(VENV)/.installed-dev
 
 .PHONY: demo test lint bench bench-cli clean
 
+# Installs go through uv (itself from PyPI, into the venv): it resolves and fetches the
+# dev extras in parallel, 51 s from an empty cache with its own install included, where
+# pip with no cache had not finished after 11 minutes on the same (loaded) machine.
+UV     := $(VENV)/bin/uv pip install --quiet --python $(PY)
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet uv
 
 $(CORE): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+	$(UV) -e .
 	touch $(CORE)
 
 $(DEV): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(UV) -e '.[dev]'
 	touch $(CORE) $(DEV)
 
 demo: $(CORE)
