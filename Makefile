@@ -42,7 +42,6 @@ PYTEST_WORKERS ?= 2
 test: lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 \
 		--cov=perceptra_storage --cov-report=term $(PYTEST_ARGS)
-	$(PY) benchmarks/run.py --quick > /dev/null
 
 bench: $(DEV)
 	$(PY) benchmarks/run.py
