@@ -365,7 +365,8 @@ class BaseStorageAdapter(ABC):
         headers = validate_headers({"cache_control": cache_control,
                                     "content_disposition": content_disposition,
                                     "content_encoding": content_encoding}, self.backend_name)
-        total = sum(source_size(source) for _, source in pairs)
+        # A stat per file, only for a progress display that shows the total.
+        total = sum(source_size(source) for _, source in pairs) if progress else 0
         return self._run_batch("upload", pairs, concurrency,
                                Progress(progress, total, "B", "upload"), headers)
 
