@@ -53,6 +53,7 @@ from ..errors import (
     StoragePermissionError,
     StorageValidationError,
 )
+from ..files import temporary_name
 from ..presign import SignOptions
 from ..signing import Verified, sign_url, split_url, verify
 from ..validation import OBJECT_HEADERS, default_content_type
@@ -198,7 +199,7 @@ class LocalStorageAdapter(FsspecStorageAdapter):
 
     def _check_key(self, key: Any) -> str:
         key = super()._check_key(key)
-        if any(part.startswith(RESERVED) for part in key.split("/")):
+        if RESERVED in key and any(part.startswith(RESERVED) for part in key.split("/")):
             raise StorageValidationError(
                 f"local: key {key!r} has a component starting with {RESERVED!r}, which is "
                 "reserved for the backend's temporary and bookkeeping files", key=key)
@@ -215,7 +216,7 @@ class LocalStorageAdapter(FsspecStorageAdapter):
         a third of the cost of ``realpath`` on every operation. Creates nothing."""
         path = self._keep
         for part in key.split("/"):
-            path = os.path.join(path, part)
+            path = f"{path}{os.sep}{part}"  # validated parts: no '/', '.', '..' or ''
             try:
                 if stat.S_ISLNK(os.lstat(path).st_mode):
                     full = os.path.realpath(os.path.join(self._keep, *key.split("/")))
@@ -335,7 +336,7 @@ def _load_entries(bookkeeping: str) -> dict[str, Any]:
 
 
 def _write_atomically(path: str, data: bytes, fsync: bool = True) -> None:
-    temp = os.path.join(os.path.dirname(path), f"{RESERVED}{os.urandom(16).hex()}.tmp")
+    temp = os.path.join(os.path.dirname(path), f"{RESERVED}{temporary_name()}.tmp")
     fd = os.open(temp, _CREATE, 0o666)
     try:
         try:
@@ -391,16 +392,10 @@ def _parent_is_a_file() -> StorageOperationError:
 
 
 class _AtomicWriter(io.RawIOBase):
-    """A write to a hidden temporary file, renamed over the target on close, with the
-    properties stored first (on the temporary file, or in the portable file keyed by
-    its identity), so the rename publishes the content and its properties at once.
-
-    It writes through a bare file descriptor (``os.open``/``os.write``): a Python file
-    object costs three more system calls to open (fstat, isatty, lseek), a third of a
-    small write's time on tmpfs. ``properties`` is None when there is nothing but the
-    defaults to store: then no extended attribute or bookkeeping entry is written (a
-    file without one reads back as the defaults). ``fsync`` flushes the bytes to the
-    device before the rename (the ``fsync`` config field)."""
+    """A streaming write (``open(path, 'wb')``): bytes go to a hidden temporary file,
+    renamed over the target on close with its properties (see :func:`_commit`); leaving
+    a ``with`` block by an exception, or :meth:`discard`, leaves the target as it was.
+    Whole-file writes (``pipe_file``, ``put_file``) take :func:`_write_new` directly."""
 
     def __init__(self, target: str, properties: Optional[_Properties], store: str,
                  fsync: bool = True) -> None:
@@ -410,10 +405,8 @@ class _AtomicWriter(io.RawIOBase):
         self._fsync = fsync
         self._properties = properties
         self._pending = bytearray()
-        folder = os.path.dirname(target)
-        self._temp = os.path.join(folder, f"{RESERVED}{os.urandom(16).hex()}.tmp")
         try:
-            self._fd = _create(self._temp, folder)
+            self._temp, self._fd = _begin(target)
         except BaseException:
             super().close()  # nothing was created: no close() may act on it later
             raise
@@ -436,14 +429,6 @@ class _AtomicWriter(io.RawIOBase):
         _write_all(self._fd, data)
         return size
 
-    def fill_from(self, source: str, callback: Any) -> None:
-        """Copy the file at ``source`` into this (still empty) write."""
-        src = os.open(source, _READ)
-        try:
-            _send(src, self._fd, source, self._temp, callback)
-        finally:
-            os.close(src)
-
     def close(self) -> None:
         if self.closed:
             return
@@ -451,66 +436,20 @@ class _AtomicWriter(io.RawIOBase):
             if self._pending:
                 _write_all(self._fd, self._pending)
                 self._pending = bytearray()
-            if self._fsync:
-                os.fsync(self._fd)
-            if self._properties is not None:
-                self._store_properties(self._properties)
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-            _publish(self._temp, self._target)
         except BaseException:
             self.discard()
             raise
+        fd, self._fd = self._fd, -1
         super().close()
-        _forget_legacy(self._target)
-
-    def _store_properties(self, properties: _Properties) -> None:
-        if self._store != "portable" and self._set_xattr(properties):
-            return
-        if self._store == "xattr":
-            raise StorageOperationError(
-                "local: the filesystem under base_path has no extended attributes, so "
-                "content_type and metadata cannot be stored with the file; use "
-                "metadata_store='auto' or 'portable'")
-        bookkeeping = _bookkeeping_path(self._target)
-        # Keep the entry of the file still in place (its readers need it until the
-        # rename) and those of other writes in flight (whichever rename lands last,
-        # its entry is there); older ones describe files that are gone.
-        entries = _load_entries(bookkeeping)
-        try:
-            current: Optional[str] = _identity(os.stat(self._target))
-        except FileNotFoundError:
-            current = None
-        recent = dict(list(entries.items())[-_IN_FLIGHT:])
-        if current in entries:
-            recent[current] = entries[current]
-        recent[_identity(os.fstat(self._fd))] = properties
-        entries = recent
-        _write_atomically(bookkeeping, json.dumps({"entries": entries}).encode(),
-                          self._fsync)
-
-    def _set_xattr(self, properties: _Properties) -> bool:
-        """Store the properties as an extended attribute; False where there are none."""
-        if not hasattr(os, "setxattr"):
-            return False
-        try:
-            os.setxattr(self._fd, _XATTR, json.dumps(properties).encode())
-        except OSError as exc:
-            if exc.errno not in _NO_XATTR:
-                raise
-            return False
-        return True
+        _commit(fd, self._temp, self._target, self._properties, self._store, self._fsync)
 
     def discard(self) -> None:
         if self.closed:
             return
         self._pending = bytearray()
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._temp)
+        fd, self._fd = self._fd, -1
         super().close()
+        _drop(fd, self._temp)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
@@ -519,12 +458,30 @@ class _AtomicWriter(io.RawIOBase):
             self.close()
 
 
-def _create(temp: str, folder: str) -> int:
-    """Create the temporary file ``temp`` in ``folder`` (created on demand, not checked
-    before every write) and open it for writing."""
+def _write_new(target: str, fill: Any, properties: Optional[_Properties], store: str,
+               fsync: bool) -> None:
+    """Write a whole file atomically: ``fill(fd, temp)`` writes the bytes into the
+    temporary file, then :func:`_commit` publishes them. Plain functions on a bare file
+    descriptor: a Python file object costs three more system calls to open (fstat,
+    isatty, lseek), and a writer object's own calls about as much again on a small
+    file."""
+    temp, fd = _begin(target)
+    try:
+        fill(fd, temp)
+    except BaseException:
+        _drop(fd, temp)
+        raise
+    _commit(fd, temp, target, properties, store, fsync)
+
+
+def _begin(target: str) -> tuple[str, int]:
+    """A new hidden temporary file beside ``target`` (its folder created on demand,
+    not checked before every write), open for writing: its path and descriptor."""
+    folder = os.path.dirname(target)
+    temp = os.path.join(folder, f"{RESERVED}{temporary_name()}.tmp")
     for attempt in (1, 2, 3):
         try:
-            return os.open(temp, _CREATE, 0o666)
+            return temp, os.open(temp, _CREATE, 0o666)
         except FileNotFoundError:
             if attempt == 3:
                 raise  # a concurrent delete pruned the folder twice in a row
@@ -535,6 +492,77 @@ def _create(temp: str, folder: str) -> int:
         except (FileExistsError, NotADirectoryError) as exc:
             raise _parent_is_a_file() from exc
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _commit(fd: int, temp: str, target: str, properties: Optional[_Properties],
+            store: str, fsync: bool) -> None:
+    """Finish the temporary file ``temp`` (open as ``fd``, closed here): flush it to the
+    device when ``fsync`` (the config field), store ``properties`` (None: only the
+    defaults, which need no extended attribute or bookkeeping entry, since a file
+    without one reads back as them), rename it over ``target``, so the rename publishes
+    the content and its properties at once. On failure it is removed, and the target
+    stays as it was."""
+    try:
+        try:
+            if fsync:
+                os.fsync(fd)
+            if properties is not None:
+                _store_properties(fd, target, properties, store, fsync)
+        finally:
+            os.close(fd)
+        _publish(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _forget_legacy(target)
+
+
+def _drop(fd: int, temp: str) -> None:
+    """Abandon an unfinished write: close and remove its temporary file."""
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+
+
+def _store_properties(fd: int, target: str, properties: _Properties, store: str,
+                      fsync: bool) -> None:
+    """Store ``properties`` of the temporary file ``fd`` that will become ``target``:
+    on the file itself (extended attribute) or in the portable bookkeeping file."""
+    if store != "portable" and _set_xattr(fd, properties):
+        return
+    if store == "xattr":
+        raise StorageOperationError(
+            "local: the filesystem under base_path has no extended attributes, so "
+            "content_type and metadata cannot be stored with the file; use "
+            "metadata_store='auto' or 'portable'")
+    bookkeeping = _bookkeeping_path(target)
+    # Keep the entry of the file still in place (its readers need it until the
+    # rename) and those of other writes in flight (whichever rename lands last,
+    # its entry is there); older ones describe files that are gone.
+    entries = _load_entries(bookkeeping)
+    try:
+        current: Optional[str] = _identity(os.stat(target))
+    except FileNotFoundError:
+        current = None
+    recent = dict(list(entries.items())[-_IN_FLIGHT:])
+    if current in entries:
+        recent[current] = entries[current]
+    recent[_identity(os.fstat(fd))] = properties
+    _write_atomically(bookkeeping, json.dumps({"entries": recent}).encode(), fsync)
+
+
+def _set_xattr(fd: int, properties: _Properties) -> bool:
+    """Store the properties as an extended attribute; False where there are none."""
+    if not hasattr(os, "setxattr"):
+        return False
+    try:
+        os.setxattr(fd, _XATTR, json.dumps(properties).encode())
+    except OSError as exc:
+        if exc.errno not in _NO_XATTR:
+            raise
+        return False
+    return True
 
 
 def _publish(temp: str, target: str) -> None:
@@ -561,7 +589,9 @@ def _write_all(fd: int, data: Any) -> None:
 def _forget_legacy(path: str) -> None:
     """Remove 0.1's sidecar of ``path`` (once it is written or deleted its information
     is stale); a ``.meta`` file that is not such a sidecar is the user's and stays."""
-    if _legacy_properties(path) is not None:
+    # os.access answers without raising: an exception per write costs more than the
+    # system call, and nearly every write finds no sidecar.
+    if os.access(path + _LEGACY_SUFFIX, os.F_OK) and _legacy_properties(path) is not None:
         # A concurrent write or delete may have removed it first.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path + _LEGACY_SUFFIX)
@@ -621,12 +651,19 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite",
                   **kwargs: Any) -> None:
-        with self._open(path, "wb", **kwargs) as target:
-            _write_all(target.fileno(), value)
+        target = self._strip_protocol(path)
+        _write_new(target, lambda fd, _: _write_all(fd, value), _to_store(target, kwargs),
+                   self.metadata_store, self.fsync)
 
     def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
-        with self._open(rpath, "wb", **kwargs) as target:
-            target.fill_from(os.fspath(lpath), callback)
+        target, source = self._strip_protocol(rpath), os.fspath(lpath)
+        properties = _to_store(target, kwargs)
+        src = os.open(source, _READ)  # first: a missing source starts no write
+        try:
+            _write_new(target, lambda fd, temp: _send(src, fd, source, temp, callback),
+                       properties, self.metadata_store, self.fsync)
+        finally:
+            os.close(src)
 
     def get_file(self, rpath: str, lpath: str, callback: Any = None, **kwargs: Any) -> None:
         """A plain copy out (the caller stages and renames); stored properties stay here."""
@@ -634,8 +671,7 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         path1 = self._strip_protocol(path1)
-        with self._open(path2, "wb", **self.properties(path1)) as target:
-            target.fill_from(path1, None)
+        self.put_file(path1, path2, **self.properties(path1))
 
     def mv(self, path1: str, path2: str, recursive: bool = True, **kwargs: Any) -> None:
         """A file moves as copy and delete, so its properties go with it whatever
