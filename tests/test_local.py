@@ -498,3 +498,18 @@ def test_default_properties_store_nothing_beside_the_bytes(
         assert (info.content_type, info.metadata) == ("application/json", {})
     assert _visible(tmp_path / "store") == ["k.json", "same.json"]
     assert not os.path.exists(_bookkeeping_path(str(tmp_path / "store" / "same.json")))
+
+
+def test_a_default_write_replaces_a_portable_entry_its_identity_could_match(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a coarse clock (FAT, HFS+) a reused inode of the same size gets the identity of
+    a file gone within the same tick: a write of default properties must then write its
+    default entry over the old one, not leave it to apply (every identity made equal)."""
+    from perceptra_storage.backends import local as module
+
+    monkeypatch.setattr(module, "_identity", lambda info: "same")
+    adapter = _store(tmp_path, "portable")
+    adapter.upload_file(b"typed", "k.bin", content_type="image/png", metadata={"v": "1"})
+    adapter.upload_file(b"plain", "k.bin")
+    info = adapter.get_file_metadata("k.bin")
+    assert (info.content_type, info.metadata) == ("application/octet-stream", {})

@@ -499,9 +499,16 @@ def _commit(fd: int, temp: str, target: str, properties: Optional[_Properties],
     """Finish the temporary file ``temp`` (open as ``fd``, closed here): flush it to the
     device when ``fsync`` (the config field), store ``properties`` (None: only the
     defaults, which need no extended attribute or bookkeeping entry, since a file
-    without one reads back as them), rename it over ``target``, so the rename publishes
+    without one reads back as them, unless a portable bookkeeping file of ``target``
+    exists), rename it over ``target``, so the rename publishes
     the content and its properties at once. On failure it is removed, and the target
     stays as it was."""
+    if properties is None and store != "xattr" and \
+            os.access(_bookkeeping_path(target), os.F_OK):
+        # An entry there may carry the identity this file is about to have (an inode
+        # reused at the same size within one tick of a coarse clock: FAT, HFS+); the
+        # default entry replaces it, so the new file never shows stale properties.
+        properties = _defaults(target)
     try:
         try:
             if fsync:
