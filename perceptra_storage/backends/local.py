@@ -113,8 +113,8 @@ class LocalConfig(TypedDict, total=False):
     the old file or the new one, never part of one). With False a write returns once
     the kernel holds it, and a power loss or kernel crash soon after may lose the latest
     writes or leave a just-renamed file empty. On tmpfs it changes nothing; on the
-    benchmark machine's ext4 disk, 500 uploads of 16 KiB took 1.5-1.8 s with it and
-    0.3-0.5 s without (benchmarks/RESULTS.md)."""
+    benchmark machine's ext4 disk, 500 uploads of 16 KiB took 2.1-2.9 times as long with
+    it as without (benchmarks/RESULTS.md)."""
     signing_key: str
     """Secret (at least 32 characters) that signs HTTP URLs served by
     ``perceptra-storage serve`` or ``perceptra_storage.server.make_app``; without it,
