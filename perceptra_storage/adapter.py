@@ -105,7 +105,7 @@ from .listing import Listing
 from .presign import PostOptions, SignOptions, cors_rule, post_options, sign_options
 from .redaction import guard_sdk_logs
 from .resilience import Resilience, ResilienceConfig, cut_read, within
-from .transfer import Progress, ProgressArg, source_size
+from .transfer import Progress, ProgressArg
 from .validation import (
     CHECKSUM_FIELD,
     validate_content_type,
@@ -253,6 +253,9 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     @property
     def filesystem(self) -> AbstractFileSystem:
         """The backend's own filesystem (not rooted), built on first use."""
+        fs = self._fs
+        if fs is not None and self._fs_pid == _pid:
+            return fs  # built in this process: no lock, no getpid system call
         with self._lock:
             if self._fs is None or self._fs_pid != os.getpid():
                 with translate_errors(self.backend_name, "connect",
@@ -427,12 +430,12 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         route (this adapter, ``adapter.aio``, the batch engine): key, content type,
         metadata, object ``headers``; with ``checksum``, hash the source (a file object
         is spooled so it can be read twice: blocking work)."""
-        total = source_size(file_obj)  # the caller's source: a spooled copy has no size
         key = self._check_key(key)
         ctype = validate_content_type(content_type, key, self.backend_name)
         meta = validate_metadata(metadata, self.backend_name, self.metadata_hyphens)
         stored = validate_headers(headers or {}, self.backend_name)
-        source = upload_source(file_obj, self.backend_name, key)
+        # The size of the caller's source: a spooled copy below has none.
+        source, total = upload_source(file_obj, self.backend_name, key)
         digest = None
         if checksum:
             digest, source = hashed(source)
@@ -728,6 +731,20 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
     def __repr__(self) -> str:
         where = self._base()
         return f"<{type(self).__name__} backend={self.backend_name!r} root={where!r}>"
+
+
+_pid = os.getpid()
+"""This process's id, renewed in a forked child, so :attr:`FsspecStorageAdapter.filesystem`
+can tell a filesystem inherited over ``fork`` without asking the kernel on every call."""
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_renew_pid)
 
 
 _OWN_OPTIONS = ("resilience", "dashed_metadata_names")

@@ -19,7 +19,6 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -47,7 +46,7 @@ from .errors import (
     StoragePermissionError,
     StorageTimeoutError,
     StorageValidationError,
-    translate_errors,
+    typed_error,
 )
 from .transfer import BatchResult, Progress, ProgressArg, source_size
 from .validation import validate_headers, validate_key
@@ -366,7 +365,8 @@ class BaseStorageAdapter(ABC):
         headers = validate_headers({"cache_control": cache_control,
                                     "content_disposition": content_disposition,
                                     "content_encoding": content_encoding}, self.backend_name)
-        total = sum(source_size(source) for _, source in pairs)
+        # A stat per file, only for a progress display that shows the total.
+        total = sum(source_size(source) for _, source in pairs) if progress else 0
         return self._run_batch("upload", pairs, concurrency,
                                Progress(progress, total, "B", "upload"), headers)
 
@@ -460,24 +460,48 @@ class BaseStorageAdapter(ABC):
         return f"<{type(self).__name__} backend={self.backend_name!r} " \
                f"config_keys={sorted(self.config)}>"
 
-    @contextmanager
-    def _operation(self, operation: str, key: Optional[str] = None) -> Iterator[None]:
+    def _operation(self, operation: str, key: Optional[str] = None) -> _Operation:
         """Run one public operation: translate its errors and log it at DEBUG, once."""
-        start = time.perf_counter()
-        try:
-            with translate_errors(self.backend_name, operation, key,
-                                  secrets=self._secret_values()):
-                yield
-        except StorageError as exc:
-            logger.debug("%s %s %r failed after %.1f ms: %s", self.backend_name, operation,
-                         key, (time.perf_counter() - start) * 1000, type(exc).__name__)
-            raise
-        logger.debug("%s %s %r ok in %.1f ms", self.backend_name, operation, key,
-                     (time.perf_counter() - start) * 1000)
+        return _Operation(self, operation, key)
 
     def _secret_values(self) -> tuple[str, ...]:
         """Credential values that messages must never contain."""
         return tuple(str(v) for v in self.credentials.values() if isinstance(v, str) and v)
+
+
+class _Operation:
+    """The context of :meth:`BaseStorageAdapter._operation`. A class rather than two
+    nested generator-based context managers, which took about 4.6 us per call (a small
+    local write is about 40 us); the credential values that messages must not contain
+    are read only when an error is being typed."""
+
+    __slots__ = ("adapter", "key", "operation", "start")
+
+    def __init__(self, adapter: BaseStorageAdapter, operation: str,
+                 key: Optional[str]) -> None:
+        self.adapter = adapter
+        self.operation = operation
+        self.key = key
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Optional[type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        adapter, operation, key = self.adapter, self.operation, self.key
+        if exc is None:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s %s %r ok in %.1f ms", adapter.backend_name, operation, key,
+                             (time.perf_counter() - self.start) * 1000)
+            return
+        if not isinstance(exc, Exception):
+            return  # KeyboardInterrupt, GeneratorExit...: not the store's error
+        typed = typed_error(exc, adapter.backend_name, operation, key, adapter._secret_values)
+        logger.debug("%s %s %r failed after %.1f ms: %s", adapter.backend_name, operation,
+                     key, (time.perf_counter() - self.start) * 1000, type(typed).__name__)
+        if typed is not exc:
+            raise typed from exc
 
 
 def _upload_items(items: Union[Mapping[str, Source], Iterable[tuple[Source, str]]]

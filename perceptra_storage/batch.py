@@ -153,11 +153,13 @@ class PrimitiveOperations:
     async def upload(self, key: Any, arg: Any, progress: Progress) -> None:
         self.adapter.upload_file(arg, validate_key(key, self.backend),
                                  **self.upload_options)  # type: ignore[arg-type]
-        progress.advance(source_size(arg))
+        if progress.active:  # a stat per file only for someone who listens
+            progress.advance(source_size(arg))
 
     async def download(self, key: Any, arg: Any, progress: Progress) -> None:
         self.adapter.download_file(validate_key(key, self.backend), arg)
-        progress.advance(os.path.getsize(arg))
+        if progress.active:
+            progress.advance(os.path.getsize(arg))
 
     async def delete(self, key: Any, arg: Any, progress: Progress) -> None:
         try:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, Optional, Union
 from urllib.parse import parse_qs, urlsplit
 
 from .redaction import redact
@@ -62,6 +62,7 @@ __all__ = [
     "redact",
     "response_of",
     "translate_errors",
+    "typed_error",
 ]
 
 
@@ -554,6 +555,25 @@ def build_error(
     return error_class(redact(said, secrets), backend=backend, operation=operation, key=key)
 
 
+def typed_error(
+    exc: Exception,
+    backend: str,
+    operation: str,
+    key: Optional[str] = None,
+    secrets: Union[Iterable[str], Callable[[], Iterable[str]]] = (),
+) -> StorageError:
+    """``exc`` as the StorageError a public call raises: our own errors are returned
+    themselves, gaining any context they lack; any other is translated through the rule
+    table. ``secrets`` may be a function, called only when a message is built."""
+    if isinstance(exc, StorageError):
+        exc.backend = exc.backend or backend
+        exc.operation = exc.operation or operation
+        exc.key = exc.key if exc.key is not None else key
+        return exc
+    return build_error(exc, backend, operation, key,
+                       secrets() if callable(secrets) else secrets)
+
+
 @contextmanager
 def translate_errors(
     backend: str,
@@ -569,10 +589,8 @@ def translate_errors(
     """
     try:
         yield
-    except StorageError as exc:
-        exc.backend = exc.backend or backend
-        exc.operation = exc.operation or operation
-        exc.key = exc.key if exc.key is not None else key
-        raise
     except Exception as exc:
-        raise build_error(exc, backend, operation, key, secrets) from exc
+        error = typed_error(exc, backend, operation, key, secrets)
+        if error is exc:
+            raise
+        raise error from exc

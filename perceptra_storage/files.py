@@ -14,10 +14,12 @@ import contextlib
 import hashlib
 import io
 import os
+import random
 import shutil
+import stat
 import tempfile
 import time
-import uuid
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
@@ -48,6 +50,7 @@ __all__ = [
     "hashed",
     "sha256_of",
     "staged",
+    "temporary_name",
     "upload_source",
     "write_stream",
 ]
@@ -156,15 +159,18 @@ def abandon(file: Any) -> None:
         file.closed = True
 
 
-def upload_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO[bytes]]:
+def upload_source(file_obj: Any, backend: str,
+                  key: str) -> tuple[Union[bytes, str, IO[bytes]], int]:
     """bytes for bytes-like data, a str path for a local file (given as ``os.PathLike``),
-    or a binary reader.
+    or a binary reader; with the size of the caller's source where it is known without
+    reading it (0 for a reader), from the one ``stat`` that checks a path.
 
     A plain ``str`` is refused: it could be a path or text content, and treating text
     that a web request supplied as a path would upload whatever server file it names.
     """
     if isinstance(file_obj, (bytes, bytearray, memoryview)):
-        return bytes(file_obj)
+        data = bytes(file_obj)
+        return data, len(data)
     if isinstance(file_obj, str):
         raise StorageValidationError(
             "upload source is a str, which could be a path or text: pass a local file "
@@ -172,11 +178,15 @@ def upload_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO
             backend=backend, key=key)
     if isinstance(file_obj, os.PathLike):
         path = os.fspath(file_obj)
-        if not isinstance(path, str) or not os.path.isfile(path):
+        try:
+            info = os.stat(path) if isinstance(path, str) else None
+        except (OSError, ValueError):
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
             raise StorageValidationError(
                 f"upload source {str(path)!r} is not an existing local file",
                 backend=backend, key=key)
-        return path
+        return typing.cast(str, path), info.st_size
     if isinstance(file_obj, io.TextIOBase) or "b" not in getattr(file_obj, "mode", "b"):
         raise StorageValidationError(
             f"file object for {key!r} is open in text mode; open it with 'rb'",
@@ -185,31 +195,47 @@ def upload_source(file_obj: Any, backend: str, key: str) -> Union[bytes, str, IO
         raise StorageValidationError(
             f"cannot upload a {type(file_obj).__name__}; give bytes, a "
             "pathlib.Path or a binary file object", backend=backend, key=key)
-    return file_obj  # type: ignore[no-any-return]
+    return file_obj, 0
 
 
 @contextlib.contextmanager
 def staged(destination: str, key: str, backend: str) -> Iterator[str]:
     """A temporary path beside ``destination``, renamed over it if the block
-    succeeds and produced a file; removed otherwise."""
+    succeeds and produced a file; removed otherwise. (Two ``stat`` calls before and one
+    after on success: a small local download is a handful of system calls in all.)"""
     target = os.path.abspath(destination)
     if os.path.isdir(target):
         raise StorageValidationError(
             f"destination {destination!r} is a directory; give a file path",
             backend=backend, key=key)
     folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.part")
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f".{os.path.basename(target)}.{temporary_name()}.part")
+    renamed = False
     try:
         yield temp
-        if not os.path.isfile(temp):
+        try:
+            produced = stat.S_ISREG(os.lstat(temp).st_mode)
+        except FileNotFoundError:
+            produced = False
+        if not produced:
             raise StorageNotFoundError("not a file", backend=backend, key=key)
         os.replace(temp, target)
+        renamed = True
     finally:
-        if os.path.isdir(temp):
+        if not renamed and os.path.isdir(temp):
             shutil.rmtree(temp, ignore_errors=True)
-        elif os.path.lexists(temp):
+        elif not renamed and os.path.lexists(temp):
             os.unlink(temp)
+
+
+def temporary_name() -> str:
+    """128 random bits in hex, for a temporary file's name. From ``random`` rather than
+    ``os.urandom`` (a system call per file): the name must only differ from every other
+    writer's, which the exclusive create enforces anyway, and ``random`` is reseeded
+    in a forked child."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def sha256_of(stream: IO[bytes]) -> str:

@@ -150,22 +150,25 @@ class Resilience:
     async def _attempts(self, call: Callable[[], Awaitable[_T]],
                         when: Callable[[BaseException], bool],
                         pause: Callable[[float], Awaitable[None]],
-                        deadline: Optional[float] = None, what: str = "") -> _T:
+                        deadline: Optional[float] = None, what: str = "",
+                        failed: Optional[Exception] = None) -> _T:
         """The retry loop: ``call`` up to ``max_attempts`` times while it fails with
         ``when(error)``, with ``pause(delay)`` between attempts, and no pause that
-        would end past ``deadline``.  A recovery logs one DEBUG record (and nothing
+        would end past ``deadline``; ``failed``: the first attempt was made already and
+        failed so (transiently).  A recovery logs one DEBUG record (and nothing
         else: a fault we recovered from is not the user's news)."""
         attempt = 1
-        last: Optional[BaseException] = None
+        last: Optional[BaseException] = failed
+        if failed is not None:
+            await pause(self._wait(attempt, failed, deadline))
+            attempt = 2
         while True:
             try:
                 result = await call()
             except Exception as exc:
                 if attempt >= self.max_attempts or not when(exc):
                     raise
-                wait = self.delay(attempt)
-                if deadline is not None and time.monotonic() + wait >= deadline:
-                    raise StorageTimeoutError("not done within operation_timeout") from exc
+                wait = self._wait(attempt, exc, deadline)
                 last = exc
             else:
                 if last is not None:
@@ -173,6 +176,14 @@ class Resilience:
                 return result
             await pause(wait)
             attempt += 1
+
+    def _wait(self, attempt: int, error: Exception, deadline: Optional[float]) -> float:
+        """The pause after failed attempt ``attempt``; a timeout (caused by ``error``)
+        when it would end past ``deadline``."""
+        wait = self.delay(attempt)
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            raise StorageTimeoutError("not done within operation_timeout") from error
+        return wait
 
     async def retry_async(self, call: Callable[..., Awaitable[_T]], *args: Any,
                           **kwargs: Any) -> _T:
@@ -187,7 +198,15 @@ class Resilience:
               deadline: Optional[float] = None) -> _T:
         """Run the blocking ``call`` while it fails with ``when(error)``, sleeping in
         this thread between attempts; no attempt starts after ``deadline``
-        (``time.monotonic()``), which ``call`` itself is expected to honour."""
+        (``time.monotonic()``), which ``call`` itself is expected to honour. The first
+        attempt is a plain call: most succeed, and the loop's coroutines cost more than
+        a small local read."""
+        try:
+            return call()
+        except Exception as exc:
+            if self.max_attempts <= 1 or not when(exc):
+                raise
+            failed = exc
 
         async def once() -> _T:
             return call()
@@ -195,7 +214,7 @@ class Resilience:
         async def pause(seconds: float) -> None:
             time.sleep(seconds)
 
-        return run_inline(self._attempts(once, when, pause, deadline))
+        return run_inline(self._attempts(once, when, pause, deadline, failed=failed))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], backend: str) -> Resilience:

@@ -9,6 +9,7 @@ picks the notebook widget when it runs in Jupyter) or to any callable taking
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -112,24 +113,33 @@ class Progress:
             self._bar.close()
 
     def fsspec_callback(self) -> Any:
-        """An fsspec ``Callback`` that forwards byte counts here (for put_file/get_file)."""
-        from fsspec.callbacks import Callback
+        """An fsspec ``Callback`` that forwards byte counts here (for put_file/get_file);
+        fsspec's shared no-op one when nothing listens."""
+        forward, silent = _fsspec_callbacks()
+        return forward(self) if self.active else silent
 
-        sink = self
 
-        class _Forward(Callback):  # type: ignore[misc]
-            def set_size(self, size: Any) -> None:
-                super().set_size(size)
+@functools.cache
+def _fsspec_callbacks() -> tuple[type, Any]:
+    """The fsspec ``Callback`` subclass of :meth:`Progress.fsspec_callback` and fsspec's
+    shared no-op callback, found once (fsspec is imported only when a transfer first
+    reports to it)."""
+    from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-            def relative_update(self, inc: int = 1) -> None:
-                sink.advance(int(inc))
+    class _Forward(Callback):  # type: ignore[misc]
+        def __init__(self, sink: Progress) -> None:
+            super().__init__()
+            self.sink = sink
 
-            def absolute_update(self, value: int) -> None:
-                previous: Any = getattr(self, "value", 0) or 0
-                self.value = value
-                sink.advance(int(value) - int(previous))
+        def relative_update(self, inc: int = 1) -> None:
+            self.sink.advance(int(inc))
 
-        return _Forward()
+        def absolute_update(self, value: int) -> None:
+            previous: Any = getattr(self, "value", 0) or 0
+            self.value = value
+            self.sink.advance(int(value) - int(previous))
+
+    return _Forward, DEFAULT_CALLBACK
 
 
 def source_size(source: Any) -> int:

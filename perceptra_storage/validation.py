@@ -7,6 +7,7 @@ with :class:`StorageValidationError` before a byte is sent.
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 import re
@@ -67,12 +68,15 @@ def _check_segments(text: str, what: str, backend: Optional[str], allow_trailing
     if text.startswith("/"):
         raise _fail(f"{what} {text!r} starts with '/'; keys are relative to the root",
                     backend, text)
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise _fail(f"{what} is longer than {MAX_KEY_BYTES} UTF-8 bytes", backend, text[:64])
     try:
-        text.encode("utf-8")
+        size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        raise _fail(f"{what} {text!r} is not valid Unicode (lone surrogate)", backend) from None
+        size = -1  # a lone surrogate: refused below, after the length rule
+    if size > MAX_KEY_BYTES or \
+            (size < 0 and len(text.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES):
+        raise _fail(f"{what} is longer than {MAX_KEY_BYTES} UTF-8 bytes", backend, text[:64])
+    if size < 0:
+        raise _fail(f"{what} {text!r} is not valid Unicode (lone surrogate)", backend)
     segments = text.split("/")
     if allow_trailing and segments and segments[-1] == "":
         segments = segments[:-1]
@@ -80,7 +84,8 @@ def _check_segments(text: str, what: str, backend: Optional[str], allow_trailing
         if segment == "":
             raise _fail(f"{what} {text!r} has an empty segment ('//' or a trailing '/')",
                         backend, text)
-        if unquote(segment) in (".", ".."):
+        # Only a segment of dots, or one that decodes to dots, can climb: most skip unquote.
+        if segment[0] in ".%" and unquote(segment) in (".", ".."):
             raise _fail(f"{what} {text!r} has a '.' or '..' segment", backend, text)
 
 
@@ -252,8 +257,8 @@ def validate_header(value: Any, name: str, backend: Optional[str] = None) -> Opt
 
 def validate_headers(values: Mapping[str, Any], backend: Optional[str] = None) -> dict[str, str]:
     """The given object headers (``OBJECT_HEADERS`` names), checked; None ones left out."""
-    checked = {name: validate_header(values.get(name), name, backend) for name in OBJECT_HEADERS}
-    return {name: value for name, value in checked.items() if value is not None}
+    return {name: typing.cast(str, validate_header(value, name, backend))
+            for name in OBJECT_HEADERS if (value := values.get(name)) is not None}
 
 
 def attachment(filename: Any, backend: Optional[str] = None) -> str:
@@ -274,8 +279,23 @@ def attachment(filename: Any, backend: Optional[str] = None) -> str:
 
 
 def default_content_type(key: str) -> str:
-    """The content type a key gets when none is given: by extension, else octet-stream."""
-    return _MIME.guess_type(key, strict=False)[0] or "application/octet-stream"
+    """The content type a key gets when none is given: by extension, else octet-stream.
+
+    The answer depends only on the suffixes of the key's last segment (``.tar.gz``; a
+    leading dot starts none) unless the key has a ':' (the table reads a URL scheme
+    there), so it is looked up once per suffix chain: the table's own lookup costs more
+    than the rest of a small write's checks together."""
+    if ":" in key:
+        return _guess(key)
+    name = key.rpartition("/")[2]
+    stem = len(name) - len(name.lstrip("."))
+    dot = name.find(".", stem)
+    return _guess("x" + name[dot:]) if dot > 0 else "application/octet-stream"
+
+
+@functools.lru_cache(maxsize=256)
+def _guess(name: str) -> str:
+    return _MIME.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
 def validate_content_type(content_type: Any, key: str, backend: Optional[str] = None) -> str:

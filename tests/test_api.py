@@ -215,7 +215,7 @@ def test_unknown_config_key_lists_valid_ones() -> None:
     with pytest.raises(StorageValidationError) as info:
         get_storage_adapter("local", {"base_pth": "/tmp/x"})
     assert "base_pth" in str(info.value)
-    assert "base_path, base_url, create_dirs, metadata_store, prefix, signing_key" in \
+    assert "base_path, base_url, create_dirs, fsync, metadata_store, prefix, signing_key" in \
         str(info.value)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import pickle
 import subprocess
 import sys
 import urllib.request
@@ -22,6 +23,7 @@ from perceptra_storage import (
     get_adapter_info,
     get_storage_adapter,
 )
+from perceptra_storage.backends.local import _bookkeeping_path
 from tests.contract import Contract
 
 
@@ -405,3 +407,109 @@ def test_local_contract_passes_without_xattr_and_sendfile(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     passed = int(summary.split(" passed")[0].split()[-1])
     assert passed >= 100 and "failed" not in summary and "error" not in summary, summary
+
+
+# --- durability: fsync ----------------------------------------------------------------------
+
+
+def test_fsync_is_documented_typed_and_checked(tmp_path: Path) -> None:
+    field = get_adapter_info("local")["config"]["fsync"]
+    assert field["required"] is False and "bool" in field["type"]
+    for word in ("default True", "atomic", "power loss"):
+        assert word in field["doc"]
+    with pytest.raises(StorageValidationError, match="'fsync' must be bool"):
+        get_storage_adapter("local", {"base_path": str(tmp_path), "fsync": "no"})
+    with pytest.raises(StorageValidationError, match="'fsynk'"):
+        get_storage_adapter("local", {"base_path": str(tmp_path), "fsynk": False})
+
+
+def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["auto", "portable"])
+def test_fsync_true_by_default_flushes_every_write_before_its_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    adapter = _store(tmp_path, mode)
+    calls = _count_fsyncs(monkeypatch)
+    adapter.upload_file(b"plain", "a/plain.bin")
+    assert len(calls) == 1
+    adapter.upload_file(b"typed", "a/typed.bin", metadata={"v": "1"})
+    # the object, and in portable mode its bookkeeping file too
+    assert len(calls) == (2 if mode == "auto" else 3)
+
+
+@pytest.mark.parametrize("mode", ["auto", "portable"])
+def test_fsync_false_keeps_writes_atomic_and_properties_but_never_flushes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    adapter = _store(tmp_path, mode, fsync=False)
+    calls = _count_fsyncs(monkeypatch)
+    source = tmp_path / "source.csv"
+    source.write_bytes(b"a,b\n")
+    adapter.upload_file(b"v1", "d/k.bin", content_type="image/png", metadata={"v": "1"})
+    adapter.upload_file(source, "d/from-path.csv", cache_control="no-cache")
+    with adapter.open("d/streamed.txt", "wb") as stream:
+        stream.write(b"streamed")
+    with pytest.raises(RuntimeError), adapter.open("d/k.bin", "wb") as failed:
+        failed.write(b"partial")
+        raise RuntimeError
+    adapter.copy_file("d/k.bin", "e/copy.bin")
+    assert calls == []
+    info = adapter.get_file_metadata("e/copy.bin")
+    assert (adapter.download_file("e/copy.bin"), info.content_type, info.metadata) == (
+        b"v1", "image/png", {"v": "1"})
+    assert adapter.get_file_metadata("d/from-path.csv").cache_control == "no-cache"
+    assert adapter.download_file("d/streamed.txt") == b"streamed"
+    assert _visible(tmp_path / "store" / "d") == ["from-path.csv", "k.bin", "streamed.txt"]
+    clone = pickle.loads(pickle.dumps(adapter))
+    clone.upload_file(b"again", "d/k.bin")
+    assert calls == [] and adapter.download_file("d/k.bin") == b"again"
+
+
+@pytest.mark.parametrize("mode", ["auto", "portable"])
+def test_default_properties_store_nothing_beside_the_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """A write with the key's default content type and no metadata needs no extended
+    attribute and no bookkeeping entry (a file without one reads back as the defaults),
+    also where it replaces a file that had properties."""
+    adapter = _store(tmp_path, mode)
+    adapter.upload_file(b"typed", "k.json", content_type="text/x-mine", metadata={"a": "b"})
+    attributes: list[str] = []
+    real = getattr(os, "setxattr", None)
+    if real is not None:
+        def recording(path: Any, name: str, *args: Any, **kwargs: Any) -> None:
+            attributes.append(name)
+            real(path, name, *args, **kwargs)
+
+        monkeypatch.setattr(os, "setxattr", recording)
+    adapter.upload_file(b"{}", "k.json")
+    adapter.upload_file(b"{}", "same.json", content_type="application/json")
+    assert attributes == []
+    for key in ("k.json", "same.json"):
+        info = adapter.get_file_metadata(key)
+        assert (info.content_type, info.metadata) == ("application/json", {})
+    assert _visible(tmp_path / "store") == ["k.json", "same.json"]
+    assert not os.path.exists(_bookkeeping_path(str(tmp_path / "store" / "same.json")))
+
+
+def test_a_default_write_replaces_a_portable_entry_its_identity_could_match(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a coarse clock (FAT, HFS+) a reused inode of the same size gets the identity of
+    a file gone within the same tick: a write of default properties must then write its
+    default entry over the old one, not leave it to apply (every identity made equal)."""
+    from perceptra_storage.backends import local as module
+
+    monkeypatch.setattr(module, "_identity", lambda info: "same")
+    adapter = _store(tmp_path, "portable")
+    adapter.upload_file(b"typed", "k.bin", content_type="image/png", metadata={"v": "1"})
+    adapter.upload_file(b"plain", "k.bin")
+    info = adapter.get_file_metadata("k.bin")
+    assert (info.content_type, info.metadata) == ("application/octet-stream", {})

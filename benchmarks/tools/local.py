@@ -19,15 +19,17 @@ from benchmarks.tools.common import check, expect_listed, read, write
 REGISTRY = Registry()
 
 
-def make_adapter(root: str, portable: bool = False) -> Any:
+def make_adapter(root: str, portable: bool = False, fsync: bool = True) -> Any:
     """The adapter over ``root``; ``portable``: on the path macOS and Windows take
-    (properties in bookkeeping files, copies by ``shutil.copyfile``, no ``sendfile``)."""
+    (properties in bookkeeping files, copies by ``shutil.copyfile``, no ``sendfile``);
+    ``fsync``: the config field (default True: each write flushed before its rename)."""
     from perceptra_storage import get_storage_adapter
     from perceptra_storage.backends import local
 
     if portable:
         local._KERNEL_COPY = False  # this measurement's own process: as where it is absent
-    config = {"base_path": root, "metadata_store": "portable" if portable else "auto"}
+    config = {"base_path": root, "metadata_store": "portable" if portable else "auto",
+              "fsync": fsync}
     adapter = get_storage_adapter("local", config)
     adapter.file_exists("warm-up")
     return adapter
@@ -35,24 +37,33 @@ def make_adapter(root: str, portable: bool = False) -> Any:
 
 # -- 500 x 16 KiB -----------------------------------------------------------------------
 
-@REGISTRY.tool("small_upload", "perceptra_batch")
-def _upload_batch(spec: Spec) -> Run:
-    adapter = make_adapter(spec.store.scratch)
-    pairs = list(zip(map(Path, spec.small_sources()),
-                     spec.scratch_keys(spec.sizes.small_count), strict=True))
+# Uploads with both settings of ``fsync`` (``_nofsync``: fsync=False); downloads write
+# only the caller's file, which no setting flushes, so they have one row each.
+
+def _upload_pairs(spec: Spec) -> list[tuple[Path, str]]:
+    return list(zip(map(Path, spec.small_sources()),
+                    spec.scratch_keys(spec.sizes.small_count), strict=True))
+
+
+def _upload_batch(spec: Spec, fsync: bool) -> Run:
+    adapter, pairs = make_adapter(spec.store.scratch, fsync=fsync), _upload_pairs(spec)
     return lambda: check(adapter.upload_files(pairs))
 
 
-@REGISTRY.tool("small_upload", "perceptra_loop")
-def _upload_loop(spec: Spec) -> Run:
-    adapter = make_adapter(spec.store.scratch)
-    pairs = list(zip(map(Path, spec.small_sources()),
-                     spec.scratch_keys(spec.sizes.small_count), strict=True))
+def _upload_loop(spec: Spec, fsync: bool) -> Run:
+    adapter, pairs = make_adapter(spec.store.scratch, fsync=fsync), _upload_pairs(spec)
 
     def run() -> None:
         for source, key in pairs:
             adapter.upload_file(source, key)
     return run
+
+
+for _fsync, _suffix in ((True, ""), (False, "_nofsync")):
+    REGISTRY.tool("small_upload", f"perceptra_batch{_suffix}")(
+        lambda spec, fsync=_fsync: _upload_batch(spec, fsync))
+    REGISTRY.tool("small_upload", f"perceptra_loop{_suffix}")(
+        lambda spec, fsync=_fsync: _upload_loop(spec, fsync))
 
 
 @REGISTRY.tool("small_upload", "plain_open")

@@ -25,11 +25,11 @@ import fnmatch
 import io
 import threading
 import time
+import typing
 import uuid
 import weakref
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Optional, TypedDict, Union
 
@@ -37,7 +37,7 @@ import fsspec
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 
 from ..adapter import FsspecStorageAdapter
-from ..base import PresignedUrl
+from ..base import PresignedUrl, _Operation
 from ..errors import StorageConnectionError, StorageOperationError, StorageValidationError
 from ..presign import SignOptions
 from ..validation import OBJECT_HEADERS
@@ -304,6 +304,19 @@ _NAMED: dict[str, _Store] = {}
 _NAMED_LOCK = threading.Lock()
 
 
+class _FaultyOperation(_Operation):
+    """An operation of the memory backend: the store's injected faults apply first,
+    typed and logged like any failure of the call."""
+
+    def __enter__(self) -> None:
+        adapter = typing.cast("MemoryStorageAdapter", self.adapter)
+        try:
+            adapter._store.faults.apply(self.operation, self.key)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+
 class MemoryStorageAdapter(FsspecStorageAdapter):
     """Objects in a dict owned by the adapter (or shared by name)."""
 
@@ -331,11 +344,8 @@ class MemoryStorageAdapter(FsspecStorageAdapter):
         :class:`Faults`); shared by every adapter on the store."""
         return self._store.faults
 
-    @contextmanager
-    def _operation(self, operation: str, key: Optional[str] = None) -> Iterator[None]:
-        with super()._operation(operation, key):
-            self._store.faults.apply(operation, key)
-            yield
+    def _operation(self, operation: str, key: Optional[str] = None) -> _Operation:
+        return _FaultyOperation(self, operation, key)
 
     def _make_filesystem(self) -> AbstractFileSystem:
         return _MemoryFileSystem(store_id=self._store_id, skip_instance_cache=True)
