@@ -125,13 +125,40 @@ if TYPE_CHECKING:
 
     from .aio import AsyncStorage
 
-__all__ = ["FsspecStorageAdapter", "NoCredentials", "Resilience", "ResilienceConfig"]
+__all__ = ["EngineConfig", "FsspecStorageAdapter", "NoCredentials", "Resilience",
+           "ResilienceConfig"]
+
+ENGINES = ("fsspec", "obstore")
+"""The transports an object-store backend can run on (``engine`` config field)."""
 
 _Writer = typing.TypeVar("_Writer", bound=Writable)
 
 
 class NoCredentials(TypedDict):
     """Backends that take no credentials accept only an empty dict (or None)."""
+
+
+class EngineConfig(TypedDict, total=False):
+    """The ``engine`` field of the s3, minio and azure backends' ``config``."""
+
+    engine: typing.Literal["fsspec", "obstore"]
+    """The transport under the adapter: 'fsspec' (s3fs or adlfs, the default) or
+    'obstore' (obstore's Rust client: less CPU per request; needs
+    ``pip install 'perceptra-storage[fast]'``; README, Choosing an engine)."""
+
+
+def check_engine(config: Mapping[str, Any], backend: str) -> str:
+    """The configured engine, refused unless known and, for 'obstore', installed."""
+    engine = config.get("engine", "fsspec")
+    if engine not in ENGINES:
+        raise StorageValidationError(
+            f"{backend}: config field 'engine' must be one of "
+            f"{', '.join(map(repr, ENGINES))}, not {engine!r}", backend=backend)
+    if engine == "obstore" and not _importable("obstore"):
+        raise StorageAdapterError(
+            "engine 'obstore' needs obstore, which is not installed; run: "
+            "pip install 'perceptra-storage[fast]'", backend=backend)
+    return str(engine)
 
 
 class FsspecStorageAdapter(Listing, BaseStorageAdapter):

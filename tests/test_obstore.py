@@ -1,0 +1,64 @@
+"""What only the obstore engine has: the clean-up of the multipart uploads obstore
+leaves behind when a large upload fails or is cancelled (``_obstore._aborting``), on
+moto (s3) and Ceph RGW (minio).  The whole contract runs on the engine through its
+entries ``s3-obstore`` and ``minio-obstore`` (tests/test_s3.py, tests/test_minio.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from perceptra_storage import StorageConnectionError
+from perceptra_storage.backends import _obstore
+from tests.conftest import Faulty, fault_proxy, started_backend
+
+ENGINE_CASES = ["s3-obstore", "minio-obstore"]
+
+
+@pytest.fixture(params=ENGINE_CASES)
+def faulty_engine(request: pytest.FixtureRequest, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[Faulty]:
+    # Multipart from 6 MiB in 5 MiB parts (S3's smallest), so that a 12 MiB upload is
+    # one, instead of the 100 MiB the engine waits for.
+    monkeypatch.setattr(_obstore, "MULTIPART_OVER", 6 * 2**20)
+    monkeypatch.setattr(_obstore, "PART_SIZE", 5 * 2**20)
+    with started_backend(request.param, request, tmp_path) as started, \
+            fault_proxy(started) as proxied:
+        yield proxied
+
+
+def test_failed_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> None:
+    faulty = faulty_engine
+    faulty.backend.make().upload_file(b"previous version", "mp.bin")
+    adapter = faulty.make(connect_timeout=2, read_timeout=3, max_attempts=1)
+    # Every connection is cut after 3 MiB went up: the upload is created (a small
+    # request), its 5 MiB parts never arrive.
+    faulty.proxy.set("reset", nbytes=3 * 2**20, direction="up", sever=True)
+    with pytest.raises(StorageConnectionError):
+        adapter.upload_file(os.urandom(12 * 2**20), "mp.bin")
+    faulty.proxy.set("pass")
+    assert faulty.backend.make().download_file("mp.bin") == b"previous version"
+    assert faulty.backend.pending_uploads() == 0
+
+
+def test_cancelled_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> None:
+    faulty = faulty_engine
+    adapter = faulty.make(connect_timeout=2, read_timeout=3, max_attempts=1)
+    # Each new connection's answer comes a second late: the listing before the write
+    # and the upload's creation take a second each, its parts' answers are still
+    # awaited when the caller gives up at 2.5 s.
+    faulty.proxy.set("delay", seconds=1.0, sever=True)
+
+    async def upload() -> None:
+        await asyncio.wait_for(adapter.aio.upload_file(os.urandom(12 * 2**20), "mp.bin"),
+                               2.5)
+
+    with pytest.raises((TimeoutError, StorageConnectionError)):
+        asyncio.run(upload())
+    faulty.proxy.set("pass")
+    assert not faulty.backend.make().file_exists("mp.bin")
+    assert faulty.backend.pending_uploads() == 0
