@@ -43,6 +43,9 @@ these when the filesystem has them, and a generic fallback when it does not:
     ``async commit()`` stores the object, ``async abort()`` drops it (aborting an
     unfinished multipart upload): ``adapter.aio.open(key, "wb")``.  Fallback: the
     blocking ``open(path, "wb")``, driven from worker threads.
+``release_connections() -> None``
+    Close the filesystem's connections now (the adapter's ``close``). Fallback:
+    they close when the filesystem is collected.
 ``resumes_cut_reads: bool``
     True when the SDK itself retries a download cut mid-body; otherwise the
     adapter retries it.
@@ -347,7 +350,12 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
 
     def close(self) -> None:
         with self._lock:
-            self._fs = None
+            fs, self._fs = self._fs, None
+        # A filesystem whose connections outlive its last reference in a cycle or a kept
+        # traceback (the obstore engine's stores) drops them now.
+        release = getattr(fs, "release_connections", None)
+        if release is not None:
+            release()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -148,6 +148,12 @@ class ObstoreFileSystem(FsspecStore):
 
     async def _release(self) -> None:
         """Drop this instance's stores (their connection pools close with them)."""
+        self.release_connections()
+
+    def release_connections(self) -> None:
+        """Drop this instance's stores, whose connection pools close with them (the
+        adapter's ``close``); the next call builds new ones.  No method keeps a store
+        in a local variable, so a traceback someone keeps holds no pool open."""
         self._stores = {}
 
     # -- writes ----------------------------------------------------------------------
@@ -166,7 +172,6 @@ class ObstoreFileSystem(FsspecStore):
     async def _store_object(self, path: str, body: Any, size: int,
                             options: Mapping[str, Any]) -> None:
         bucket, key = self._split_path(path)
-        store = self._construct_store(bucket)
         multipart = size > MULTIPART_OVER
         put_mode: Any = "create" if options.get("mode") == "create" else None
 
@@ -176,8 +181,10 @@ class ObstoreFileSystem(FsspecStore):
                 source.seek(0)  # a retry sends the body again from its start
             import obstore
 
-            await obstore.put_async(store, key, source, attributes=self._attributes(
-                path, options), mode=put_mode, use_multipart=multipart,
+            await obstore.put_async(
+                self._construct_store(bucket), key, source,
+                attributes=self._attributes(path, options), mode=put_mode,
+                use_multipart=multipart,
                 chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY)
 
         if multipart and self.kind == "s3":
@@ -278,7 +285,6 @@ class ObstoreFileSystem(FsspecStore):
         import obstore
 
         bucket, key = self._split_path(path)
-        store = self._construct_store(bucket)
         if (start is not None and start < 0) or (end is not None and end < 0):
             size = (await self._object_info(path))["size"]
             start = None if start is None else max(size + start, 0) if start < 0 else start
@@ -292,7 +298,8 @@ class ObstoreFileSystem(FsspecStore):
 
         async def read() -> bytes:
             try:
-                answer = await obstore.get_async(store, key, options=options or None)
+                answer = await obstore.get_async(self._construct_store(bucket), key,
+                                                options=options or None)
                 return bytes(await answer.bytes_async())
             except Exception as exc:
                 if "range" in options and "Range" in str(exc) and "416" in str(exc):
@@ -306,10 +313,9 @@ class ObstoreFileSystem(FsspecStore):
         import obstore
 
         bucket, key = self._split_path(rpath)
-        store = self._construct_store(bucket)
 
         async def fetch() -> None:
-            answer = await obstore.get_async(store, key)
+            answer = await obstore.get_async(self._construct_store(bucket), key)
             if callback is not None:
                 callback.set_size(answer.meta["size"])
             with open(lpath, "wb") as local:
@@ -327,10 +333,10 @@ class ObstoreFileSystem(FsspecStore):
         import obstore
 
         bucket, key = self._split_path(path)
-        store = self._construct_store(bucket)
         if not key:
             raise FileNotFoundError(path)
-        answer = await self._retry(obstore.get_async, store, key, options={"head": True})
+        answer = await self._retry(lambda: obstore.get_async(
+            self._construct_store(bucket), key, options={"head": True}))
         meta, attributes = answer.meta, dict(answer.attributes)
         info: dict[str, Any] = {
             "name": f"{bucket}/{meta['path']}", "type": "file", "size": meta["size"],
@@ -378,8 +384,7 @@ class ObstoreFileSystem(FsspecStore):
 
         bucket, _, start = path.partition("/")
         folder = start.rpartition("/")[0]
-        store = self._construct_store(bucket)
-        stream = obstore.list(store, folder or None, chunk_size=PAGE)
+        stream = obstore.list(self._construct_store(bucket), folder or None, chunk_size=PAGE)
         pending: list[dict[str, Any]] = []
         async for chunk in stream:
             for meta in chunk:
@@ -401,9 +406,8 @@ class ObstoreFileSystem(FsspecStore):
         import obstore
 
         bucket, key = self._split_path(path)
-        store = self._construct_store(bucket)
-        answer = await self._retry(obstore.list_with_delimiter_async, store,
-                                   key.rstrip("/") or None)
+        answer = await self._retry(lambda: obstore.list_with_delimiter_async(
+            self._construct_store(bucket), key.rstrip("/") or None))
         entries = [{"name": f"{bucket}/{meta['path']}", "size": meta["size"], "type": "file",
                     "ETag": meta.get("e_tag"), "LastModified": meta.get("last_modified")}
                    for meta in answer["objects"]]
@@ -420,7 +424,7 @@ class ObstoreFileSystem(FsspecStore):
         import obstore
 
         bucket, key = self._split_path(path)
-        await self._retry(obstore.delete_async, self._construct_store(bucket), key)
+        await self._retry(lambda: obstore.delete_async(self._construct_store(bucket), key))
 
     async def _remove_many(self, paths: list[str]) -> dict[str, BaseException]:
         """One bulk delete per bucket (obstore sends DeleteObjects on S3, a batch on
@@ -432,7 +436,8 @@ class ObstoreFileSystem(FsspecStore):
             bucket, key = self._split_path(path)
             by_bucket.setdefault(bucket, []).append(key)
         for bucket, keys in by_bucket.items():
-            await self._retry(obstore.delete_async, self._construct_store(bucket), keys)
+            await self._retry(lambda names=keys, where=bucket: obstore.delete_async(
+                self._construct_store(where), names))
         return {}
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
