@@ -21,7 +21,7 @@ PARTIAL = {"local-signed": {"sync": {UrlTests, BrowserTests, SecurityTests},
                             "aio": {BrowserTests}}}
 """Variants whose objects are another entry's (local-signed is the local backend's
 directory store) and whose own behaviour is their URLs: the mixins each route runs."""
-SYNC_ONLY = {"s3-obstore", "minio-obstore"}
+SYNC_ONLY = {"s3-obstore", "minio-obstore", "azure-obstore"}
 """Engine variants with no ``aio`` entry point: ``adapter.aio`` drives the same
 filesystem coroutines the sync entry points do (fsspec's sync wrappers run them on its
 loop), so an aio twin would add ~350 tests of CI time for little; tests/test_obstore.py

@@ -428,17 +428,32 @@ class ObstoreFileSystem(FsspecStore):
 
     async def _remove_many(self, paths: list[str]) -> dict[str, BaseException]:
         """One bulk delete per bucket (obstore sends DeleteObjects on S3, a batch on
-        Azure); an error of a request is raised, as the answer for each of its keys."""
+        Azure); a key already gone counts as deleted.  obstore raises the first key's
+        error for the whole request (an Azure batch answers 404 for a missing blob
+        where S3 reports none), so a failed request is redone key by key, which says
+        which keys failed and why."""
         import obstore
 
         by_bucket: dict[str, list[str]] = {}
         for path in paths:
             bucket, key = self._split_path(path)
             by_bucket.setdefault(bucket, []).append(key)
+        failed: dict[str, BaseException] = {}
         for bucket, keys in by_bucket.items():
-            await self._retry(lambda names=keys, where=bucket: obstore.delete_async(
-                self._construct_store(where), names))
-        return {}
+            try:
+                await self._retry(lambda names=keys, where=bucket: obstore.delete_async(
+                    self._construct_store(where), names))
+                continue
+            except Exception:  # each key is tried again below
+                pass
+            for key in keys:
+                try:
+                    await self._rm_file(f"{bucket}/{key}")
+                except FileNotFoundError:  # obstore's not-found errors are these
+                    continue
+                except Exception as exc:
+                    failed[f"{bucket}/{key}"] = exc
+        return failed
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         """A server-side copy within a bucket (content type and metadata kept); across
