@@ -302,7 +302,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         confinement, retries or typed errors; prefer :meth:`url` within fsspec."""
         with self._operation("url", key if isinstance(key, str) else None):
             key = self._check_key(key)
-            protocol = self.filesystem.protocol
+            protocol = self._native_filesystem().protocol
             name = protocol if isinstance(protocol, str) else protocol[0]
             return f"{name}://{self._path(key)}"
 
@@ -311,10 +311,17 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         """The wrapped filesystem's own options (credentials included), for
         :meth:`native_url`: those of the wrapped library's class (s3fs, adlfs), which
         takes none of ``_OWN_OPTIONS``."""
-        options = dict(self.filesystem.storage_options)
+        options = dict(self._native_filesystem().storage_options)
         for own in _OWN_OPTIONS:
             options.pop(own, None)
         return options
+
+    def _native_filesystem(self) -> AbstractFileSystem:
+        """The filesystem of the wrapped library that :meth:`native_url` and
+        :attr:`native_storage_options` describe: this adapter's own, unless its engine
+        is not an fsspec library (``engine='obstore'``), whose options no other tool
+        reads; backends with engines override this."""
+        return self.filesystem
 
     def _call(self, method: str, *args: Any, deadline: Optional[float] = None,
               **kwargs: Any) -> Any:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from perceptra_storage import StorageConnectionError
+from perceptra_storage import StorageConnectionError, StorageValidationError, get_storage_adapter
 from perceptra_storage.backends import _obstore
 from tests.conftest import Faulty, fault_proxy, started_backend
 
@@ -62,3 +62,28 @@ def test_cancelled_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> N
     faulty.proxy.set("pass")
     assert not faulty.backend.make().file_exists("mp.bin")
     assert faulty.backend.pending_uploads() == 0
+
+
+@pytest.mark.parametrize(("backend", "config", "credentials"), [
+    ("s3", {"bucket_name": "my-bucket", "region": "eu-west-1"},
+     {"access_key_id": "AKID", "secret_access_key": "SECRET"}),
+    ("azure", {"container_name": "ctr", "account_name": "acct"}, {"account_key": "a2V5"}),
+])
+def test_native_options_are_the_fsspec_engines(backend: str, config: dict[str, str],
+                                                credentials: dict[str, str]) -> None:
+    """Tools outside fsspec read s3fs's or adlfs's options whatever the engine."""
+    fsspec = get_storage_adapter(backend, config, credentials)
+    engine = get_storage_adapter(backend, {**config, "engine": "obstore"}, credentials)
+    assert engine.native_url("a/k.csv") == fsspec.native_url("a/k.csv")
+    assert engine.native_storage_options == fsspec.native_storage_options
+
+
+def test_unknown_engine_is_refused_by_field() -> None:
+    with pytest.raises(StorageValidationError, match=r"s3: config field 'engine'.*'rust'"):
+        get_storage_adapter("s3", {"bucket_name": "my-bucket", "engine": "rust"})
+
+
+def test_profile_credentials_are_refused_on_the_engine() -> None:
+    with pytest.raises(StorageValidationError, match=r"'refresh' is not supported"):
+        get_storage_adapter("s3", {"bucket_name": "my-bucket", "engine": "obstore"},
+                            {"refresh": dict})

@@ -217,6 +217,17 @@ class AzureStorageAdapter(FsspecStorageAdapter):
                                        resilience=dataclasses.asdict(self.resilience),
                                        skip_instance_cache=True, use_listings_cache=False)
 
+    def _native_filesystem(self) -> AbstractFileSystem:
+        """On engine 'obstore', the adlfs filesystem engine 'fsspec' would use (the one
+        the blob-service calls use too), so that native_url and native_storage_options
+        still serve tools that read adlfs's options."""
+        if self.engine == "fsspec":
+            return self.filesystem
+        fs = self.__dict__.get("_service_fs")
+        if fs is None:
+            fs = self._service_fs = self._adlfs_filesystem()
+        return fs
+
     def _obstore_filesystem(self) -> AbstractFileSystem:
         """The obstore engine's filesystem (``_obstore.py``) for the same account: the
         endpoint (plain http allowed for it, as for Azurite) and the one credential
@@ -241,10 +252,7 @@ class AzureStorageAdapter(FsspecStorageAdapter):
         so on its engine through an adlfs filesystem of the same account."""
         if self.engine == "fsspec":
             return self._call(method, *args)
-        fs = self.__dict__.get("_service_fs")
-        if fs is None:
-            fs = self._service_fs = self._adlfs_filesystem()
-        return getattr(fs, method)(*args)
+        return getattr(self._native_filesystem(), method)(*args)
 
     def _blob_name(self, path: str) -> str:
         return path.partition("/")[2]
