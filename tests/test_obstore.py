@@ -32,6 +32,8 @@ def faulty_engine(request: pytest.FixtureRequest, tmp_path: Path,
 
 
 def test_failed_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> None:
+    """A multipart upload that fails: obstore aborts this one itself (the test passes
+    without the adapter's clean-up), and this guards that it stays so."""
     faulty = faulty_engine
     faulty.backend.make().upload_file(b"previous version", "mp.bin")
     adapter = faulty.make(connect_timeout=2, read_timeout=3, max_attempts=1)
@@ -46,6 +48,8 @@ def test_failed_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> None
 
 
 def test_cancelled_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> None:
+    """A cancelled multipart upload, which obstore leaves behind: the adapter's clean-up
+    aborts it (this fails without it, on both servers)."""
     faulty = faulty_engine
     adapter = faulty.make(connect_timeout=2, read_timeout=3, max_attempts=1)
     # Each new connection's answer comes a second late: the listing before the write

@@ -28,10 +28,12 @@ import contextlib
 import io
 import os
 import tempfile
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Optional
+from xml.etree import ElementTree
 
 from fsspec.asyn import sync_wrapper
 from obstore.fsspec import BufferedFile, FsspecStore
@@ -39,6 +41,7 @@ from obstore.fsspec import BufferedFile, FsspecStore
 from ..errors import StorageOperationError
 from ..resilience import Resilience
 from ..validation import default_content_type
+from ._sigv4 import QuerySigner
 
 __all__ = ["ObstoreFileSystem"]
 
@@ -221,7 +224,7 @@ class ObstoreFileSystem(FsspecStore):
 
     def _botocore(self) -> Any:
         """A botocore client with this filesystem's endpoint and keys, for what obstore
-        does not offer (listing and aborting unfinished multipart uploads)."""
+        does not offer (CORS rules; multipart clean-up without static keys)."""
         if self._s3_client is None:
             import botocore.session
             from botocore.config import Config
@@ -238,17 +241,52 @@ class ObstoreFileSystem(FsspecStore):
                               retries={"total_max_attempts": self.resilience.max_attempts}))
         return self._s3_client
 
+    def _signer(self, bucket: str) -> Optional[QuerySigner]:
+        """A SigV4 signer of this bucket's URLs for static keys (``_sigv4.py``), so that
+        the clean-up of multipart uploads needs no botocore client (which costs about
+        35 MiB and a model parse); None without static keys (botocore's chain then)."""
+        options = self._store_options
+        if not options.get("access_key_id"):
+            return None
+        return QuerySigner.for_bucket(
+            options.get("endpoint"), bucket, str(options.get("region") or "us-east-1"),
+            str(options["access_key_id"]), str(options["secret_access_key"]),
+            options.get("session_token"))
+
+    def _signed(self, bucket: str, name: str, method: str,
+                query: dict[str, str]) -> bytes:
+        """One signed request (``_signer``) with our timeouts; the answer's body."""
+        signer = self._signer(bucket)
+        assert signer is not None
+        url, _ = signer.sign(name, method, 300, query=query)
+        request = urllib.request.Request(url, method=method)
+        timeout = self.resilience.connect_timeout + self.resilience.read_timeout
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # our own URL
+            return bytes(answer.read())
+
     def _open_uploads(self, bucket: str, key: str) -> set[str]:
-        answer = self._botocore().list_multipart_uploads(Bucket=bucket, Prefix=key)
-        return {upload["UploadId"] for upload in answer.get("Uploads", [])
-                if upload.get("Key") == key}
+        """The ids of ``key``'s unfinished multipart uploads (ListMultipartUploads)."""
+        if self._signer(bucket) is None:
+            answer = self._botocore().list_multipart_uploads(Bucket=bucket, Prefix=key)
+            return {upload["UploadId"] for upload in answer.get("Uploads", [])
+                    if upload.get("Key") == key}
+        body = self._signed(bucket, "", "GET", {"uploads": "", "prefix": key})
+        found: set[str] = set()
+        for upload in ElementTree.fromstring(body):
+            fields = {child.tag.rpartition("}")[2]: child.text for child in upload}
+            if upload.tag.endswith("Upload") and fields.get("Key") == key:
+                found.add(str(fields.get("UploadId")))
+        return found
 
     def _abort_new(self, bucket: str, key: str, before: set[str]) -> None:
         with contextlib.suppress(Exception):
             for upload_id in self._open_uploads(bucket, key) - before:
                 with contextlib.suppress(Exception):
-                    self._botocore().abort_multipart_upload(Bucket=bucket, Key=key,
-                                                            UploadId=upload_id)
+                    if self._signer(bucket) is None:
+                        self._botocore().abort_multipart_upload(
+                            Bucket=bucket, Key=key, UploadId=upload_id)
+                    else:
+                        self._signed(bucket, key, "DELETE", {"uploadId": upload_id})
 
     def cors(self, bucket: str, rules: Optional[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Replace the bucket's CORS rules (boto3's ``CORSRules``; [] deletes them) or
