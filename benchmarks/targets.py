@@ -79,6 +79,26 @@ def _remote(backend: str, raw: str, loop: str, faster: float, download: float,
     ]
 
 
+def _engine(backend: str) -> list[Target]:
+    """engine='obstore' (issue 18): the adapter on obstore against raw obstore."""
+    return [
+        Target("engine=obstore small batch upload: client CPU <= 1.25x obstore async",
+               backend, "small_upload", "perceptra_obstore_batch", "client_cpu", 1.25,
+               "obstore_async32"),
+        Target("engine=obstore small batch download: client CPU <= 1.25x obstore async",
+               backend, "small_download", "perceptra_obstore_batch", "client_cpu", 1.25,
+               "obstore_async32"),
+        *[Target(f"engine=obstore 256 MiB {what}: {metric.replace('_', ' ')} <= 1.2x raw "
+                 "obstore", backend, workload, "perceptra_obstore", metric, 1.2, "obstore")
+          for workload, what in (("big_upload", "upload"), ("big_download", "download"))
+          for metric in ("wall", "client_cpu")],
+        Target("engine=obstore 256 MiB upload: peak RSS growth <= 64 MiB", backend,
+               "big_upload", "perceptra_obstore", "rss_growth", 64 * MIB),
+        Target("engine=obstore 256 MiB download: peak RSS growth <= 32 MiB", backend,
+               "big_download", "perceptra_obstore", "rss_growth", 32 * MIB),
+    ]
+
+
 def _local(backend: str, small: bool) -> list[Target]:
     found = []
     if small:
@@ -118,6 +138,8 @@ TARGETS: list[Target] = [
              "boto3_generate_presigned_url", 1.2, "boto3_delete_objects", 2.0),
     *_remote("azure", "adlfs_batch", "azure_blob_loop", 2.5, 1.3, "azure_list_blobs", 1.1,
              "azure_generate_blob_sas", 2.0, "azure_delete_blobs", 1.1),
+    *_engine("s3"),
+    *_engine("azure"),
 ]
 """Every target of the issue, per backend measured."""
 

@@ -189,6 +189,8 @@ def _answered(not_found: bool, denied: bool, code: str,
 
 def response_of(exc: BaseException) -> tuple[Optional[int], str]:
     """HTTP status and error code of an SDK exception that carries a response."""
+    if obstore_error(exc):
+        return obstore_response(exc)
     response = getattr(exc, "response", None)
     if isinstance(response, dict):  # botocore's ClientError
         meta = response.get("ResponseMetadata", {})
@@ -364,6 +366,100 @@ def _aiohttp_rules() -> list[_Rule]:
     ]
 
 
+_OBSTORE_STATUS = re.compile(r"non-2xx status code: (\d{3})")
+_OBSTORE_CODE = re.compile(r"<Code>(\w+)</Code>")
+_OBSTORE_HOST = re.compile(r"Error performing \w+ [a-z]+://([^/\s?]+)")
+
+
+def obstore_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of obstore's exceptions (the ``fast`` extra's engine)."""
+    return type(exc).__module__.startswith("obstore")
+
+
+def obstore_response(exc: BaseException) -> tuple[Optional[int], str]:
+    """HTTP status and error code of an obstore error that carries an answer: obstore
+    raises one class for every failure and says what happened only in its message
+    (``Server returned non-2xx status code: 503 ...`` with the XML body's code)."""
+    text = str(exc)
+    status = _OBSTORE_STATUS.search(text)
+    code = _OBSTORE_CODE.search(text)
+    return (int(status.group(1)) if status else None), (code.group(1) if code else "")
+
+
+def obstore_cut(exc: BaseException) -> bool:
+    """Whether obstore says a response body was cut while it arrived (reqwest's body
+    error, ``kind: Interrupted`` or a body decode error)."""
+    text = str(exc)
+    return (obstore_error(exc) and "response body error" in text) or \
+        (obstore_error(exc) and "kind: Decode" in text and "kind: Body" in text)
+
+
+def _obstore_rules() -> list[_Rule]:
+    """obstore's errors: its typed ones (not found, denied), then, for its one generic
+    class, what the message's debug text says below the HTTP client (reqwest, hyper,
+    rustls): a refused port, a name that does not resolve, a connection attempt that
+    got no answer (``ConnectTimeout``, or ``TimedOut`` while connecting: two forms),
+    TLS, a read that timed out, a server's answer by status."""
+    try:
+        from obstore import exceptions as oe
+    except ImportError:
+        return []
+
+    def rule(exc: BaseException) -> Optional[tuple[type[StorageError], str]]:
+        if not obstore_error(exc):
+            return None
+        if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError)):
+            return StoragePermissionError, "permission denied"
+        if isinstance(exc, oe.NotFoundError):
+            return StorageNotFoundError, "not found"
+        if isinstance(exc, oe.AlreadyExistsError):
+            return StorageOperationError, "already exists"
+        if isinstance(exc, oe.PreconditionError):
+            return StorageOperationError, "precondition failed"
+        text = str(exc)
+        found = _OBSTORE_HOST.search(text)
+        at = f" {found.group(1)}" if found else ""
+        status, code = obstore_response(exc)
+        if status is not None:
+            return _answered(False, code in _BOTO_DENIED, code, status)
+        if "ConnectionRefused" in text:
+            return StorageConnectionError, (
+                f"connection refused{' by' + at if at else ''}: nothing listens there; "
+                "check the endpoint's host and port, and that the service is running")
+        if "failed to lookup address" in text or "dns error" in text:
+            return StorageConnectionError, (
+                f"unknown host{at}: the name does not resolve (DNS); check the endpoint "
+                "or account name, and the machine's name resolution")
+        # Two forms: reqwest's connect timeout (kind: Connect), and hyper's connector
+        # timing out under a request error (kind: Timeout ... ConnectError ... TimedOut).
+        if ("kind: Connect" in text or "ConnectError" in text) and (
+                "TimedOut" in text or "timed out" in text or "ConnectTimeout" in text):
+            return StorageTimeoutError, (
+                f"no answer from{at or ' the endpoint'} within connect_timeout: the host "
+                "or port may be wrong, or a firewall drops the packets")
+        lowered = text.lower()
+        if "certificate" in lowered and ("invalid" in lowered or "unknown" in lowered or
+                                         "verif" in lowered):
+            return StorageConnectionError, (
+                f"TLS certificate of{at or ' the endpoint'} not trusted; use a certificate "
+                "signed by a trusted CA, or add its CA to the trust store (SSL_CERT_FILE)")
+        if "tls" in lowered or "ssl" in lowered or "handshake" in lowered or \
+                "InvalidContentType" in text or "CorruptMessage" in text:
+            return StorageConnectionError, (
+                f"TLS handshake with{at or ' the endpoint'} failed; check that the endpoint "
+                "speaks HTTPS on that port (or use http://) and supports TLS 1.2 or later")
+        if obstore_cut(exc):
+            return StorageConnectionError, _CUT
+        if "TimedOut" in text or "timed out" in lowered or "kind: Timeout" in text:
+            return StorageTimeoutError, "timed out"
+        if "error sending request" in text or "kind: Connect" in text or \
+                "kind: Request" in text:
+            return StorageConnectionError, "connection failed"
+        return None
+
+    return [rule]
+
+
 def _fsspec_rules() -> list[_Rule]:
     # fsspec raises FSTimeoutError (a TimeoutError) when a call given ``timeout=``
     # (the adapter's operation_timeout) was cancelled on its event loop.
@@ -487,6 +583,7 @@ def _rules() -> tuple[_Rule, ...]:
     return (
         _redirect_refused,
         *_fsspec_rules(),
+        *_obstore_rules(),
         _cut_rule(),
         _network_cause,
         *_region_rules(),

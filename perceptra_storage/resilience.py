@@ -28,6 +28,7 @@ from .errors import (
     StorageValidationError,
     chain,
     match,
+    obstore_cut,
     response_of,
 )
 from .validation import validate_positive
@@ -101,7 +102,7 @@ def cut_read(exc: BaseException) -> bool:
     """Whether the connection was cut while a response body was arriving, which the
     SDKs report but do not retry (the request itself had succeeded)."""
     kinds = cut_read_types()
-    return any(isinstance(error, kinds) for error in chain(exc))
+    return any(isinstance(error, kinds) or obstore_cut(error) for error in chain(exc))
 
 
 def transient(exc: BaseException) -> bool:

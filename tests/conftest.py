@@ -103,6 +103,16 @@ class Capabilities:
     """The server checks a POST policy's conditions (size, content type, signature)."""
     cors: bool = False
     """``set_cors``/``get_cors`` manage the store's cross-origin rules."""
+    resolves_in_python: bool = True
+    """Host names are resolved through Python's ``socket.getaddrinfo`` (a test can fake
+    a failing name without a query leaving the machine); obstore's Rust client
+    resolves them itself."""
+    refuses_redirects: bool = True
+    """A redirect to another host is refused; obstore's HTTP client follows it (README,
+    Choosing an engine), so the engine's entries document that instead."""
+    survives_fork: bool = True
+    """A forked child can use the parent's adapter; obstore's runtime cannot run in a
+    forked child, where the engine raises StorageOperationError instead of hanging."""
     cors_shared: bool = False
     """The CORS rules are the whole account's (Azure's blob service), not the test's own
     store's: tests that set them take turns across parallel workers (``cors_turn``)."""

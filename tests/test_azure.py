@@ -579,3 +579,9 @@ def test_an_expired_sas_token_says_the_credentials_expired(
         with pytest.raises(StoragePermissionError, match="credentials expired") as info:
             call()
         assert parse_qs(token)["sig"][0] not in str(info.value)
+
+
+class TestAzureObstoreContract(Contract):
+    """The whole contract on the azure backend's obstore engine, against Azurite."""
+
+    case = "azure-obstore"

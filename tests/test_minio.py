@@ -403,3 +403,9 @@ def test_credentials_from_a_refresh_function_renew_before_they_expire(
     assert len(calls) == 2 and adapter.download_file("r.txt") == b"renewed"
     assert fetch(adapter.generate_presigned_url("r.txt").url) == (200, b"renewed")
     assert "expired-secret" not in repr(adapter)
+
+
+class TestMinioObstoreContract(Contract):
+    """The whole contract on the minio backend's obstore engine, against Ceph RGW."""
+
+    case = "minio-obstore"

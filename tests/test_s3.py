@@ -622,3 +622,9 @@ def test_presigned_urls_of_a_role_profile_end_with_its_session(
     assert "X-Amz-Security-Token=" in signed.url
     assert fetch(signed.url, "PUT", b"by profile")[0] == 200
     assert adapter.download_file("k.txt") == b"by profile"
+
+
+class TestS3ObstoreContract(Contract):
+    """The whole contract on the s3 backend's obstore engine (``engine='obstore'``)."""
+
+    case = "s3-obstore"

@@ -54,12 +54,13 @@ def _container(spec: Spec, container: str) -> Any:
     return client
 
 
-def make_adapter(spec: Spec, container: str) -> Any:
+def make_adapter(spec: Spec, container: str, engine: str = "fsspec") -> Any:
     from perceptra_storage import get_storage_adapter
 
     server = spec.store.server
     adapter = get_storage_adapter(
-        "azure", {"container_name": container, "account_url": server["account_url"]},
+        "azure", {"container_name": container, "account_url": server["account_url"],
+                  "engine": engine},
         {"account_key": server["account_key"]})
     adapter.file_exists("warm-up")
     return adapter
@@ -179,6 +180,13 @@ def _big_upload(spec: Spec) -> Run:
     return lambda: adapter.upload_file(Path(spec.big_source()), key)
 
 
+@REGISTRY.tool("big_upload", "perceptra_obstore", needs=OBSTORE)
+def _big_upload_engine(spec: Spec) -> Run:
+    """The adapter's upload on engine='obstore'."""
+    adapter, key = make_adapter(spec, spec.store.scratch, "obstore"), spec.scratch_keys(1)[0]
+    return lambda: adapter.upload_file(Path(spec.big_source()), key)
+
+
 @REGISTRY.tool("big_upload", "azure_upload_blob")
 def _big_upload_sdk(spec: Spec) -> Run:
     client, key = _container(spec, spec.store.scratch), spec.scratch_keys(1)[0]
@@ -211,6 +219,13 @@ def _big_target(spec: Spec) -> str:
 @REGISTRY.tool("big_download", "perceptra")
 def _big_download(spec: Spec) -> Run:
     adapter, target = make_adapter(spec, spec.store.data), _big_target(spec)
+    return lambda: adapter.download_file("big", target)
+
+
+@REGISTRY.tool("big_download", "perceptra_obstore", needs=OBSTORE)
+def _big_download_engine(spec: Spec) -> Run:
+    """The adapter's download on engine='obstore'."""
+    adapter, target = make_adapter(spec, spec.store.data, "obstore"), _big_target(spec)
     return lambda: adapter.download_file("big", target)
 
 

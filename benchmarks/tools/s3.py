@@ -58,13 +58,13 @@ def _boto3(spec: Spec, bucket: str) -> Any:
     return client
 
 
-def make_adapter(spec: Spec, bucket: str) -> Any:
+def make_adapter(spec: Spec, bucket: str, engine: str = "fsspec") -> Any:
     from perceptra_storage import get_storage_adapter
 
     server = spec.store.server
     adapter = get_storage_adapter(
         "s3", {"bucket_name": bucket, "endpoint_url": server["endpoint"],
-               "region": server["region"]},
+               "region": server["region"], "engine": engine},
         {"access_key_id": server["access_key"], "secret_access_key": server["secret_key"]})
     adapter.file_exists("warm-up")
     return adapter
@@ -201,6 +201,13 @@ def _big_upload(spec: Spec) -> Run:
     return lambda: adapter.upload_file(Path(spec.big_source()), key)
 
 
+@REGISTRY.tool("big_upload", "perceptra_obstore", needs=OBSTORE)
+def _big_upload_engine(spec: Spec) -> Run:
+    """The adapter's upload on engine='obstore'."""
+    adapter, key = make_adapter(spec, spec.store.scratch, "obstore"), spec.scratch_keys(1)[0]
+    return lambda: adapter.upload_file(Path(spec.big_source()), key)
+
+
 @REGISTRY.tool("big_upload", "boto3_upload_file")
 def _big_upload_boto3(spec: Spec) -> Run:
     bucket, key = spec.store.scratch, spec.scratch_keys(1)[0]
@@ -230,6 +237,13 @@ def _big_target(spec: Spec) -> str:
 @REGISTRY.tool("big_download", "perceptra")
 def _big_download(spec: Spec) -> Run:
     adapter, target = make_adapter(spec, spec.store.data), _big_target(spec)
+    return lambda: adapter.download_file("big", target)
+
+
+@REGISTRY.tool("big_download", "perceptra_obstore", needs=OBSTORE)
+def _big_download_engine(spec: Spec) -> Run:
+    """The adapter's download on engine='obstore'."""
+    adapter, target = make_adapter(spec, spec.store.data, "obstore"), _big_target(spec)
     return lambda: adapter.download_file("big", target)
 
 

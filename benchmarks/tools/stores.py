@@ -22,8 +22,9 @@ OBSTORE = ("obstore",)
 EXPIRY = 3600
 """Lifetime of the presigned URLs, in seconds."""
 
-Builder = Callable[[Spec, str], Any]
-"""Builds a client (adapter or obstore store) for a spec and a bucket/container."""
+Builder = Callable[..., Any]
+"""Builds a client (adapter or obstore store) for a spec and a bucket/container; the
+adapter builder also takes the ``engine`` config field."""
 Seeder = Callable[[Spec, str, list[tuple[str, bytes]]], None]
 """Stores (key, bytes) pairs in a bucket/container without timing it."""
 
@@ -63,6 +64,13 @@ def register_shared(registry: Registry, make_adapter: Builder, make_store: Build
         as_paths = [(Path(source), key) for source, key in pairs]
         return lambda: check(adapter.upload_files(as_paths))
 
+    @registry.tool("small_upload", "perceptra_obstore_batch", needs=OBSTORE)
+    def _upload_batch_engine(spec: Spec) -> Run:
+        """The batch upload on engine='obstore'."""
+        adapter = make_adapter(spec, spec.store.scratch, "obstore")
+        as_paths = [(Path(source), key) for source, key in upload_pairs(spec)]
+        return lambda: check(adapter.upload_files(as_paths))
+
     @registry.tool("small_upload", "perceptra_loop")
     def _upload_loop(spec: Spec) -> Run:
         adapter, pairs = make_adapter(spec, spec.store.scratch), upload_pairs(spec)
@@ -96,6 +104,13 @@ def register_shared(registry: Registry, make_adapter: Builder, make_store: Build
     @registry.tool("small_download", "perceptra_batch")
     def _download_batch(spec: Spec) -> Run:
         adapter = make_adapter(spec, spec.store.data)
+        keys, out = spec.small_keys(), spec.out_dir()
+        return lambda: check(adapter.download_files(keys, out))
+
+    @registry.tool("small_download", "perceptra_obstore_batch", needs=OBSTORE)
+    def _download_batch_engine(spec: Spec) -> Run:
+        """The batch download on engine='obstore'."""
+        adapter = make_adapter(spec, spec.store.data, "obstore")
         keys, out = spec.small_keys(), spec.out_dir()
         return lambda: check(adapter.download_files(keys, out))
 

@@ -48,10 +48,25 @@ class QuerySigner:
         self._keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_bucket(cls, endpoint: Optional[str], bucket: str, region: str, access_key: str,
+                   secret_key: str, token: Optional[str] = None) -> QuerySigner:
+        """A signer for ``bucket`` without botocore: path-style on a custom ``endpoint``
+        (as the s3 backend addresses one), AWS's virtual-hosted URL otherwise."""
+        if endpoint:
+            base = f"{endpoint.rstrip('/')}/{bucket}/"
+        else:
+            base = f"https://{bucket}.s3.{region}.amazonaws.com/"
+        probe = (f"{base}{PROBE}?X-Amz-Credential=x%2F00000000%2F{region}%2Fs3%2F"
+                 "aws4_request")
+        return cls(probe, access_key, secret_key, token)
+
     def sign(self, name: str, method: str, expiration: int,
-             now: Optional[datetime] = None) -> tuple[str, datetime]:
+             now: Optional[datetime] = None,
+             query: Optional[dict[str, str]] = None) -> tuple[str, datetime]:
         """The URL granting ``method`` on object ``name`` for ``expiration`` seconds from
-        ``now`` (default: the current second), and its signing time."""
+        ``now`` (default: the current second), and its signing time; ``query`` adds
+        parameters of the request itself (``uploadId``, ``uploads``), signed too."""
         moment = (now or datetime.now(UTC)).replace(microsecond=0)
         stamp = moment.strftime("%Y%m%dT%H%M%SZ")
         day = stamp[:8]
@@ -63,14 +78,15 @@ class QuerySigner:
                   "X-Amz-SignedHeaders": "host"}
         if self._token:
             params["X-Amz-Security-Token"] = self._token
-        query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
-                         for k, v in sorted(params.items()))
-        canonical = f"{method}\n{path}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
+        params.update(query or {})
+        encoded = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+                            for k, v in sorted(params.items()))
+        canonical = f"{method}\n{path}\n{encoded}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
         to_sign = (f"{_ALGORITHM}\n{stamp}\n{scope}\n"
                    f"{hashlib.sha256(canonical.encode()).hexdigest()}")
         signature = hmac.new(self._signing_key(day), to_sign.encode(),
                              hashlib.sha256).hexdigest()
-        return f"{self._origin}{path}?{query}&X-Amz-Signature={signature}", moment
+        return f"{self._origin}{path}?{encoded}&X-Amz-Signature={signature}", moment
 
     def _signing_key(self, day: str) -> bytes:
         """The key of the day: four HMACs, computed once per day."""

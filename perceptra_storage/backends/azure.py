@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Optional, Required, TypedDict
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ..adapter import FsspecStorageAdapter, ResilienceConfig
+from ..adapter import EngineConfig, FsspecStorageAdapter, ResilienceConfig, check_engine
 from ..base import CorsRule, PresignedPost, PresignedUrl
 from ..errors import StorageOperationError, StorageValidationError
 from ..presign import PostOptions, SignOptions
@@ -41,7 +41,7 @@ _KINDS = {
 }
 
 
-class AzureConfig(ResilienceConfig, total=False):
+class AzureConfig(ResilienceConfig, EngineConfig, total=False):
     """``config`` of the ``azure`` backend."""
 
     container_name: Required[str]
@@ -86,6 +86,7 @@ class AzureStorageAdapter(FsspecStorageAdapter):
     # -- construction ----------------------------------------------------------------
 
     def _check_config(self) -> None:
+        self.engine = check_engine(self.config, self.backend_name)
         container = self.config["container_name"]
         if not (3 <= len(container) <= 63 and _CONTAINER.match(container)):
             self._refuse(f"config field 'container_name' {container!r} is not a valid "
@@ -205,11 +206,53 @@ class AzureStorageAdapter(FsspecStorageAdapter):
         return options
 
     def _make_filesystem(self) -> AbstractFileSystem:
+        if self.engine == "obstore":
+            return self._obstore_filesystem()
+        return self._adlfs_filesystem()
+
+    def _adlfs_filesystem(self) -> AbstractFileSystem:
         from ._adlfs import PerceptraBlobFileSystem
 
         return PerceptraBlobFileSystem(**self._fs_options(),
                                        resilience=dataclasses.asdict(self.resilience),
                                        skip_instance_cache=True, use_listings_cache=False)
+
+    def _native_filesystem(self) -> AbstractFileSystem:
+        """On engine 'obstore', the adlfs filesystem engine 'fsspec' would use (the one
+        the blob-service calls use too), so that native_url and native_storage_options
+        still serve tools that read adlfs's options."""
+        if self.engine == "fsspec":
+            return self.filesystem
+        fs = self.__dict__.get("_service_fs")
+        if fs is None:
+            fs = self._service_fs = self._adlfs_filesystem()
+        return fs
+
+    def _obstore_filesystem(self) -> AbstractFileSystem:
+        """The obstore engine's filesystem (``_obstore.py``) for the same account: the
+        endpoint (plain http allowed for it, as for Azurite) and the one credential
+        form, as obstore's AzureConfig keys; with none, obstore's own chain."""
+        from ._obstore import ObstoreFileSystem
+
+        store: dict[str, Any] = {"account_name": self._account, "endpoint": self._endpoint}
+        if self._account_key is not None:
+            store["account_key"] = self._account_key
+        elif self._sas is not None:
+            store["sas_key"] = self._sas
+        elif self._kind == "service principal":
+            store.update({name: self.credentials[name]
+                          for name in _KINDS["service principal"]})
+        return ObstoreFileSystem(kind="azure", store=store,
+                                 client={"allow_http": self._endpoint.startswith("http://")},
+                                 resilience=dataclasses.asdict(self.resilience))
+
+    def _service(self, method: str, *args: Any) -> Any:
+        """A call on the blob service rather than on blobs (CORS rules, user-delegation
+        keys): through the filesystem on the fsspec engine; obstore has no such calls,
+        so on its engine through an adlfs filesystem of the same account."""
+        if self.engine == "fsspec":
+            return self._call(method, *args)
+        return getattr(self._native_filesystem(), method)(*args)
 
     def _blob_name(self, path: str) -> str:
         return path.partition("/")[2]
@@ -298,13 +341,14 @@ class AzureStorageAdapter(FsspecStorageAdapter):
             return cached
         now = datetime.now(UTC)
         until = min(max(expires, now + timedelta(days=1)), now + timedelta(days=7))
-        delegation = self._call("user_delegation_key", until)
+        delegation = self._service("user_delegation_key", until)
         self._delegation = delegation
         return delegation
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_delegation", None)
+        state.pop("_service_fs", None)
         return state
 
     def _sign_post(self, path: str, key: str, expiration: int,
@@ -324,8 +368,8 @@ class AzureStorageAdapter(FsspecStorageAdapter):
                              headers=rule["allowed_headers"],
                              expose_headers=rule["exposed_headers"],
                              max_age=rule["max_age_in_seconds"])
-                    for rule in self._call("cors", None)]
-        self._call("cors", [{"allowed_origins": rule.origins, "allowed_methods": rule.methods,
+                    for rule in self._service("cors", None)]
+        self._service("cors", [{"allowed_origins": rule.origins, "allowed_methods": rule.methods,
                              "allowed_headers": rule.headers,
                              "exposed_headers": rule.expose_headers,
                              "max_age_in_seconds": rule.max_age} for rule in rules])

@@ -9,7 +9,7 @@ SigV4 signer, path-style URLs) is the S3 backend's.
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Optional, Required, TypedDict
 
-from ..adapter import ResilienceConfig
+from ..adapter import EngineConfig, ResilienceConfig
 from ..errors import StorageValidationError
 from .s3 import (
     S3StorageAdapter,
@@ -24,7 +24,7 @@ from .s3 import (
 __all__ = ["MinIOConfig", "MinIOCredentials", "MinIOStorageAdapter"]
 
 
-class MinIOConfig(ResilienceConfig, total=False):
+class MinIOConfig(ResilienceConfig, EngineConfig, total=False):
     """``config`` of the ``minio`` backend."""
 
     bucket_name: Required[str]

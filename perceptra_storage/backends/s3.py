@@ -29,7 +29,7 @@ from typing import (
 )
 from urllib.parse import quote, urlsplit
 
-from ..adapter import FsspecStorageAdapter, ResilienceConfig
+from ..adapter import EngineConfig, FsspecStorageAdapter, ResilienceConfig, check_engine
 from ..base import CorsRule, PresignedPost, PresignedUrl
 from ..errors import StorageValidationError, redact
 from ..presign import PostOptions, SignOptions
@@ -47,7 +47,7 @@ _SIGNED_CALLS = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"
                  "DELETE": "delete_object"}
 
 
-class S3Config(ResilienceConfig, total=False):
+class S3Config(ResilienceConfig, EngineConfig, total=False):
     """``config`` of the ``s3`` backend."""
 
     bucket_name: Required[str]
@@ -195,7 +195,15 @@ class S3StorageAdapter(FsspecStorageAdapter):
     # -- configuration ---------------------------------------------------------------
 
     def _check_config(self) -> None:
+        self.engine = check_engine(self.config, self.backend_name)
         self.target = self._resolve()
+        if self.engine == "obstore":
+            given = [name for name in ("profile", "refresh") if self.credentials.get(name)]
+            if given:
+                raise StorageValidationError(
+                    f"{self.backend_name}: credentials field {given[0]!r} is not supported "
+                    "with engine 'obstore' yet; give a key pair, or use engine 'fsspec'",
+                    backend=self.backend_name)
         base = self.config.get("public_base_url")
         if base is not None:
             check_public_base(base, self.backend_name)
@@ -246,6 +254,11 @@ class S3StorageAdapter(FsspecStorageAdapter):
         return self.target.bucket
 
     def _make_filesystem(self) -> "AbstractFileSystem":
+        if self.engine == "obstore":
+            return self._obstore_filesystem()
+        return self._s3fs_filesystem()
+
+    def _s3fs_filesystem(self) -> "AbstractFileSystem":
         from ._s3fs import PerceptraS3FileSystem
 
         target = self.target
@@ -267,6 +280,43 @@ class S3StorageAdapter(FsspecStorageAdapter):
         if target.refresh is not None:
             options["refresh_credentials"] = target.refresh
         return PerceptraS3FileSystem(**options)
+
+    def _native_filesystem(self) -> "AbstractFileSystem":
+        """On engine 'obstore', the s3fs filesystem engine 'fsspec' would use (built, not
+        connected), so that native_url and native_storage_options still serve tools that
+        read s3fs's options."""
+        if self.engine == "fsspec":
+            return self.filesystem
+        fs = self.__dict__.get("_native_fs")
+        if fs is None:
+            fs = self._native_fs = self._s3fs_filesystem()
+        return fs
+
+    def _obstore_filesystem(self) -> "AbstractFileSystem":
+        """The obstore engine's filesystem (``_obstore.py``) for the same target: the
+        key pair (or obstore's own reading of the AWS environment without one), the
+        region (default: the AWS chain's, else us-east-1), path-style addressing and
+        plain http on a custom endpoint."""
+        from ._obstore import ObstoreFileSystem
+
+        target = self.target
+        store: dict[str, Any] = {
+            "region": target.region or _default_region() or "us-east-1",
+            # Uploads carry no checksum header of obstore's own: the adapter checks
+            # checksum=True uploads itself, and some S3-compatible servers refuse them.
+        }
+        client: dict[str, Any] = {}
+        if target.endpoint:
+            store.update(endpoint=target.endpoint, virtual_hosted_style_request=False)
+            client["allow_http"] = target.endpoint.startswith("http://")
+        if target.access_key_id:
+            store.update(access_key_id=target.access_key_id,
+                         secret_access_key=target.secret_access_key)
+            if target.session_token:
+                store["session_token"] = target.session_token
+        return ObstoreFileSystem(kind="s3", store=store, client=client,
+                                 resilience=dataclasses.asdict(self.resilience),
+                                 dashed_metadata_names=self.dashed_metadata_names)
 
     # -- the signer ------------------------------------------------------------------
 
@@ -411,6 +461,7 @@ class S3StorageAdapter(FsspecStorageAdapter):
         state = super().__getstate__()
         state.pop("_signer", None)
         state.pop("_fast_signer", None)
+        state.pop("_native_fs", None)
         return state
 
     def _secret_values(self) -> tuple[str, ...]:

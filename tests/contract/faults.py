@@ -59,7 +59,9 @@ class FaultTests(ContractBase):
                      lambda: adapter.download_file("k")):
             with pytest.raises(StorageConnectionError, match=r"unknown host.*DNS"):
                 call()
-        assert asked
+        # The obstore engine resolves names in Rust, past this fake: the '.invalid' name
+        # fails in the real resolver instead (RFC 6761 reserves it to never resolve).
+        assert asked or not faulty.backend.resolves_in_python
 
     def test_silent_port_is_a_connect_timeout(self, faulty: Faulty) -> None:
         # A listener whose accept queue is full: the kernel drops further connection
@@ -275,4 +277,6 @@ class FaultTests(ContractBase):
         finally:
             first.shutdown()
             second.shutdown()
-        assert received == []
+        # Where the engine's HTTP client follows redirects (obstore), the README says so;
+        # this fails once it stops, so that the caveat is dropped.
+        assert (received == []) == faulty.backend.refuses_redirects

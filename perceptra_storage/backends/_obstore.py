@@ -1,0 +1,567 @@
+"""The ``obstore`` engine: S3 and Azure through obstore's Rust client, as an fsspec
+filesystem under the same generic adapter.
+
+:class:`ObstoreFileSystem` subclasses obstore's own fsspec layer
+(``obstore.fsspec.FsspecStore``) and fills in what the adapter needs and that layer
+lacks: content type, metadata and object headers on writes (obstore's put
+``attributes``) and reads (a HEAD through ``get(head=True)``, whose answer carries
+them), two- and one-sided read ranges, paged flat listings, bulk delete, writes of
+unknown length in bounded memory, and one retry policy (ours, :class:`Resilience`:
+obstore itself makes one attempt per request).  Its constructor takes only plain
+values, so ``storage_options`` rebuild the same filesystem in pandas, on a Dask
+worker or in another event loop, and it pickles by its module path; obstore's
+stores are built per filesystem and bucket (never obstore's global ``register()``,
+which would replace s3fs for the whole process) and again in a forked child.
+
+A write that obstore sends as an S3 multipart upload and that fails or is cancelled
+leaves that upload's parts stored (obstore aborts nothing once its future is
+dropped).  :meth:`ObstoreFileSystem._aborting` therefore lists the key's unfinished
+uploads before such a write and aborts those the failed write added, through
+botocore (the ``s3`` extra, which signs URLs for these backends too); README says
+which permissions that needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import tempfile
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+from xml.etree import ElementTree
+
+from fsspec.asyn import sync_wrapper
+from obstore.fsspec import BufferedFile, FsspecStore
+
+from ..errors import StorageOperationError
+from ..resilience import Resilience
+from ..validation import default_content_type
+from ._sigv4 import QuerySigner
+
+__all__ = ["ObstoreFileSystem"]
+
+MULTIPART_OVER = 100 * 2**20
+"""Largest upload sent as one PUT: larger ones go up in PART_SIZE parts, concurrently."""
+PART_SIZE = 8 * 2**20
+"""Part size of a multipart upload, and what a file opened for writing keeps in memory
+before it spools to a temporary file."""
+PART_CONCURRENCY = 4
+"""Parts of one upload in flight at once (memory: this times the part size)."""
+PAGE = 1000
+"""Objects handed to a paged listing at a time."""
+
+_RUNTIME_PID: Optional[int] = None
+"""The process that started obstore's runtime (see ``_construct_store``)."""
+
+_HEADERS = {"cache_control": "Cache-Control", "content_disposition": "Content-Disposition",
+            "content_encoding": "Content-Encoding"}
+"""Object headers by their plain keyword and obstore's attribute name."""
+
+
+class ObstoreFileSystem(FsspecStore):
+    """obstore's fsspec filesystem with the adapter's interface (see ``adapter.py``).
+
+    ``kind`` is ``"s3"`` or ``"azure"``; ``store`` holds obstore's store configuration
+    (``S3Config``/``AzureConfig`` keys, plain strings), ``client`` its client options
+    (timeouts, ``allow_http``) as seconds and flags, ``resilience`` the fields of
+    :class:`Resilience`.
+    """
+
+    bulk_delete_limit: ClassVar[int] = 1000
+    """Keys one bulk delete carries (S3's DeleteObjects; obstore batches Azure's)."""
+    verifies_uploads: ClassVar[bool] = False
+    """obstore cannot send the caller's SHA-256 with a put: the adapter reads back."""
+    resumes_cut_reads: ClassVar[bool] = False
+    cachable = False
+
+    def __init__(self, *, kind: str, store: Mapping[str, Any],
+                 client: Optional[Mapping[str, Any]] = None,
+                 resilience: Optional[Mapping[str, Any]] = None,
+                 dashed_metadata_names: bool = False,
+                 asynchronous: bool = False, loop: Any = None,
+                 skip_instance_cache: bool = True) -> None:
+        self.kind = kind
+        self.resilience = Resilience(**(resilience or {}))
+        self.dashed_metadata_names = dashed_metadata_names
+        self._store_options = dict(store)
+        self._client = dict(client or {})
+        self._stores: dict[str, Any] = {}
+        self._pid = os.getpid()
+        self._s3_client: Any = None
+        super().__init__("s3" if kind == "s3" else "az", asynchronous=asynchronous,
+                         loop=loop)
+        # obstore's constructor caches stores in an lru_cache around a bound method: a
+        # reference cycle, which kept a closed adapter's connections open until the
+        # garbage collector ran. The class's method (self._stores) replaces it.
+        del self._construct_store
+
+    # -- stores ----------------------------------------------------------------------
+
+    def _construct_store(self, bucket: str) -> Any:
+        """The obstore store of ``bucket``, built on first use in this process.  A
+        forked child cannot use obstore at all once the parent has (its runtime's
+        threads are not forked, and a call would wait for them forever): it gets a
+        clear error instead."""
+        global _RUNTIME_PID
+        if _RUNTIME_PID is None:
+            _RUNTIME_PID = os.getpid()
+        elif os.getpid() != _RUNTIME_PID:
+            raise StorageOperationError(
+                "the obstore engine cannot run in a process forked after it was used "
+                "(its Rust runtime's threads are not forked); start processes with "
+                "multiprocessing's 'spawn' or 'forkserver' method, or use engine 'fsspec'")
+        if self._pid != os.getpid():
+            self._stores, self._pid, self._s3_client = {}, os.getpid(), None
+        store = self._stores.get(bucket)
+        if store is None:
+            store = self._stores[bucket] = self._new_store(bucket)
+        return store
+
+    def _new_store(self, bucket: str) -> Any:
+        client: Any = {
+            "connect_timeout": timedelta(seconds=self.resilience.connect_timeout),
+            "read_timeout": timedelta(seconds=self.resilience.read_timeout),
+            # obstore's default limit on a whole request (30 s) would cut large parts
+            # on slow links; stalls are caught by read_timeout, long calls by
+            # operation_timeout.
+            "timeout": timedelta(hours=24),
+            **self._client,
+        }
+        # One attempt per request: failures are retried by our policy, once.
+        retry: Any = {"max_retries": 0, "retry_timeout": timedelta(seconds=1)}
+        if self.kind == "s3":
+            from obstore.store import S3Store
+
+            config: Any = self._store_options
+            return S3Store(bucket, config=config, client_options=client,
+                           retry_config=retry)
+        from obstore.store import AzureStore
+
+        azure: Any = self._store_options
+        return AzureStore(bucket, config=azure, client_options=client,
+                          retry_config=retry)
+
+    async def _retry(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self.resilience.retry_async(call, *args, **kwargs)
+
+    async def _release(self) -> None:
+        """Drop this instance's stores (their connection pools close with them)."""
+        self.release_connections()
+
+    def release_connections(self) -> None:
+        """Drop this instance's stores, whose connection pools close with them (the
+        adapter's ``close``); the next call builds new ones.  No method keeps a store
+        in a local variable, so a traceback someone keeps holds no pool open."""
+        self._stores = {}
+
+    # -- writes ----------------------------------------------------------------------
+
+    def _attributes(self, path: str, options: Mapping[str, Any]) -> dict[str, str]:
+        """obstore's put attributes for the plain write keywords: the content type
+        (default from the key's extension), user metadata, object headers."""
+        attributes = {"Content-Type": options.get("content_type") or default_content_type(path)}
+        for plain, name in _HEADERS.items():
+            if options.get(plain) is not None:
+                attributes[name] = str(options[plain])
+        for name, value in (options.get("metadata") or {}).items():
+            attributes[str(name)] = str(value)
+        return attributes
+
+    async def _store_object(self, path: str, body: Any, size: int,
+                            options: Mapping[str, Any]) -> None:
+        bucket, key = self._split_path(path)
+        multipart = size > MULTIPART_OVER
+        put_mode: Any = "create" if options.get("mode") == "create" else None
+
+        async def send() -> None:
+            source = body
+            if isinstance(source, io.IOBase):
+                source.seek(0)  # a retry sends the body again from its start
+            import obstore
+
+            await obstore.put_async(
+                self._construct_store(bucket), key, source,
+                attributes=self._attributes(path, options), mode=put_mode,
+                use_multipart=multipart,
+                chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY)
+
+        if multipart and self.kind == "s3":
+            await self._aborting(bucket, key, self._retry(send))
+        else:
+            await self._retry(send)
+
+    store_object = sync_wrapper(_store_object)
+
+    async def _pipe_file(self, path: str, value: Any, mode: str = "overwrite",
+                         **kwargs: Any) -> None:
+        data = bytes(value)
+        await self._store_object(path, data, len(data), {**kwargs, "mode": mode})
+
+    async def _put_file(self, lpath: str, rpath: str, mode: str = "overwrite",
+                        callback: Any = None, **kwargs: Any) -> None:
+        size = os.path.getsize(lpath)
+        if callback is not None:
+            callback.set_size(size)
+        await self._store_object(rpath, Path(lpath), size, {**kwargs, "mode": mode})
+        if callback is not None:
+            callback.relative_update(size)
+
+    async def _aborting(self, bucket: str, key: str, write: Any) -> None:
+        """Await an S3 write that may go up as a multipart upload; when it fails or is
+        cancelled, abort the unfinished uploads of ``key`` it started (those not
+        there before it), which obstore leaves behind."""
+        before = await asyncio.to_thread(self._open_uploads, bucket, key)
+        try:
+            await write
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self._abort_new, bucket, key, before))
+            raise
+
+    def _botocore(self) -> Any:
+        """A botocore client with this filesystem's endpoint and keys, for what obstore
+        does not offer (CORS rules; multipart clean-up without static keys)."""
+        if self._s3_client is None:
+            import botocore.session
+            from botocore.config import Config
+
+            options = self._store_options
+            self._s3_client = botocore.session.Session().create_client(
+                "s3", region_name=options.get("region"), endpoint_url=options.get("endpoint"),
+                aws_access_key_id=options.get("access_key_id"),
+                aws_secret_access_key=options.get("secret_access_key"),
+                aws_session_token=options.get("session_token"),
+                config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                              connect_timeout=self.resilience.connect_timeout,
+                              read_timeout=self.resilience.read_timeout,
+                              retries={"total_max_attempts": self.resilience.max_attempts}))
+        return self._s3_client
+
+    def _signer(self, bucket: str) -> Optional[QuerySigner]:
+        """A SigV4 signer of this bucket's URLs for static keys (``_sigv4.py``), so that
+        the clean-up of multipart uploads needs no botocore client (which costs about
+        35 MiB and a model parse); None without static keys (botocore's chain then)."""
+        options = self._store_options
+        if not options.get("access_key_id"):
+            return None
+        return QuerySigner.for_bucket(
+            options.get("endpoint"), bucket, str(options.get("region") or "us-east-1"),
+            str(options["access_key_id"]), str(options["secret_access_key"]),
+            options.get("session_token"))
+
+    def _signed(self, bucket: str, name: str, method: str,
+                query: dict[str, str]) -> bytes:
+        """One signed request (``_signer``) with our timeouts; the answer's body."""
+        signer = self._signer(bucket)
+        assert signer is not None
+        url, _ = signer.sign(name, method, 300, query=query)
+        request = urllib.request.Request(url, method=method)
+        timeout = self.resilience.connect_timeout + self.resilience.read_timeout
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # our own URL
+            return bytes(answer.read())
+
+    def _open_uploads(self, bucket: str, key: str) -> set[str]:
+        """The ids of ``key``'s unfinished multipart uploads (ListMultipartUploads)."""
+        if self._signer(bucket) is None:
+            answer = self._botocore().list_multipart_uploads(Bucket=bucket, Prefix=key)
+            return {upload["UploadId"] for upload in answer.get("Uploads", [])
+                    if upload.get("Key") == key}
+        body = self._signed(bucket, "", "GET", {"uploads": "", "prefix": key})
+        found: set[str] = set()
+        for upload in ElementTree.fromstring(body):
+            fields = {child.tag.rpartition("}")[2]: child.text for child in upload}
+            if upload.tag.endswith("Upload") and fields.get("Key") == key:
+                found.add(str(fields.get("UploadId")))
+        return found
+
+    def _abort_new(self, bucket: str, key: str, before: set[str]) -> None:
+        with contextlib.suppress(Exception):
+            for upload_id in self._open_uploads(bucket, key) - before:
+                with contextlib.suppress(Exception):
+                    if self._signer(bucket) is None:
+                        self._botocore().abort_multipart_upload(
+                            Bucket=bucket, Key=key, UploadId=upload_id)
+                    else:
+                        self._signed(bucket, key, "DELETE", {"uploadId": upload_id})
+
+    def cors(self, bucket: str, rules: Optional[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Replace the bucket's CORS rules (boto3's ``CORSRules``; [] deletes them) or
+        read them (None), through botocore: obstore has no bucket configuration."""
+        client = self._botocore()
+        if rules is None:
+            try:
+                return list(client.get_bucket_cors(Bucket=bucket).get("CORSRules", []))
+            except client.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchCORSConfiguration":
+                    return []
+                raise
+        if rules:
+            client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": rules})
+        else:
+            client.delete_bucket_cors(Bucket=bucket)
+        return rules
+
+    def _open(self, path: str, mode: str = "rb", block_size: Any = None,
+              autocommit: Any = True, cache_options: Any = None, **kwargs: Any) -> Any:
+        """``rb``: obstore's buffered reader.  ``wb``: a file that keeps up to PART_SIZE
+        in memory (then a temporary file) and stores the object when closed with the
+        write options given, or nothing when discarded."""
+        if mode == "rb":
+            return _Reader(self, path, "rb")
+        if mode != "wb":
+            raise ValueError(f"mode must be 'rb' or 'wb', not {mode!r}")
+        return _SpooledWriter(self, path, kwargs)
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def _cat_file(self, path: str, start: Optional[int] = None,
+                        end: Optional[int] = None, **kwargs: Any) -> bytes:
+        import obstore
+
+        bucket, key = self._split_path(path)
+        if (start is not None and start < 0) or (end is not None and end < 0):
+            size = (await self._object_info(path))["size"]
+            start = None if start is None else max(size + start, 0) if start < 0 else start
+            end = None if end is None else max(size + end, 0) if end < 0 else end
+        options: Any = {}
+        if start is not None or end is not None:
+            first = start or 0
+            if end is not None and end <= first:
+                return b""
+            options["range"] = (first, end) if end is not None else {"offset": first}
+
+        async def read() -> bytes:
+            try:
+                answer = await obstore.get_async(self._construct_store(bucket), key,
+                                                options=options or None)
+                return bytes(await answer.bytes_async())
+            except Exception as exc:
+                if "range" in options and "Range" in str(exc) and "416" in str(exc):
+                    return b""  # a range past the end reads nothing, as fsspec's do
+                raise
+
+        return await self._retry(read)  # type: ignore[no-any-return]
+
+    async def _get_file(self, rpath: str, lpath: str, callback: Any = None,
+                        **kwargs: Any) -> None:
+        import obstore
+
+        bucket, key = self._split_path(rpath)
+
+        async def fetch() -> None:
+            answer = await obstore.get_async(self._construct_store(bucket), key)
+            if callback is not None:
+                callback.set_size(answer.meta["size"])
+            with open(lpath, "wb") as local:
+                async for chunk in answer.stream(min_chunk_size=PART_SIZE):
+                    local.write(memoryview(chunk))
+                    if callback is not None:
+                        callback.relative_update(len(chunk))
+
+        await self._retry(fetch)
+
+    async def _object_info(self, path: str) -> dict[str, Any]:
+        """One HEAD request: size, ETag, time, content type, object headers and user
+        metadata (obstore's ``attributes``; with ``dashed_metadata_names``, '-' in a
+        name read back as '_', see ``_s3fs.py``)."""
+        import obstore
+
+        bucket, key = self._split_path(path)
+        if not key:
+            raise FileNotFoundError(path)
+        answer = await self._retry(lambda: obstore.get_async(
+            self._construct_store(bucket), key, options={"head": True}))
+        meta, attributes = answer.meta, dict(answer.attributes)
+        info: dict[str, Any] = {
+            "name": f"{bucket}/{meta['path']}", "type": "file", "size": meta["size"],
+            "ETag": meta.get("e_tag"), "LastModified": meta.get("last_modified"),
+            "ContentType": attributes.pop("Content-Type", None)}
+        for plain, name in _HEADERS.items():
+            info[plain] = attributes.pop(name, None)
+        for standard in ("Content-Language", "Storage-Class"):
+            attributes.pop(standard, None)
+        info["Metadata"] = {name.replace("-", "_") if self.dashed_metadata_names else name:
+                            value for name, value in attributes.items()}
+        return info
+
+    object_info = sync_wrapper(_object_info)
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        bucket, key = self._split_path(path)
+        if key:
+            try:
+                return await self._object_info(path)
+            except FileNotFoundError:
+                pass
+        async for _ in self._object_pages(f"{path.rstrip('/')}/"):
+            return {"name": path.rstrip("/"), "type": "directory", "size": 0}
+        if not key:
+            return {"name": bucket, "type": "directory", "size": 0}
+        raise FileNotFoundError(path)
+
+    async def _probe(self, path: str) -> None:
+        """One listing request under ``path`` (obstore has no HeadBucket), not retried."""
+        import obstore
+
+        bucket, key = self._split_path(path)
+        await obstore.list_with_delimiter_async(self._construct_store(bucket),
+                                                f"{key}/" if key else None)
+
+    probe = sync_wrapper(_probe)
+
+    async def _object_pages(self, path: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """Info dicts of the objects whose path starts with ``path`` (a plain string
+        prefix), PAGE at a time, in key order; folder markers are left out.  obstore's
+        ``list`` takes a path prefix (whole segments), so the listing starts at the
+        prefix's folder and keeps the names that start with it."""
+        import obstore
+
+        bucket, _, start = path.partition("/")
+        folder = start.rpartition("/")[0]
+        stream = obstore.list(self._construct_store(bucket), folder or None, chunk_size=PAGE)
+        pending: list[dict[str, Any]] = []
+        async for chunk in stream:
+            for meta in chunk:
+                name = meta["path"]
+                if not name.startswith(start) or name.endswith("/"):
+                    continue
+                pending.append({"name": f"{bucket}/{name}", "type": "file",
+                                "size": meta["size"], "ETag": meta.get("e_tag"),
+                                "LastModified": meta.get("last_modified")})
+            if len(pending) >= PAGE:
+                pending.sort(key=lambda info: info["name"])
+                yield pending
+                pending = []
+        if pending:
+            pending.sort(key=lambda info: info["name"])
+            yield pending
+
+    async def _ls(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
+        import obstore
+
+        bucket, key = self._split_path(path)
+        answer = await self._retry(lambda: obstore.list_with_delimiter_async(
+            self._construct_store(bucket), key.rstrip("/") or None))
+        entries = [{"name": f"{bucket}/{meta['path']}", "size": meta["size"], "type": "file",
+                    "ETag": meta.get("e_tag"), "LastModified": meta.get("last_modified")}
+                   for meta in answer["objects"]]
+        entries += [{"name": f"{bucket}/{prefix}", "size": 0, "type": "directory"}
+                    for prefix in answer["common_prefixes"]]
+        if not entries and key:
+            raise FileNotFoundError(path)
+        entries.sort(key=lambda info: info["name"])
+        return entries if detail else [info["name"] for info in entries]
+
+    # -- deletes and copies ----------------------------------------------------------
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        import obstore
+
+        bucket, key = self._split_path(path)
+        await self._retry(lambda: obstore.delete_async(self._construct_store(bucket), key))
+
+    async def _remove_many(self, paths: list[str]) -> dict[str, BaseException]:
+        """One bulk delete per bucket (obstore sends DeleteObjects on S3, a batch on
+        Azure); a key already gone counts as deleted.  obstore raises the first key's
+        error for the whole request (an Azure batch answers 404 for a missing blob
+        where S3 reports none), so a failed request is redone key by key, which says
+        which keys failed and why."""
+        import obstore
+
+        by_bucket: dict[str, list[str]] = {}
+        for path in paths:
+            bucket, key = self._split_path(path)
+            by_bucket.setdefault(bucket, []).append(key)
+        failed: dict[str, BaseException] = {}
+        for bucket, keys in by_bucket.items():
+            try:
+                await self._retry(lambda names=keys, where=bucket: obstore.delete_async(
+                    self._construct_store(where), names))
+                continue
+            except Exception:  # each key is tried again below
+                pass
+            for key in keys:
+                try:
+                    await self._rm_file(f"{bucket}/{key}")
+                except FileNotFoundError:  # obstore's not-found errors are these
+                    continue
+                except Exception as exc:
+                    failed[f"{bucket}/{key}"] = exc
+        return failed
+
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """A server-side copy within a bucket (content type and metadata kept); across
+        buckets, which obstore cannot copy, a download and an upload with them."""
+        import obstore
+
+        source_bucket, source = self._split_path(path1)
+        target_bucket, target = self._split_path(path2)
+        if source_bucket == target_bucket:
+            await self._retry(obstore.copy_async, self._construct_store(source_bucket),
+                              source, target)
+            return
+        info = await self._object_info(path1)
+        data = await self._cat_file(path1)
+        await self._pipe_file(path2, data, content_type=info["ContentType"],
+                              metadata=info["Metadata"],
+                              **{plain: info[plain] for plain in _HEADERS})
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), dict(self.storage_options))
+
+
+def _rebuild(cls: type[ObstoreFileSystem], options: dict[str, Any]) -> ObstoreFileSystem:
+    """Unpickle a filesystem: a new one from its plain options (its stores are built
+    again on first use)."""
+    return cls(**options)
+
+
+class _Reader(BufferedFile):
+    """obstore's buffered reader, whose ``close`` also works when opening failed (a
+    missing object): obstore's then failed again in its finalizer."""
+
+    def close(self) -> None:
+        if hasattr(self, "_reader"):
+            super().close()
+
+
+class _SpooledWriter(io.RawIOBase):
+    """A file opened for writing: what is written stays in memory up to PART_SIZE, then
+    in a temporary file; ``close`` stores it in one put (a multipart upload when large),
+    ``discard`` drops it.  Memory stays bounded whatever is written."""
+
+    def __init__(self, fs: ObstoreFileSystem, path: str, options: dict[str, Any]) -> None:
+        super().__init__()
+        self._fs, self.path, self._options = fs, path, options
+        self._spool = tempfile.SpooledTemporaryFile(max_size=PART_SIZE)  # noqa: SIM115
+        self.mode = "wb"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self._spool.write(data)
+
+    def tell(self) -> int:
+        return self._spool.tell()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            size = self._spool.tell()
+            self._spool.seek(0)
+            body: Any = self._spool.read() if size <= PART_SIZE else self._spool
+            self._fs.store_object(self.path, body, size, self._options)
+        finally:
+            self._spool.close()
+            super().close()
+
+    def discard(self) -> None:
+        self._spool.close()
+        super().close()
+

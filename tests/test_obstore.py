@@ -1,0 +1,93 @@
+"""What only the obstore engine has: the clean-up of the multipart uploads obstore
+leaves behind when a large upload fails or is cancelled (``_obstore._aborting``), on
+moto (s3) and Ceph RGW (minio).  The whole contract runs on the engine through its
+entries ``s3-obstore`` and ``minio-obstore`` (tests/test_s3.py, tests/test_minio.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from perceptra_storage import StorageConnectionError, StorageValidationError, get_storage_adapter
+from perceptra_storage.backends import _obstore
+from tests.conftest import Faulty, fault_proxy, started_backend
+
+ENGINE_CASES = ["s3-obstore", "minio-obstore"]
+
+
+@pytest.fixture(params=ENGINE_CASES)
+def faulty_engine(request: pytest.FixtureRequest, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[Faulty]:
+    # Multipart from 6 MiB in 5 MiB parts (S3's smallest), so that a 12 MiB upload is
+    # one, instead of the 100 MiB the engine waits for.
+    monkeypatch.setattr(_obstore, "MULTIPART_OVER", 6 * 2**20)
+    monkeypatch.setattr(_obstore, "PART_SIZE", 5 * 2**20)
+    with started_backend(request.param, request, tmp_path) as started, \
+            fault_proxy(started) as proxied:
+        yield proxied
+
+
+def test_failed_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> None:
+    """A multipart upload that fails: obstore aborts this one itself (the test passes
+    without the adapter's clean-up), and this guards that it stays so."""
+    faulty = faulty_engine
+    faulty.backend.make().upload_file(b"previous version", "mp.bin")
+    adapter = faulty.make(connect_timeout=2, read_timeout=3, max_attempts=1)
+    # Every connection is cut after 3 MiB went up: the upload is created (a small
+    # request), its 5 MiB parts never arrive.
+    faulty.proxy.set("reset", nbytes=3 * 2**20, direction="up", sever=True)
+    with pytest.raises(StorageConnectionError):
+        adapter.upload_file(os.urandom(12 * 2**20), "mp.bin")
+    faulty.proxy.set("pass")
+    assert faulty.backend.make().download_file("mp.bin") == b"previous version"
+    assert faulty.backend.pending_uploads() == 0
+
+
+def test_cancelled_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> None:
+    """A cancelled multipart upload, which obstore leaves behind: the adapter's clean-up
+    aborts it (this fails without it, on both servers)."""
+    faulty = faulty_engine
+    adapter = faulty.make(connect_timeout=2, read_timeout=3, max_attempts=1)
+    # Each new connection's answer comes a second late: the listing before the write
+    # and the upload's creation take a second each, its parts' answers are still
+    # awaited when the caller gives up at 2.5 s.
+    faulty.proxy.set("delay", seconds=1.0, sever=True)
+
+    async def upload() -> None:
+        await asyncio.wait_for(adapter.aio.upload_file(os.urandom(12 * 2**20), "mp.bin"),
+                               2.5)
+
+    with pytest.raises((TimeoutError, StorageConnectionError)):
+        asyncio.run(upload())
+    faulty.proxy.set("pass")
+    assert not faulty.backend.make().file_exists("mp.bin")
+    assert faulty.backend.pending_uploads() == 0
+
+
+@pytest.mark.parametrize(("backend", "config", "credentials"), [
+    ("s3", {"bucket_name": "my-bucket", "region": "eu-west-1"},
+     {"access_key_id": "AKID", "secret_access_key": "SECRET"}),
+    ("azure", {"container_name": "ctr", "account_name": "acct"}, {"account_key": "a2V5"}),
+])
+def test_native_options_are_the_fsspec_engines(backend: str, config: dict[str, str],
+                                                credentials: dict[str, str]) -> None:
+    """Tools outside fsspec read s3fs's or adlfs's options whatever the engine."""
+    fsspec = get_storage_adapter(backend, config, credentials)
+    engine = get_storage_adapter(backend, {**config, "engine": "obstore"}, credentials)
+    assert engine.native_url("a/k.csv") == fsspec.native_url("a/k.csv")
+    assert engine.native_storage_options == fsspec.native_storage_options
+
+
+def test_unknown_engine_is_refused_by_field() -> None:
+    with pytest.raises(StorageValidationError, match=r"s3: config field 'engine'.*'rust'"):
+        get_storage_adapter("s3", {"bucket_name": "my-bucket", "engine": "rust"})
+
+
+def test_profile_credentials_are_refused_on_the_engine() -> None:
+    with pytest.raises(StorageValidationError, match=r"'refresh' is not supported"):
+        get_storage_adapter("s3", {"bucket_name": "my-bucket", "engine": "obstore"},
+                            {"refresh": dict})
