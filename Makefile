@@ -11,18 +11,21 @@ DEV    := $(VENV)/.installed-dev
 # Installs go through uv (itself from PyPI, into the venv): it resolves and fetches the
 # dev extras in parallel, 51 s from an empty cache with its own install included, where
 # pip with no cache had not finished after 11 minutes on the same (loaded) machine.
-UV     := $(VENV)/bin/uv pip install --quiet --python $(PY)
+UV     := $(VENV)/bin/uv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
+
+# Its own target, so a venv made before uv was used gets it too.
+$(UV): | $(PY)
 	$(PY) -m pip install --quiet uv
 
-$(CORE): pyproject.toml | $(PY)
-	$(UV) -e .
+$(CORE): pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(PY) -e .
 	touch $(CORE)
 
-$(DEV): pyproject.toml | $(PY)
-	$(UV) -e '.[dev]'
+$(DEV): pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(PY) -e '.[dev]'
 	touch $(CORE) $(DEV)
 
 demo: $(CORE)
