@@ -6,8 +6,9 @@ Azurite (azure) or a local folder; secrets come from environment variables, as
 users are told to keep them. Memory lives in one process, so it is not here.
 
 Most commands run in this process through ``cli.main`` (``Cli.run``), set up as a
-fresh process of the command would be: a new process costs a second or more with
-coverage's hook and the SDK imports, and the tests run about a hundred commands. The
+fresh process of the command would be: a new process of a network command costs about
+a second of CPU (the SDK imports; more with coverage's hook), and these tests run about
+two hundred commands. The
 process itself is tested where it is the point: the console script and
 ``python -m perceptra_storage`` (``--help``), the README's shell pipeline (every
 command against moto, through pipes), and the progress bar on a real terminal.
@@ -128,10 +129,11 @@ class Cli:
                     patch.setenv(name, value)
                 patch.chdir(cwd)
                 patch.setattr(sys, "stdin", stdin_stream)
-                patch.setattr(sys, "stdout", io.TextIOWrapper(stdout, encoding="utf-8",
-                                                              write_through=True))
+                # Buffered as a process's are when not a terminal: stdout in blocks,
+                # stderr by line; both are flushed at the end, as at exit.
+                patch.setattr(sys, "stdout", io.TextIOWrapper(stdout, encoding="utf-8"))
                 patch.setattr(sys, "stderr", io.TextIOWrapper(
-                    stderr, encoding="utf-8", errors="backslashreplace", write_through=True))
+                    stderr, encoding="utf-8", errors="backslashreplace", line_buffering=True))
                 for cache in ("_registered", "_file_cache", "_adapters"):
                     patch.setattr(profiles, cache, {})
                 patch.setattr(logging.root, "handlers", [])
