@@ -238,10 +238,13 @@ class FaultTests(ContractBase):
         import http.server
 
         received: list[str] = []
+        credentials_sent: list[str] = []
 
         class Record(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 received.append(self.path)
+                credentials_sent.extend(name for name in ("Authorization", "x-amz-security-token",
+                                                          "Cookie") if name in self.headers)
                 self.send_response(200)
                 self.end_headers()
 
@@ -280,3 +283,5 @@ class FaultTests(ContractBase):
         # Where the engine's HTTP client follows redirects (obstore), the README says so;
         # this fails once it stops, so that the caveat is dropped.
         assert (received == []) == faulty.backend.refuses_redirects
+        # Followed or not, the other host never gets the request's credentials.
+        assert credentials_sent == []
