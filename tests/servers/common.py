@@ -81,9 +81,13 @@ def start_process(command: list[str], log: Path, cwd: Optional[Path] = None,
     """
     parent = os.getpid()
     guard = (lambda: _die_with_parent(parent)) if sys.platform == "linux" else None
+    # Not measured by coverage: a server is not the package under test, and coverage's
+    # subprocess patch (pyproject.toml) would otherwise trace moto's every request.
+    inherited = {name: value for name, value in os.environ.items()
+                 if not name.startswith(("COVERAGE_", "COV_CORE_"))}
     with open(log, "wb") as out:
         return subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})},
+                                env={**inherited, **(env or {})},
                                 start_new_session=True, preexec_fn=guard)
 
 
