@@ -32,9 +32,11 @@ time.  A test stays correct in parallel when it:
 - keeps time limits as the only timing assumption, with room for a loaded machine:
   a worker shares two cores with the others and the servers.
 
-A test that starts a pool of processes (a Dask ``LocalCluster``) asks for the
-``dask_slot`` fixture: in a parallel run such tests then take turns, instead of four
-clusters importing pandas at once on two cores.  (pytest-xdist's ``xdist_group``
+A test that sends work to Dask asks for ``dask_client`` (one cluster per test process,
+started once).  A test that must start a pool of processes itself (a Dask
+``LocalCluster`` in an environment it sets) asks for the ``dask_slot`` fixture: in a
+parallel run such tests then take turns, instead of four clusters importing pandas at
+once on two cores.  (pytest-xdist's ``xdist_group``
 mark would do it, but its ``loadgroup`` mode does not group under pytest 9.)  Use it
 for nothing else; a test that cannot run beside others is a test to fix.
 """
@@ -340,6 +342,21 @@ def dask_slot(request: pytest.FixtureRequest) -> Iterator[None]:
     cluster at a time, not four clusters importing pandas at once on two cores."""
     with one_at_a_time(getattr(request.config, "workerinput", None), "dask"):
         yield
+
+
+@pytest.fixture(scope="session")
+def dask_client(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A client of one Dask cluster (two worker processes) per test process, for tests
+    that only send it work: starting a cluster costs seconds of imports in each of its
+    processes, once per backend entry when each test started its own.  A test whose
+    workers must start in an environment it sets (profiles) starts its own cluster."""
+    from distributed import Client, LocalCluster
+
+    with one_at_a_time(getattr(request.config, "workerinput", None), "dask"):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        yield client
 
 
 @pytest.fixture

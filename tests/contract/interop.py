@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import fsspec
 import pytest
@@ -84,11 +85,10 @@ class InteropTests(ContractBase):
 
     @needs("shared_across_processes")
     @sync_only("Dask reads through the fsspec route on its workers")
-    @pytest.mark.usefixtures("dask_slot")  # one Dask cluster at a time: tests/conftest.py
-    def test_dask_workers_read_and_write_through_the_adapter(self, backend: Backend) -> None:
+    def test_dask_workers_read_and_write_through_the_adapter(self, backend: Backend,
+                                                             dask_client: Any) -> None:
         import dask.dataframe as dd
         import pandas as pd
-        from distributed import Client, LocalCluster
 
         storage = backend.make("dask")
         frame = pd.DataFrame({"k": range(40), "v": [n * 2 for n in range(40)]})
@@ -102,12 +102,12 @@ class InteropTests(ContractBase):
             adapter.upload_file(f"from pid {worker_os.getpid()}".encode(), key)
             return worker_os.getpid()
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
-            loaded = dd.read_parquet(storage.url("ds"),  # type: ignore[attr-defined]
-                                     storage_options=storage.storage_options  # type: ignore[attr-defined]
-                                     ).compute(scheduler=client)
-            assert sorted(loaded["v"].tolist()) == frame["v"].tolist()
-            pid = client.submit(upload_on_worker, storage, "from-worker.txt").result(timeout=60)
+        loaded = dd.read_parquet(storage.url("ds"),  # type: ignore[attr-defined]
+                                 storage_options=storage.storage_options  # type: ignore[attr-defined]
+                                 ).compute(scheduler=dask_client)
+        assert sorted(loaded["v"].tolist()) == frame["v"].tolist()
+        # pure=False: the same function and arguments on another entry must run again.
+        pid = dask_client.submit(upload_on_worker, storage, "from-worker.txt",
+                                 pure=False).result(timeout=60)
         assert pid != os.getpid()
         assert storage.download_file("from-worker.txt") == f"from pid {pid}".encode()
