@@ -369,6 +369,11 @@ def _aiohttp_rules() -> list[_Rule]:
 _OBSTORE_STATUS = re.compile(r"non-2xx status code: (\d{3})")
 _OBSTORE_CODE = re.compile(r"<Code>(\w+)</Code>")
 _OBSTORE_HOST = re.compile(r"Error performing \w+ [a-z]+://([^/\s?]+)")
+_OBSTORE_CONNECT_STAGE = re.compile(r"kind: Connect|ConnectError|Error\(\s*Connect,")
+"""An obstore error raised while connecting, in the three forms seen with a silent port:
+reqwest's (kind: Connect), hyper's connector's (ConnectError ... TimedOut), and, one
+attempt in forty on a loaded machine, hyper's connect stage timing out with no
+ConnectError (Error(Connect, TimedOut), spread over lines)."""
 
 
 def obstore_error(exc: BaseException) -> bool:
@@ -430,9 +435,7 @@ def _obstore_rules() -> list[_Rule]:
             return StorageConnectionError, (
                 f"unknown host{at}: the name does not resolve (DNS); check the endpoint "
                 "or account name, and the machine's name resolution")
-        # Two forms: reqwest's connect timeout (kind: Connect), and hyper's connector
-        # timing out under a request error (kind: Timeout ... ConnectError ... TimedOut).
-        if ("kind: Connect" in text or "ConnectError" in text) and (
+        if _OBSTORE_CONNECT_STAGE.search(text) and (
                 "TimedOut" in text or "timed out" in text or "ConnectTimeout" in text):
             return StorageTimeoutError, (
                 f"no answer from{at or ' the endpoint'} within connect_timeout: the host "

@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from perceptra_storage import StorageConnectionError, StorageValidationError, get_storage_adapter
+from perceptra_storage import (
+    StorageConnectionError,
+    StorageTimeoutError,
+    StorageValidationError,
+    get_storage_adapter,
+)
 from perceptra_storage.backends import _obstore
+from perceptra_storage.errors import classify
 from tests.conftest import Faulty, fault_proxy, started_backend
 
 ENGINE_CASES = ["s3-obstore", "minio-obstore"]
@@ -91,3 +97,26 @@ def test_profile_credentials_are_refused_on_the_engine() -> None:
     with pytest.raises(StorageValidationError, match=r"'refresh' is not supported"):
         get_storage_adapter("s3", {"bucket_name": "my-bucket", "engine": "obstore"},
                             {"refresh": dict})
+
+
+# The three texts obstore gave for one silent port (connect_timeout 0.5 s), the third in
+# about one attempt of forty on a loaded machine: each is a connect timeout.
+_SILENT_PORT = (
+    "HttpError {\n kind: Timeout,\n source: reqwest::Error {\n kind: Request,\n source: "
+    "hyper_util::client::legacy::Error(\n Connect,\n ConnectError(\n \"tcp connect error\","
+    "\n 127.0.0.1:9,\n Custom {\n kind: TimedOut,\n error: Elapsed(\n (),\n ),\n },\n ),\n ),",
+    "HttpError {\n kind: Timeout,\n source: reqwest::Error {\n kind: Request,\n source: "
+    "hyper_util::client::legacy::Error(\n            Connect,\n            TimedOut,\n ),",
+    "reqwest::Error { kind: Connect, source: TimedOut }",
+)
+
+
+@pytest.mark.parametrize("cause", _SILENT_PORT)
+def test_every_form_of_a_silent_port_is_a_connect_timeout(cause: str) -> None:
+    from obstore.exceptions import GenericError
+
+    error = GenericError("Generic S3 error: Error performing GET http://127.0.0.1:9/b/k in "
+                         f"501ms - HTTP error: error sending request Debug source: {cause}")
+    kind, message = classify(error)
+    assert kind is StorageTimeoutError
+    assert "within connect_timeout" in message and "127.0.0.1:9" in message
