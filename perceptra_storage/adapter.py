@@ -319,12 +319,25 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
             options.pop(own, None)
         return options
 
+    engine = "fsspec"
+    """The transport under the adapter; the s3, minio and azure backends read it from
+    their ``engine`` config field."""
+
     def _native_filesystem(self) -> AbstractFileSystem:
         """The filesystem of the wrapped library that :meth:`native_url` and
         :attr:`native_storage_options` describe: this adapter's own, unless its engine
-        is not an fsspec library (``engine='obstore'``), whose options no other tool
-        reads; backends with engines override this."""
-        return self.filesystem
+        is not an fsspec library (``engine='obstore'``, whose options no other tool
+        reads): then the one engine 'fsspec' would use, built once, not connected."""
+        if self.engine == "fsspec":
+            return self.filesystem
+        fs: Optional[AbstractFileSystem] = self.__dict__.get("_native_fs")
+        if fs is None:
+            fs = self._native_fs = self._fsspec_engine_filesystem()
+        return fs
+
+    def _fsspec_engine_filesystem(self) -> AbstractFileSystem:
+        """The fsspec library's filesystem (s3fs, adlfs) of a backend with engines."""
+        raise NotImplementedError(f"{self.backend_name} has no other engine")
 
     def _call(self, method: str, *args: Any, deadline: Optional[float] = None,
               **kwargs: Any) -> Any:
@@ -371,6 +384,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         state = self.__dict__.copy()
         state.pop("_lock")
         state.pop("_aio", None)
+        state.pop("_native_fs", None)
         state["_fs"] = None
         return state
 

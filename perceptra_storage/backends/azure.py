@@ -208,25 +208,14 @@ class AzureStorageAdapter(FsspecStorageAdapter):
     def _make_filesystem(self) -> AbstractFileSystem:
         if self.engine == "obstore":
             return self._obstore_filesystem()
-        return self._adlfs_filesystem()
+        return self._fsspec_engine_filesystem()
 
-    def _adlfs_filesystem(self) -> AbstractFileSystem:
+    def _fsspec_engine_filesystem(self) -> AbstractFileSystem:
         from ._adlfs import PerceptraBlobFileSystem
 
         return PerceptraBlobFileSystem(**self._fs_options(),
                                        resilience=dataclasses.asdict(self.resilience),
                                        skip_instance_cache=True, use_listings_cache=False)
-
-    def _native_filesystem(self) -> AbstractFileSystem:
-        """On engine 'obstore', the adlfs filesystem engine 'fsspec' would use (the one
-        the blob-service calls use too), so that native_url and native_storage_options
-        still serve tools that read adlfs's options."""
-        if self.engine == "fsspec":
-            return self.filesystem
-        fs = self.__dict__.get("_service_fs")
-        if fs is None:
-            fs = self._service_fs = self._adlfs_filesystem()
-        return fs
 
     def _obstore_filesystem(self) -> AbstractFileSystem:
         """The obstore engine's filesystem (``_obstore.py``) for the same account: the
@@ -348,7 +337,6 @@ class AzureStorageAdapter(FsspecStorageAdapter):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_delegation", None)
-        state.pop("_service_fs", None)
         return state
 
     def _sign_post(self, path: str, key: str, expiration: int,

@@ -256,9 +256,9 @@ class S3StorageAdapter(FsspecStorageAdapter):
     def _make_filesystem(self) -> "AbstractFileSystem":
         if self.engine == "obstore":
             return self._obstore_filesystem()
-        return self._s3fs_filesystem()
+        return self._fsspec_engine_filesystem()
 
-    def _s3fs_filesystem(self) -> "AbstractFileSystem":
+    def _fsspec_engine_filesystem(self) -> "AbstractFileSystem":
         from ._s3fs import PerceptraS3FileSystem
 
         target = self.target
@@ -280,17 +280,6 @@ class S3StorageAdapter(FsspecStorageAdapter):
         if target.refresh is not None:
             options["refresh_credentials"] = target.refresh
         return PerceptraS3FileSystem(**options)
-
-    def _native_filesystem(self) -> "AbstractFileSystem":
-        """On engine 'obstore', the s3fs filesystem engine 'fsspec' would use (built, not
-        connected), so that native_url and native_storage_options still serve tools that
-        read s3fs's options."""
-        if self.engine == "fsspec":
-            return self.filesystem
-        fs = self.__dict__.get("_native_fs")
-        if fs is None:
-            fs = self._native_fs = self._s3fs_filesystem()
-        return fs
 
     def _obstore_filesystem(self) -> "AbstractFileSystem":
         """The obstore engine's filesystem (``_obstore.py``) for the same target: the
@@ -461,7 +450,6 @@ class S3StorageAdapter(FsspecStorageAdapter):
         state = super().__getstate__()
         state.pop("_signer", None)
         state.pop("_fast_signer", None)
-        state.pop("_native_fs", None)
         return state
 
     def _secret_values(self) -> tuple[str, ...]:
