@@ -386,11 +386,7 @@ def test_local_contract_passes_without_xattr_and_sendfile(tmp_path: Path) -> Non
     macOS's or Windows' Python lacks, deleted before anything imports ``shutil`` or
     this package, so both take their portable paths there."""
     repo = Path(__file__).resolve().parent.parent
-    # The local entry point's contract class (tests/contract), else the parametrized
-    # contract module's local cases.
-    selection = [f"{repo / 'tests' / 'test_local.py'}::TestLocalContract"] \
-        if (repo / "tests" / "contract").is_dir() else \
-        [str(repo / "tests" / "test_contract.py"), "-k", "local and not portable"]
+    selection = [f"{repo / 'tests' / 'test_local.py'}::TestLocalContract"]
     code = (
         "import os, sys\n"
         f"for name in {_MISSING_ELSEWHERE!r}:\n"
