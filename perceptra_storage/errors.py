@@ -394,16 +394,18 @@ def obstore_response(exc: BaseException) -> tuple[Optional[int], str]:
 def obstore_cut(exc: BaseException) -> bool:
     """Whether obstore says a response body was cut while it arrived (reqwest's body
     error, ``kind: Interrupted`` or a body decode error)."""
+    if not obstore_error(exc):
+        return False
     text = str(exc)
-    return (obstore_error(exc) and "response body error" in text) or \
-        (obstore_error(exc) and "kind: Decode" in text and "kind: Body" in text)
+    return "response body error" in text or ("kind: Decode" in text and "kind: Body" in text)
 
 
 def _obstore_rules() -> list[_Rule]:
     """obstore's errors: its typed ones (not found, denied), then, for its one generic
     class, what the message's debug text says below the HTTP client (reqwest, hyper,
     rustls): a refused port, a name that does not resolve, a connection attempt that
-    got no answer (``ConnectTimeout``, or ``TimedOut`` while connecting: two forms),
+    got no answer (``ConnectTimeout``, or ``TimedOut`` while connecting: the forms of
+    ``_OBSTORE_CONNECT_STAGE``),
     TLS, a read that timed out, a server's answer by status."""
     try:
         from obstore import exceptions as oe
