@@ -73,10 +73,13 @@ def _azure(request: pytest.FixtureRequest, tmp_path: Path, engine: Optional[str]
             committed = {b.name for b in client.list_blobs()}
         return len(every - committed)
 
+    def seeder() -> Any:
+        return get_storage_adapter("azure", {**config, "engine": "obstore"}, credentials)
+
     parts = urlsplit(server.account_url)
     return Backend("azure", make, secrets=(server.account_key,), cleanup=[delete],
                    server=(str(parts.hostname), int(parts.port or 80)), via=via,
-                   pending_uploads=pending)
+                   pending_uploads=pending, seeder=seeder)
 
 
 def _azure_obstore(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:

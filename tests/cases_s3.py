@@ -149,9 +149,13 @@ def _s3(request: pytest.FixtureRequest, tmp_path: Path, engine: Optional[str] = 
         return get_storage_adapter("s3", {**s3_config(server, bucket), **chosen, **extra,
                                           "endpoint_url": endpoint}, s3_credentials(server))
 
+    def seeder() -> BaseStorageAdapter:
+        return get_storage_adapter("s3", {**s3_config(server, bucket), "engine": "obstore"},
+                                   s3_credentials(server))
+
     return Backend("s3", make, secrets=(server.secret_key, server.access_key),
                    cleanup=[remove], server=_address(server), via=via,
-                   pending_uploads=_pending(server, bucket))
+                   pending_uploads=_pending(server, bucket), seeder=seeder)
 
 
 def _minio(request: pytest.FixtureRequest, tmp_path: Path, engine: Optional[str] = None
@@ -169,9 +173,13 @@ def _minio(request: pytest.FixtureRequest, tmp_path: Path, engine: Optional[str]
         config.pop("secure")
         return get_storage_adapter("minio", config, minio_credentials(server))
 
+    def seeder() -> BaseStorageAdapter:
+        return get_storage_adapter("minio", {**minio_config(server, bucket), "engine": "obstore"},
+                                   minio_credentials(server))
+
     return Backend("minio", make, secrets=(server.secret_key, server.access_key),
                    cleanup=[remove], server=_address(server), via=via,
-                   pending_uploads=_pending(server, bucket))
+                   pending_uploads=_pending(server, bucket), seeder=seeder)
 
 
 def _s3_obstore(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:

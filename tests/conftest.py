@@ -142,10 +142,22 @@ class Backend(Capabilities):
     (a fault proxy), with extra ``config`` (timeouts, retries)."""
     pending_uploads: Callable[[], int] = lambda: 0
     """Unfinished multipart uploads (or uncommitted blobs) left in the store."""
+    seeder: Optional[Callable[[], BaseStorageAdapter]] = None
+    """An adapter on the same store whose client writes many objects cheaply (the
+    obstore engine, on the network backends), for :meth:`seed`; None: :meth:`make`'s."""
 
     def make(self, prefix: Optional[str] = None) -> BaseStorageAdapter:
         """A new adapter on this test's store, optionally scoped to ``prefix``."""
         return self.factory(prefix)
+
+    def seed(self, objects: dict[str, bytes]) -> None:
+        """Store ``objects`` as the set-up of a test about something else (listing many
+        keys, deleting them): through the obstore engine on the network backends, whose
+        client costs a fraction of the SDKs' CPU per object (a 1,050-key listing test
+        spent 11-16 s writing its keys through s3fs and adlfs, 3-5 s on the engine)."""
+        writer = self.factory(None) if self.seeder is None else self.seeder()
+        result = writer.upload_files(objects, concurrency=32)
+        assert result.ok, result.failed
 
 
 @dataclass(kw_only=True)

@@ -13,6 +13,7 @@ from perceptra_storage import (
     StorageNotFoundError,
     StorageValidationError,
 )
+from tests.conftest import Backend
 
 from .base import ContractBase
 
@@ -95,10 +96,10 @@ class BatchTests(ContractBase):
         assert isinstance(invalid.failed["../x"], StorageValidationError)
 
     def test_batch_delete_spans_bulk_requests_and_reports_each_key(
-            self, storage: StorageAdapter) -> None:
+            self, backend: Backend, storage: StorageAdapter) -> None:
         # 300 keys: more than one Azure batch (256), with characters a batch body must quote.
         keys = [f"bulk/{n:03d} ü+&%.bin" for n in range(300)]
-        assert storage.upload_files({key: b"x" for key in keys}).ok
+        backend.seed({key: b"x" for key in keys})
         result = storage.delete_files([*keys[:150], "bulk/missing", "../bad", *keys[150:]])
         assert result.succeeded == keys
         assert set(result.failed) == {"bulk/missing", "../bad"}
