@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from perceptra_storage import get_storage_adapter
-from tests.conftest import Backend, Case, unavailable
+from tests.conftest import Backend, Case, unavailable, untraced
 from tests.servers.common import AzuriteServer, ServerUnavailable
 from tests.servers.shared import start_server
 
@@ -37,12 +37,14 @@ def new_container(server: AzuriteServer) -> tuple[str, Any]:
     from azure.storage.blob import BlobServiceClient
 
     name = f"t{uuid.uuid4().hex}"
-    service = BlobServiceClient.from_connection_string(server.connection_string)
-    service.create_container(name)
+    with untraced():
+        service = BlobServiceClient.from_connection_string(server.connection_string)
+        service.create_container(name)
 
     def delete() -> None:
-        service.delete_container(name)
-        service.close()
+        with untraced():
+            service.delete_container(name)
+            service.close()
 
     return name, delete
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from perceptra_storage import BaseStorageAdapter, get_storage_adapter
-from tests.conftest import Backend, Case, unavailable
+from tests.conftest import Backend, Case, unavailable, untraced
 from tests.servers.common import S3Server, ServerUnavailable
 from tests.servers.shared import start_server
 
@@ -72,19 +72,22 @@ def s3_client(server: S3Server) -> Any:
 def new_bucket(server: S3Server) -> tuple[str, Any]:
     """Create a uniquely named bucket; returns its name and a function that removes it
     with everything in it (objects and unfinished multipart uploads)."""
-    client = s3_client(server)
     name = f"t-{uuid.uuid4().hex[:20]}"
-    client.create_bucket(Bucket=name)
+    with untraced():
+        client = s3_client(server)
+        client.create_bucket(Bucket=name)
 
     def remove() -> None:
-        for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
-            client.abort_multipart_upload(Bucket=name, Key=upload["Key"],
-                                          UploadId=upload["UploadId"])
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
-            doomed = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-            if doomed:
-                client.delete_objects(Bucket=name, Delete={"Objects": doomed, "Quiet": True})
-        client.delete_bucket(Bucket=name)
+        with untraced():
+            for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+                client.abort_multipart_upload(Bucket=name, Key=upload["Key"],
+                                              UploadId=upload["UploadId"])
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+                doomed = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if doomed:
+                    client.delete_objects(Bucket=name,
+                                          Delete={"Objects": doomed, "Quiet": True})
+            client.delete_bucket(Bucket=name)
 
     return name, remove
 

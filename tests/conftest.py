@@ -173,6 +173,24 @@ class Case(Capabilities):
     its own entry points test what differs, the other entry everything else."""
 
 
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Run test scaffolding (creating and emptying buckets through boto3 or the Azure
+    SDK) without coverage's tracer in this thread.  Coverage measures only
+    perceptra_storage, but on Python 3.11 its tracer still runs for every line of every
+    library: a bucket's create-list-delete cycle cost 30 ms of CPU under it against 15
+    without, for each of the suite's ~1,700 network tests.  Package code never runs
+    here; the tracer is put back as coverage allows (``settrace(gettrace())``)."""
+    import sys
+
+    tracer = sys.gettrace()
+    sys.settrace(None)
+    try:
+        yield
+    finally:
+        sys.settrace(tracer)
+
+
 def unavailable(reason: str) -> None:
     """Skip outside CI; fail under CI, where every backend must run."""
     if IN_CI:
