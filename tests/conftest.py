@@ -32,13 +32,9 @@ time.  A test stays correct in parallel when it:
 - keeps time limits as the only timing assumption, with room for a loaded machine:
   a worker shares two cores with the others and the servers.
 
-A test that sends work to Dask asks for ``dask_client`` (one cluster per test process,
-started once).  A test that must start a pool of processes itself (a Dask
-``LocalCluster`` in an environment it sets) asks for the ``dask_slot`` fixture: in a
-parallel run such tests then take turns, instead of four clusters importing pandas at
-once on two cores.  (pytest-xdist's ``xdist_group``
-mark would do it, but its ``loadgroup`` mode does not group under pytest 9.)  Use it
-for nothing else; a test that cannot run beside others is a test to fix.
+A test that sends work to Dask asks for ``dask_client``: one cluster per test process,
+started once (the processes take turns starting theirs, instead of clusters importing
+pandas at once on two cores), whose workers read profiles from ``dask_profiles``.
 """
 
 from __future__ import annotations
@@ -366,25 +362,26 @@ def faulty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Faulty]:
         yield proxied
 
 
-@pytest.fixture
-def dask_slot(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Run-wide turn for a test that starts a Dask ``LocalCluster``: in a parallel run one
-    cluster at a time, not four clusters importing pandas at once on two cores."""
-    with one_at_a_time(getattr(request.config, "workerinput", None), "dask"):
-        yield
+@pytest.fixture(scope="session")
+def dask_profiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The profiles file the workers of ``dask_client`` read (PERCEPTRA_PROFILES in
+    their environment from the start): a test writes its profiles there, and points
+    its own process at it with ``monkeypatch.setenv``."""
+    return tmp_path_factory.mktemp("dask-profiles") / "profiles.toml"
 
 
 @pytest.fixture(scope="session")
-def dask_client(request: pytest.FixtureRequest) -> Iterator[Any]:
+def dask_client(request: pytest.FixtureRequest, dask_profiles: Path) -> Iterator[Any]:
     """A client of one Dask cluster (two worker processes) per test process, for tests
     that only send it work: starting a cluster costs seconds of imports in each of its
-    processes, once per backend entry when each test started its own.  A test whose
-    workers must start in an environment it sets (profiles) starts its own cluster."""
+    processes, once per test when each started its own (9 s a test)."""
     from distributed import Client, LocalCluster
+
+    from perceptra_storage.profiles import PROFILES_ENV
 
     with one_at_a_time(getattr(request.config, "workerinput", None), "dask"):
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=None, env={PROFILES_ENV: str(dask_profiles)})
     with cluster, Client(cluster) as client:
         yield client
 

@@ -282,27 +282,24 @@ def test_profile_urls_need_no_storage_options(storage: BaseStorageAdapter, tmp_p
         pd.read_csv(f"perceptra://no-such-{name}/x.csv")
 
 
-@pytest.mark.usefixtures("dask_slot")  # one Dask cluster at a time: tests/conftest.py
 def test_dask_workers_resolve_profiles_and_options_themselves(
-        shared_backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        shared_backend: Backend, dask_client: Any, dask_profiles: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import dask.dataframe as dd
-    from distributed import Client, LocalCluster
 
     storage = shared_backend.make("dask")
-    name = _profile(storage, tmp_path, monkeypatch)  # before the workers start
+    name = _profile(storage, dask_profiles.parent, monkeypatch)  # the workers' file
     frame = _frame(40)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        written = dd.from_pandas(frame, npartitions=4)
-        written.to_parquet(f"perceptra://{name}/by-profile/", compute_kwargs={
-            "scheduler": client})
-        by_profile = dd.read_parquet(f"perceptra://{name}/by-profile/*.parquet"
-                                     ).compute(scheduler=client)
-        written.to_parquet(storage.url("by-options/"), storage_options=storage.storage_options,
-                           compute_kwargs={"scheduler": client})
-        by_options = dd.read_parquet(storage.url("by-options/"),
-                                     storage_options=storage.storage_options
-                                     ).compute(scheduler=client)
+    written = dd.from_pandas(frame, npartitions=4)
+    written.to_parquet(f"perceptra://{name}/by-profile/", compute_kwargs={
+        "scheduler": dask_client})
+    by_profile = dd.read_parquet(f"perceptra://{name}/by-profile/*.parquet"
+                                 ).compute(scheduler=dask_client)
+    written.to_parquet(storage.url("by-options/"), storage_options=storage.storage_options,
+                       compute_kwargs={"scheduler": dask_client})
+    by_options = dd.read_parquet(storage.url("by-options/"),
+                                 storage_options=storage.storage_options
+                                 ).compute(scheduler=dask_client)
     for loaded in (by_profile, by_options):
         assert loaded.sort_values("id").to_dict("list") == frame.to_dict("list")
     keys = [o.key for o in storage.list_files()]
