@@ -120,3 +120,16 @@ def test_every_form_of_a_silent_port_is_a_connect_timeout(cause: str) -> None:
     kind, message = classify(error)
     assert kind is StorageTimeoutError
     assert "within connect_timeout" in message and "127.0.0.1:9" in message
+
+
+@pytest.mark.parametrize(("path", "split"), [
+    ("bucket/a/k.csv", ("bucket", "a/k.csv")),
+    ("bucket/a:b/c://d", ("bucket", "a:b/c://d")),
+    ("bucket", ("bucket", "")),
+    ("s3://bucket/a/k.csv", ("bucket", "a/k.csv")),
+])
+def test_paths_split_as_obstore_splits_them(path: str, split: tuple[str, str]) -> None:
+    """The engine's own split of plain paths (no URL parsing) agrees with obstore's."""
+    fs = _obstore.ObstoreFileSystem(kind="s3", store={"region": "us-east-1"})
+    assert fs._split_path(path) == split
+    assert _obstore.FsspecStore._split_path(fs, path) == split

@@ -63,6 +63,20 @@ _HEADERS = {"cache_control": "Cache-Control", "content_disposition": "Content-Di
 """Object headers by their plain keyword and obstore's attribute name."""
 
 
+_pid = os.getpid()
+"""This process's id, renewed in a forked child (as ``adapter._pid``), so that finding
+a built store costs no ``getpid`` system call."""
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_renew_pid)
+
+
 class ObstoreFileSystem(FsspecStore):
     """obstore's fsspec filesystem with the adapter's interface (see ``adapter.py``).
 
@@ -108,6 +122,10 @@ class ObstoreFileSystem(FsspecStore):
         threads are not forked, and a call would wait for them forever): it gets a
         clear error instead."""
         global _RUNTIME_PID
+        if _RUNTIME_PID == _pid == self._pid:  # the common case: no system call
+            store = self._stores.get(bucket)
+            if store is not None:
+                return store
         if _RUNTIME_PID is None:
             _RUNTIME_PID = os.getpid()
         elif os.getpid() != _RUNTIME_PID:
@@ -121,6 +139,16 @@ class ObstoreFileSystem(FsspecStore):
         if store is None:
             store = self._stores[bucket] = self._new_store(bucket)
         return store
+
+    def _split_path(self, path: str) -> tuple[str, str]:
+        """``(bucket, key)`` of ``path``.  The adapter's paths are plain ``bucket/key``,
+        split here directly; only a first segment with a ':' (a URL such as
+        ``s3://bucket/key``, the only form in which urlparse finds a scheme) goes to
+        obstore's parser, which cost more than the rest of a small read's Python."""
+        bucket, _, key = path.partition("/")
+        if ":" in bucket:
+            return super()._split_path(path)
+        return bucket, key
 
     def _new_store(self, bucket: str) -> Any:
         client: Any = {
