@@ -39,7 +39,7 @@ from fsspec.asyn import sync_wrapper
 from obstore.fsspec import BufferedFile, FsspecStore
 
 from ..errors import StorageOperationError
-from ..resilience import Resilience
+from ..resilience import Resilience, recovered, transient
 from ..validation import default_content_type
 from ._sigv4 import QuerySigner
 
@@ -445,25 +445,43 @@ class ObstoreFileSystem(FsspecStore):
         """Info dicts of the objects whose path starts with ``path`` (a plain string
         prefix), PAGE at a time, in key order; folder markers are left out.  obstore's
         ``list`` takes a path prefix (whole segments), so the listing starts at the
-        prefix's folder and keeps the names that start with it."""
+        prefix's folder and keeps the names that start with it.  A listing is a stream
+        of requests that obstore does not retry and the adapter's retry cannot wrap: a
+        transient failure restarts it after the last name it listed (``offset``)."""
         import obstore
 
         bucket, _, start = path.partition("/")
         folder = start.rpartition("/")[0]
-        stream = obstore.list(self._construct_store(bucket), folder or None, chunk_size=PAGE)
         pending: list[dict[str, Any]] = []
-        async for chunk in stream:
-            for meta in chunk:
-                name = meta["path"]
-                if not name.startswith(start) or name.endswith("/"):
-                    continue
-                pending.append({"name": f"{bucket}/{name}", "type": "file",
-                                "size": meta["size"], "ETag": meta.get("e_tag"),
-                                "LastModified": meta.get("last_modified")})
-            if len(pending) >= PAGE:
-                pending.sort(key=lambda info: info["name"])
-                yield pending
-                pending = []
+        last: Optional[str] = None
+        attempt = 1
+        failure: Optional[BaseException] = None
+        while True:
+            stream = obstore.list(self._construct_store(bucket), folder or None,
+                                  offset=last, chunk_size=PAGE)
+            try:
+                async for chunk in stream:
+                    for meta in chunk:
+                        name = meta["path"]
+                        last = name if last is None or name > last else last
+                        if not name.startswith(start) or name.endswith("/"):
+                            continue
+                        pending.append({"name": f"{bucket}/{name}", "type": "file",
+                                        "size": meta["size"], "ETag": meta.get("e_tag"),
+                                        "LastModified": meta.get("last_modified")})
+                    if len(pending) >= PAGE:
+                        pending.sort(key=lambda info: info["name"])
+                        yield pending
+                        pending = []
+                break
+            except Exception as exc:
+                if attempt >= self.resilience.max_attempts or not transient(exc):
+                    raise
+                failure = exc
+                await asyncio.sleep(self.resilience.delay(attempt))
+                attempt += 1
+        if failure is not None:
+            recovered(attempt - 1, type(failure).__name__, "list")
         if pending:
             pending.sort(key=lambda info: info["name"])
             yield pending
