@@ -79,8 +79,9 @@ def _remote(backend: str, raw: str, loop: str, faster: float, download: float,
     ]
 
 
-def _engine(backend: str) -> list[Target]:
-    """engine='obstore' (issue 18): the adapter on obstore against raw obstore."""
+def _engine(backend: str, signer: str) -> list[Target]:
+    """engine='obstore' (issue 18): the adapter on obstore against raw obstore (and,
+    for presigning, against the SDK's signer: the engine signs as engine='fsspec')."""
     return [
         Target("engine=obstore small batch upload: client CPU <= 1.25x obstore async",
                backend, "small_upload", "perceptra_obstore_batch", "client_cpu", 1.25,
@@ -96,6 +97,10 @@ def _engine(backend: str) -> list[Target]:
                "big_upload", "perceptra_obstore", "rss_growth", 64 * MIB),
         Target("engine=obstore 256 MiB download: peak RSS growth <= 32 MiB", backend,
                "big_download", "perceptra_obstore", "rss_growth", 32 * MIB),
+        Target("engine=obstore listing 5,000: wall <= 1.05x raw obstore", backend, "list",
+               "perceptra_obstore", "wall", 1.05, "obstore"),
+        Target(f"engine=obstore 500 presigned URLs: wall <= 1.2x {signer}", backend,
+               "presign", "perceptra_obstore", "wall", 1.2, signer),
     ]
 
 
@@ -138,8 +143,8 @@ TARGETS: list[Target] = [
              "boto3_generate_presigned_url", 1.2, "boto3_delete_objects", 2.0),
     *_remote("azure", "adlfs_batch", "azure_blob_loop", 2.5, 1.3, "azure_list_blobs", 1.1,
              "azure_generate_blob_sas", 2.0, "azure_delete_blobs", 1.1),
-    *_engine("s3"),
-    *_engine("azure"),
+    *_engine("s3", "boto3_generate_presigned_url"),
+    *_engine("azure", "azure_generate_blob_sas"),
 ]
 """Every target of the issue, per backend measured."""
 

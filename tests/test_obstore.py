@@ -74,6 +74,20 @@ def test_cancelled_multipart_upload_leaves_no_upload(faulty_engine: Faulty) -> N
     assert faulty.backend.pending_uploads() == 0
 
 
+def test_parts_grow_to_stay_within_the_part_limit(request: pytest.FixtureRequest,
+                                                  tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With at most one part, 6 MiB goes up as one part, not as 5 MiB and 1 MiB (S3
+    refuses an upload's 10,001st part): a multipart ETag ends in its part count."""
+    monkeypatch.setattr(_obstore, "MULTIPART_OVER", 2**20)
+    monkeypatch.setattr(_obstore, "PART_SIZE", 5 * 2**20)
+    monkeypatch.setattr(_obstore, "MAX_PARTS", 1)
+    with started_backend("s3-obstore", request, tmp_path) as started:
+        adapter = started.make()
+        adapter.upload_file(os.urandom(6 * 2**20), "parts.bin")
+        assert str(adapter.get_file_metadata("parts.bin").etag).strip('"').endswith("-1")
+
+
 @pytest.mark.parametrize(("backend", "config", "credentials"), [
     ("s3", {"bucket_name": "my-bucket", "region": "eu-west-1"},
      {"access_key_id": "AKID", "secret_access_key": "SECRET"}),

@@ -150,6 +150,13 @@ def register_shared(registry: Registry, make_adapter: Builder, make_store: Build
         adapter, count = make_adapter(spec, spec.store.listing), spec.sizes.list_count
         return lambda: expect_listed(count, len(adapter.list_files(max_results=count)))
 
+    @registry.tool("list", "perceptra_obstore", needs=OBSTORE)
+    def _list_engine(spec: Spec) -> Run:
+        """The listing on engine='obstore'."""
+        adapter = make_adapter(spec, spec.store.listing, "obstore")
+        count = spec.sizes.list_count
+        return lambda: expect_listed(count, len(adapter.list_files(max_results=count)))
+
     @registry.tool("list", "obstore", needs=OBSTORE)
     def _list_obstore(spec: Spec) -> Run:
         import obstore
@@ -160,6 +167,17 @@ def register_shared(registry: Registry, make_adapter: Builder, make_store: Build
     @registry.tool("presign", "perceptra")
     def _presign(spec: Spec) -> Run:
         adapter, keys = make_adapter(spec, spec.store.data), sign_keys(spec)
+        adapter.generate_presigned_url("warm-up", EXPIRY)
+
+        def run() -> None:
+            for key in keys:
+                adapter.generate_presigned_url(key, EXPIRY)
+        return run
+
+    @registry.tool("presign", "perceptra_obstore", needs=OBSTORE)
+    def _presign_engine(spec: Spec) -> Run:
+        """Presigning on engine='obstore' (the same signers as engine='fsspec')."""
+        adapter, keys = make_adapter(spec, spec.store.data, "obstore"), sign_keys(spec)
         adapter.generate_presigned_url("warm-up", EXPIRY)
 
         def run() -> None:
