@@ -1,4 +1,7 @@
 """One measurement in a fresh process: ``python -m benchmarks.measure '<spec json>'``.
+(``--quick`` passes a JSON list of specs instead, measured one after another in the
+same process, one answer line each: it proves every workload runs, and 117 fresh
+interpreters importing the SDKs cost more than the measurements.)
 
 The child imports only the tool it runs, builds and warms its client (one request, so
 connection set-up and lazy client construction are not timed), then times the single
@@ -88,14 +91,15 @@ def measure(spec: Spec) -> Sample:
 
 
 def main() -> None:
-    spec = Spec.from_json(json.loads(sys.argv[1]))
-    try:
-        sample = measure(spec)
-    except Exception as exc:  # reported, not raised: one failing tool must not end a run
-        traceback.print_exc()
-        sample = Sample(wall=0.0, client_cpu=0.0, server_cpu=None, rss_growth=0.0, ok=False,
-                        error=f"{type(exc).__name__}: {str(exc)[:300]}")
-    print(json.dumps(asdict(sample)), flush=True)  # before interpreter teardown
+    given = json.loads(sys.argv[1])
+    for raw in given if isinstance(given, list) else [given]:
+        try:
+            sample = measure(Spec.from_json(raw))
+        except Exception as exc:  # reported, not raised: one failing tool must not end a run
+            traceback.print_exc()
+            sample = Sample(wall=0.0, client_cpu=0.0, server_cpu=None, rss_growth=0.0,
+                            ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        print(json.dumps(asdict(sample)), flush=True)  # before interpreter teardown
 
 
 if __name__ == "__main__":
