@@ -36,7 +36,8 @@ from typing import Any, ClassVar, Optional
 from xml.etree import ElementTree
 
 from fsspec.asyn import sync_wrapper
-from obstore.fsspec import BufferedFile, FsspecStore
+from fsspec.spec import AbstractBufferedFile
+from obstore.fsspec import FsspecStore
 
 from ..errors import StorageOperationError
 from ..resilience import Resilience, recovered, transient
@@ -345,11 +346,11 @@ class ObstoreFileSystem(FsspecStore):
 
     def _open(self, path: str, mode: str = "rb", block_size: Any = None,
               autocommit: Any = True, cache_options: Any = None, **kwargs: Any) -> Any:
-        """``rb``: obstore's buffered reader.  ``wb``: a file that keeps up to PART_SIZE
-        in memory (then a temporary file) and stores the object when closed with the
-        write options given, or nothing when discarded."""
+        """``rb``: a buffered reader of retried ranged reads.  ``wb``: a file that keeps
+        up to PART_SIZE in memory (then a temporary file) and stores the object when
+        closed with the write options given, or nothing when discarded."""
         if mode == "rb":
-            return _Reader(self, path, "rb")
+            return _Reader(self, path)
         if mode != "wb":
             raise ValueError(f"mode must be 'rb' or 'wb', not {mode!r}")
         return _SpooledWriter(self, path, kwargs)
@@ -585,12 +586,21 @@ def _rebuild(cls: type[ObstoreFileSystem], options: dict[str, Any]) -> ObstoreFi
     return cls(**options)
 
 
-class _Reader(BufferedFile):
-    """obstore's buffered reader, whose ``close`` also works when opening failed (a
-    missing object): obstore's then failed again in its finalizer."""
+class _Reader(AbstractBufferedFile):  # type: ignore[misc]
+    """A file opened for reading: fsspec's buffered file over ranged reads through
+    :meth:`ObstoreFileSystem._cat_file`, which the retry policy and the error rules
+    cover.  obstore's own reader (a Rust file object) raised a cut, a reset or a 503
+    in mid-file as a bare OSError, never retried: the soak saw reads fail that the
+    fsspec engine recovers."""
+
+    def __init__(self, fs: ObstoreFileSystem, path: str) -> None:
+        super().__init__(fs, path, mode="rb", block_size=PART_SIZE, cache_type="readahead")
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        return self.fs.cat_file(self.path, start=start, end=end)  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        if hasattr(self, "_reader"):
+        if hasattr(self, "cache"):  # opening failed (a missing object): nothing to close
             super().close()
 
 

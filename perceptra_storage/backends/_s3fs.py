@@ -228,7 +228,12 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         if "r" in mode:
-            return super()._open(path, mode, *args, **kwargs)
+            file = super()._open(path, mode, *args, **kwargs)
+            # s3fs builds its S3File itself; the subclass changes only the range reads.
+            file.__class__ = _S3Reader
+            if getattr(file, "cache", None) is not None:  # it bound the old method
+                file.cache.fetcher = file._fetch_range
+            return file
         file = super()._open(path, mode, *args, **_object_options(path, kwargs))
         if "w" in mode:
             # s3fs builds its S3File itself; the subclass changes only the empty commit.
@@ -337,6 +342,16 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
                 page = []
         if page:
             yield page
+
+
+class _S3Reader(S3File):  # type: ignore[misc]
+    """s3fs's file for reading, whose range reads go through the retry policy: s3fs
+    retries no call itself here (``retries = 1``), and a body cut mid-range reached
+    the reader as a failed read where a download would have been retried."""
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        read = super()._fetch_range
+        return self.fs.resilience.retry(lambda: read(start, end))  # type: ignore[no-any-return]
 
 
 class _S3File(S3File):  # type: ignore[misc]

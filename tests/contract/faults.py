@@ -242,6 +242,19 @@ class FaultTests(ContractBase):
         assert not failed, failed
         assert {o.key for o in seeded.list_files()} == {"k", "new", "copied"}
 
+    def test_opened_file_reads_survive_one_fault(self, faulty: Faulty) -> None:
+        """A file opened for reading meets a 503 or a cut body on its first read and
+        still reads every byte (obstore's own reader once raised bare OSErrors here)."""
+        data = os.urandom(2 * 1024 * 1024)
+        faulty.backend.make().upload_file(data, "r.bin")
+        for mode, options in (("status", {"status": 503}), ("cut", {"nbytes": 300_000})):
+            adapter = faulty.make(**{**FAST, "max_attempts": 3})  # see the quiet test
+            with adapter.open("r.bin", "rb") as opened:
+                faulty.proxy.set(mode, times=1, sever=True, **options)
+                head = opened.read(1000)
+                rest = opened.read()
+            assert sha(head + rest) == sha(data), mode
+
     def test_file_exists_is_honest_about_403(self, faulty: Faulty) -> None:
         faulty.proxy.set("status", status=403)
         with pytest.raises(StoragePermissionError):
