@@ -18,6 +18,7 @@ import base64
 import contextlib
 import contextvars
 import functools
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -404,12 +405,30 @@ class _PartWriter(ChunkedWriter):
         else:
             if self._buffer:
                 await self._send(bytes(self._buffer))
-            await self._fs._call_s3("complete_multipart_upload", Bucket=self._bucket,
-                                    Key=self._key, UploadId=self._upload_id,
-                                    MultipartUpload={"Parts": self._parts})
+            try:
+                await self._fs._call_s3("complete_multipart_upload", Bucket=self._bucket,
+                                        Key=self._key, UploadId=self._upload_id,
+                                        MultipartUpload={"Parts": self._parts})
+            except FileNotFoundError:
+                # NoSuchUpload: when the answer to a completion that succeeded was lost,
+                # its retry finds the upload gone (the soak met it on Ceph RGW). The
+                # object is ours if it holds exactly these parts (S3's multipart ETag).
+                if not await self._completed():
+                    raise
             self._upload_id = None
         self._buffer = bytearray()
         self._fs.invalidate_cache(self._path)
+
+    async def _completed(self) -> bool:
+        """Whether the key holds the object these parts make (its ETag is the MD5 of
+        the parts' MD5s, with the part count)."""
+        digests = b"".join(bytes.fromhex(part["ETag"].strip('"')) for part in self._parts)
+        expected = f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(self._parts)}"'
+        try:
+            head = await self._fs._call_s3("head_object", Bucket=self._bucket, Key=self._key)
+        except FileNotFoundError:
+            return False
+        return bool(head.get("ETag") == expected)
 
     async def abort(self) -> None:
         """Drop the write: its multipart upload, if one was started, is aborted (in a
