@@ -38,7 +38,7 @@ from s3fs.core import S3File
 
 from ..errors import RedirectRefused
 from ..files import ChunkedWriter
-from ..resilience import Resilience
+from ..resilience import Resilience, cut_read
 from ..validation import default_content_type
 
 __all__ = ["PerceptraS3FileSystem"]
@@ -346,13 +346,15 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
 
 
 class _S3Reader(S3File):  # type: ignore[misc]
-    """s3fs's file for reading, whose range reads go through the retry policy: s3fs
-    retries no call itself here (``retries = 1``), and a body cut mid-range reached
-    the reader as a failed read where a download would have been retried."""
+    """s3fs's file for reading, whose range reads are redone when the body is cut: each
+    request already goes through the retry policy (``_call_s3``), but the body is read
+    after it returns, and s3fs retries nothing here (``retries = 1``).  Only a cut is
+    redone here, so a failing request is not retried twice over."""
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         read = super()._fetch_range
-        return self.fs.resilience.retry(lambda: read(start, end))  # type: ignore[no-any-return]
+        return self.fs.resilience.retry(  # type: ignore[no-any-return]
+            lambda: read(start, end), when=cut_read)
 
 
 class _S3File(S3File):  # type: ignore[misc]
