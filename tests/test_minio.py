@@ -353,18 +353,23 @@ def _aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
 
 
+ENGINES = pytest.mark.parametrize("engine", ["fsspec", "obstore"])
+"""Credentials from a profile or a refresh function sign both engines' requests."""
+
+
+@ENGINES
 def test_a_shared_file_profile_signs_every_request(
         rgw_server: S3Server, bucket: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, engine: str) -> None:
     _aws_files(tmp_path, monkeypatch, {"default": ("NOSUCHKEY", "not-the-secret"),
                                        "tenant": (rgw_server.access_key, rgw_server.secret_key),
                                        "stale": (rgw_server.access_key, "revoked-secret")})
-    adapter = get_storage_adapter("minio", minio_config(rgw_server, bucket),
-                                  {"profile": "tenant"})
+    config = {**minio_config(rgw_server, bucket), "engine": engine}
+    adapter = get_storage_adapter("minio", config, {"profile": "tenant"})
     with caplog.at_level("DEBUG"):
         adapter.upload_file(b"as tenant", "p.txt")
         assert fetch(adapter.generate_presigned_url("p.txt").url) == (200, b"as tenant")
-    stale = get_storage_adapter("minio", minio_config(rgw_server, bucket), {"profile": "stale"})
+    stale = get_storage_adapter("minio", config, {"profile": "stale"})
     with pytest.raises(StoragePermissionError) as info:
         stale.download_file("p.txt")
     shown = [repr(adapter), str(adapter.credentials), str(info.value), repr(info.value),
@@ -378,8 +383,9 @@ def test_a_shared_file_profile_signs_every_request(
                             {"profile": "tenant", **minio_credentials(rgw_server)})
 
 
+@ENGINES
 def test_credentials_from_a_refresh_function_renew_before_they_expire(
-        rgw_server: S3Server, bucket: str) -> None:
+        rgw_server: S3Server, bucket: str, engine: str) -> None:
     """A long-running process: the first temporary credentials stop working (here the
     server refuses them at once), and the next call after they near their expiry uses
     the fresh ones the function returns, without a new adapter."""
@@ -393,8 +399,8 @@ def test_credentials_from_a_refresh_function_renew_before_they_expire(
         return {"access_key_id": rgw_server.access_key, "secret_access_key": secret,
                 "expires_at": calls[-1] + lifetime}
 
-    adapter = get_storage_adapter("minio", minio_config(rgw_server, bucket),
-                                  {"refresh": refresh})
+    adapter = get_storage_adapter("minio", {**minio_config(rgw_server, bucket),
+                                            "engine": engine}, {"refresh": refresh})
     assert calls == []  # building the adapter fetches nothing
     with pytest.raises(StoragePermissionError):
         adapter.upload_file(b"x", "r.txt")
