@@ -4,7 +4,9 @@ against Ceph's RADOS Gateway over HTTP."""
 
 from __future__ import annotations
 
+import functools
 import io
+import pickle
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -409,6 +411,32 @@ def test_credentials_from_a_refresh_function_renew_before_they_expire(
     assert len(calls) == 2 and adapter.download_file("r.txt") == b"renewed"
     assert fetch(adapter.generate_presigned_url("r.txt").url) == (200, b"renewed")
     assert "expired-secret" not in repr(adapter)
+
+
+def _fixed_keys(access_key: str, secret_key: str) -> dict[str, Any]:
+    """A refresh function at module level (bound to its keys by functools.partial), as
+    the README asks, so that adapters and filesystems using it pickle."""
+    return {"access_key_id": access_key, "secret_access_key": secret_key,
+            "expires_at": datetime.now(UTC) + timedelta(hours=1)}
+
+
+def test_refresh_credentials_survive_pickling_and_sign_the_engines_clean_up(
+        rgw_server: S3Server, bucket: str) -> None:
+    """On the obstore engine, a filesystem rebuilt from its pickle gets its keys from the
+    refresh function too, and the multipart clean-up's botocore client (which finds and
+    aborts the uploads obstore leaves) signs with them: RGW refuses any other key."""
+    refresh = functools.partial(_fixed_keys, rgw_server.access_key, rgw_server.secret_key)
+    adapter = get_storage_adapter("minio", {**minio_config(rgw_server, bucket),
+                                            "engine": "obstore"}, {"refresh": refresh})
+    adapter.upload_file(b"renewable", "k.txt")
+    assert pickle.loads(pickle.dumps(adapter)).download_file("k.txt") == b"renewable"
+    rebuilt = pickle.loads(pickle.dumps(adapter.filesystem))
+    assert rebuilt.cat_file(f"{bucket}/k.txt") == b"renewable"
+    admin = s3_client(rgw_server)
+    upload = admin.create_multipart_upload(Bucket=bucket, Key="mp.bin")["UploadId"]
+    assert adapter.filesystem._open_uploads(bucket, "mp.bin") == {upload}
+    adapter.filesystem._abort_new(bucket, "mp.bin", set())
+    assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 class TestMinioObstoreContract(Contract):
