@@ -385,32 +385,41 @@ def test_a_shared_file_profile_signs_every_request(
                             {"profile": "tenant", **minio_credentials(rgw_server)})
 
 
-@ENGINES
 def test_credentials_from_a_refresh_function_renew_before_they_expire(
-        rgw_server: S3Server, bucket: str, engine: str) -> None:
-    """A long-running process: the first temporary credentials stop working (here the
-    server refuses them at once), and the next call after they near their expiry uses
-    the fresh ones the function returns, without a new adapter."""
-    calls: list[datetime] = []
+        rgw_server: S3Server, bucket: str) -> None:
+    """A long-running process, on each engine (one wait serves both): the first
+    temporary credentials stop working (here the server refuses them at once), and the
+    next call after they near their expiry uses the fresh ones the function returns,
+    without a new adapter."""
+    calls: dict[str, list[datetime]] = {"fsspec": [], "obstore": []}
 
-    def refresh() -> dict[str, Any]:
-        calls.append(datetime.now(UTC))
-        secret = "expired-secret" if len(calls) == 1 else rgw_server.secret_key
-        # botocore renews 15 minutes ahead: the first answer enters that window in 2 s.
-        lifetime = timedelta(minutes=15, seconds=2) if len(calls) == 1 else timedelta(hours=1)
-        return {"access_key_id": rgw_server.access_key, "secret_access_key": secret,
-                "expires_at": calls[-1] + lifetime}
+    def refresh_of(engine: str) -> Any:
+        def refresh() -> dict[str, Any]:
+            made = calls[engine]
+            made.append(datetime.now(UTC))
+            secret = "expired-secret" if len(made) == 1 else rgw_server.secret_key
+            # botocore renews 15 minutes ahead: the first answer enters that window in 2 s.
+            lifetime = timedelta(minutes=15, seconds=2) if len(made) == 1 else \
+                timedelta(hours=1)
+            return {"access_key_id": rgw_server.access_key, "secret_access_key": secret,
+                    "expires_at": made[-1] + lifetime}
 
-    adapter = get_storage_adapter("minio", {**minio_config(rgw_server, bucket),
-                                            "engine": engine}, {"refresh": refresh})
-    assert calls == []  # building the adapter fetches nothing
-    with pytest.raises(StoragePermissionError):
-        adapter.upload_file(b"x", "r.txt")
+        return refresh
+
+    adapters = {engine: get_storage_adapter(
+        "minio", {**minio_config(rgw_server, bucket), "engine": engine},
+        {"refresh": refresh_of(engine)}) for engine in calls}
+    for engine, adapter in adapters.items():
+        assert calls[engine] == []  # building the adapter fetches nothing
+        with pytest.raises(StoragePermissionError):
+            adapter.upload_file(b"x", f"{engine}.txt")
     time.sleep(2.1)
-    adapter.upload_file(b"renewed", "r.txt")
-    assert len(calls) == 2 and adapter.download_file("r.txt") == b"renewed"
-    assert fetch(adapter.generate_presigned_url("r.txt").url) == (200, b"renewed")
-    assert "expired-secret" not in repr(adapter)
+    for engine, adapter in adapters.items():
+        adapter.upload_file(b"renewed", f"{engine}.txt")
+        assert len(calls[engine]) == 2, engine
+        assert adapter.download_file(f"{engine}.txt") == b"renewed"
+        assert fetch(adapter.generate_presigned_url(f"{engine}.txt").url) == (200, b"renewed")
+        assert "expired-secret" not in repr(adapter)
 
 
 def _fixed_keys(access_key: str, secret_key: str) -> dict[str, Any]:
