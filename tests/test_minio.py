@@ -4,7 +4,9 @@ against Ceph's RADOS Gateway over HTTP."""
 
 from __future__ import annotations
 
+import functools
 import io
+import pickle
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -353,18 +355,23 @@ def _aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
 
 
+ENGINES = pytest.mark.parametrize("engine", ["fsspec", "obstore"])
+"""Credentials from a profile or a refresh function sign both engines' requests."""
+
+
+@ENGINES
 def test_a_shared_file_profile_signs_every_request(
         rgw_server: S3Server, bucket: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, engine: str) -> None:
     _aws_files(tmp_path, monkeypatch, {"default": ("NOSUCHKEY", "not-the-secret"),
                                        "tenant": (rgw_server.access_key, rgw_server.secret_key),
                                        "stale": (rgw_server.access_key, "revoked-secret")})
-    adapter = get_storage_adapter("minio", minio_config(rgw_server, bucket),
-                                  {"profile": "tenant"})
+    config = {**minio_config(rgw_server, bucket), "engine": engine}
+    adapter = get_storage_adapter("minio", config, {"profile": "tenant"})
     with caplog.at_level("DEBUG"):
         adapter.upload_file(b"as tenant", "p.txt")
         assert fetch(adapter.generate_presigned_url("p.txt").url) == (200, b"as tenant")
-    stale = get_storage_adapter("minio", minio_config(rgw_server, bucket), {"profile": "stale"})
+    stale = get_storage_adapter("minio", config, {"profile": "stale"})
     with pytest.raises(StoragePermissionError) as info:
         stale.download_file("p.txt")
     shown = [repr(adapter), str(adapter.credentials), str(info.value), repr(info.value),
@@ -380,29 +387,65 @@ def test_a_shared_file_profile_signs_every_request(
 
 def test_credentials_from_a_refresh_function_renew_before_they_expire(
         rgw_server: S3Server, bucket: str) -> None:
-    """A long-running process: the first temporary credentials stop working (here the
-    server refuses them at once), and the next call after they near their expiry uses
-    the fresh ones the function returns, without a new adapter."""
-    calls: list[datetime] = []
+    """A long-running process, on each engine (one wait serves both): the first
+    temporary credentials stop working (here the server refuses them at once), and the
+    next call after they near their expiry uses the fresh ones the function returns,
+    without a new adapter."""
+    calls: dict[str, list[datetime]] = {"fsspec": [], "obstore": []}
 
-    def refresh() -> dict[str, Any]:
-        calls.append(datetime.now(UTC))
-        secret = "expired-secret" if len(calls) == 1 else rgw_server.secret_key
-        # botocore renews 15 minutes ahead: the first answer enters that window in 2 s.
-        lifetime = timedelta(minutes=15, seconds=2) if len(calls) == 1 else timedelta(hours=1)
-        return {"access_key_id": rgw_server.access_key, "secret_access_key": secret,
-                "expires_at": calls[-1] + lifetime}
+    def refresh_of(engine: str) -> Any:
+        def refresh() -> dict[str, Any]:
+            made = calls[engine]
+            made.append(datetime.now(UTC))
+            secret = "expired-secret" if len(made) == 1 else rgw_server.secret_key
+            # botocore renews 15 minutes ahead: the first answer enters that window in 2 s.
+            lifetime = timedelta(minutes=15, seconds=2) if len(made) == 1 else \
+                timedelta(hours=1)
+            return {"access_key_id": rgw_server.access_key, "secret_access_key": secret,
+                    "expires_at": made[-1] + lifetime}
 
-    adapter = get_storage_adapter("minio", minio_config(rgw_server, bucket),
-                                  {"refresh": refresh})
-    assert calls == []  # building the adapter fetches nothing
-    with pytest.raises(StoragePermissionError):
-        adapter.upload_file(b"x", "r.txt")
+        return refresh
+
+    adapters = {engine: get_storage_adapter(
+        "minio", {**minio_config(rgw_server, bucket), "engine": engine},
+        {"refresh": refresh_of(engine)}) for engine in calls}
+    for engine, adapter in adapters.items():
+        assert calls[engine] == []  # building the adapter fetches nothing
+        with pytest.raises(StoragePermissionError):
+            adapter.upload_file(b"x", f"{engine}.txt")
     time.sleep(2.1)
-    adapter.upload_file(b"renewed", "r.txt")
-    assert len(calls) == 2 and adapter.download_file("r.txt") == b"renewed"
-    assert fetch(adapter.generate_presigned_url("r.txt").url) == (200, b"renewed")
-    assert "expired-secret" not in repr(adapter)
+    for engine, adapter in adapters.items():
+        adapter.upload_file(b"renewed", f"{engine}.txt")
+        assert len(calls[engine]) == 2, engine
+        assert adapter.download_file(f"{engine}.txt") == b"renewed"
+        assert fetch(adapter.generate_presigned_url(f"{engine}.txt").url) == (200, b"renewed")
+        assert "expired-secret" not in repr(adapter)
+
+
+def _fixed_keys(access_key: str, secret_key: str) -> dict[str, Any]:
+    """A refresh function at module level (bound to its keys by functools.partial), as
+    the README asks, so that adapters and filesystems using it pickle."""
+    return {"access_key_id": access_key, "secret_access_key": secret_key,
+            "expires_at": datetime.now(UTC) + timedelta(hours=1)}
+
+
+def test_refresh_credentials_survive_pickling_and_sign_the_engines_clean_up(
+        rgw_server: S3Server, bucket: str) -> None:
+    """On the obstore engine, a filesystem rebuilt from its pickle gets its keys from the
+    refresh function too, and the multipart clean-up's botocore client (which finds and
+    aborts the uploads obstore leaves) signs with them: RGW refuses any other key."""
+    refresh = functools.partial(_fixed_keys, rgw_server.access_key, rgw_server.secret_key)
+    adapter = get_storage_adapter("minio", {**minio_config(rgw_server, bucket),
+                                            "engine": "obstore"}, {"refresh": refresh})
+    adapter.upload_file(b"renewable", "k.txt")
+    assert pickle.loads(pickle.dumps(adapter)).download_file("k.txt") == b"renewable"
+    rebuilt = pickle.loads(pickle.dumps(adapter.filesystem))
+    assert rebuilt.cat_file(f"{bucket}/k.txt") == b"renewable"
+    admin = s3_client(rgw_server)
+    upload = admin.create_multipart_upload(Bucket=bucket, Key="mp.bin")["UploadId"]
+    assert adapter.filesystem._open_uploads(bucket, "mp.bin") == {upload}
+    adapter.filesystem._abort_new(bucket, "mp.bin", set())
+    assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 class TestMinioObstoreContract(Contract):

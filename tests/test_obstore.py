@@ -107,12 +107,6 @@ def test_unknown_engine_is_refused_by_field() -> None:
         get_storage_adapter("s3", {"bucket_name": "my-bucket", "engine": "rust"})
 
 
-def test_profile_credentials_are_refused_on_the_engine() -> None:
-    with pytest.raises(StorageValidationError, match=r"'refresh' is not supported"):
-        get_storage_adapter("s3", {"bucket_name": "my-bucket", "engine": "obstore"},
-                            {"refresh": dict})
-
-
 # The three texts obstore gave for one silent port (connect_timeout 0.5 s), the third in
 # about one attempt of forty on a loaded machine: each is a connect timeout.
 _SILENT_PORT = (

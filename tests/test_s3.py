@@ -21,6 +21,7 @@ from perceptra_storage import (
     StorageConnectionError,
     StorageError,
     StorageNotFoundError,
+    StorageOperationError,
     StoragePermissionError,
     StorageTimeoutError,
     StorageValidationError,
@@ -516,12 +517,17 @@ def aws_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: S3Server,
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
 
 
+ENGINES = pytest.mark.parametrize("engine", ["fsspec", "obstore"])
+"""Credentials from a profile or a refresh function reach both engines' requests."""
+
+
+@ENGINES
 def test_a_profile_gives_keys_and_region(
         moto_server: S3Server, bucket: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
     aws_files(monkeypatch, tmp_path, moto_server, "analytics",
               "[profile analytics]\nregion = eu-west-2\n")
-    adapter = get_storage_adapter("s3", {"bucket_name": bucket,
+    adapter = get_storage_adapter("s3", {"bucket_name": bucket, "engine": engine,
                                          "endpoint_url": moto_server.endpoint_url},
                                   {"profile": "analytics"})
     adapter.upload_file(b"by profile", "p.txt")
@@ -539,7 +545,9 @@ def test_a_profile_gives_keys_and_region(
     assert public.get_public_url("k") == "https://plain-bucket.s3.eu-west-2.amazonaws.com/k"
 
 
-def test_refresh_function_answers_are_checked(moto_server: S3Server, bucket: str) -> None:
+@ENGINES
+def test_refresh_function_answers_are_checked(moto_server: S3Server, bucket: str,
+                                              engine: str) -> None:
     """What a refresh function returns is checked when it is called: expired or
     incomplete credentials are a permission error saying what is wrong."""
     answers: list[Any] = [
@@ -550,11 +558,25 @@ def test_refresh_function_answers_are_checked(moto_server: S3Server, bucket: str
     ]
     for answer, reason in zip(answers, ("have expired", "secret_access_key", "not a dict"),
                               strict=True):
-        adapter = get_storage_adapter("s3", s3_config(moto_server, bucket),
+        adapter = get_storage_adapter("s3", {**s3_config(moto_server, bucket),
+                                             "engine": engine},
                                       {"refresh": lambda answer=answer: answer})
         with pytest.raises(StoragePermissionError, match=reason) as info:
             adapter.upload_file(b"x", "k")
         assert "s3cr3t-value-1" not in str(info.value)
+
+    def vault_down() -> dict[str, Any]:
+        raise LookupError("vault down")
+
+    # A function that raises: its error, typed by the one table, on every kind of call
+    # (obstore keeps only the text of what its credential provider raised).
+    adapter = get_storage_adapter("s3", {**s3_config(moto_server, bucket), "engine": engine},
+                                  {"refresh": vault_down})
+    for call in (lambda: adapter.upload_file(b"x", "k"), lambda: adapter.download_file("k"),
+                 lambda: adapter.file_exists("k"), lambda: list(adapter.list_files())):
+        with pytest.raises(StorageError, match="LookupError: vault down") as failed:
+            call()
+        assert type(failed.value) is StorageOperationError
     with pytest.raises(StorageValidationError, match="refresh"):
         get_storage_adapter("s3", s3_config(moto_server, bucket), {"refresh": "not callable"})
 
@@ -577,8 +599,9 @@ def _assumed_role(moto_server: S3Server, seconds: int) -> dict[str, Any]:
             "session_token": answer["SessionToken"], "expires_at": answer["Expiration"]}
 
 
+@ENGINES
 def test_presigned_urls_end_with_the_sts_credentials_that_sign_them(
-        moto_server: S3Server, bucket: str) -> None:
+        moto_server: S3Server, bucket: str, engine: str) -> None:
     """A URL cannot outlive the session credentials that signed it: ``expires_at`` is the
     earlier of the two, for URLs with options and POST policies too."""
     issued: list[dict[str, Any]] = []
@@ -587,7 +610,8 @@ def test_presigned_urls_end_with_the_sts_credentials_that_sign_them(
         issued.append(_assumed_role(moto_server, 1800))
         return issued[-1]
 
-    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket), {"refresh": refresh})
+    adapter = get_storage_adapter("s3", {**s3_config(moto_server, bucket), "engine": engine},
+                                  {"refresh": refresh})
     adapter.upload_file(b"by role", "r.txt")
     ends = issued[-1]["expires_at"].astimezone(UTC)
     assert timedelta(minutes=25) < ends - datetime.now(UTC) <= timedelta(minutes=30, seconds=5)
@@ -604,9 +628,10 @@ def test_presigned_urls_end_with_the_sts_credentials_that_sign_them(
     assert short.expires_at < ends - timedelta(minutes=20)  # the requested one, earlier
 
 
+@ENGINES
 def test_presigned_urls_of_a_role_profile_end_with_its_session(
         moto_server: S3Server, bucket: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
     """A profile that assumes a role (botocore's own STS call, to moto): the URL's
     ``expires_at`` is the role session's end (``duration_seconds``)."""
     aws_files(monkeypatch, tmp_path, moto_server, "base",
@@ -614,7 +639,8 @@ def test_presigned_urls_of_a_role_profile_end_with_its_session(
               "source_profile = base\nduration_seconds = 1800\nregion = us-east-1\n"
               "[profile base]\nregion = us-east-1\n")
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.endpoint_url)
-    adapter = get_storage_adapter("s3", s3_config(moto_server, bucket), {"profile": "uploader"})
+    adapter = get_storage_adapter("s3", {**s3_config(moto_server, bucket), "engine": engine},
+                                  {"profile": "uploader"})
     before = datetime.now(UTC)
     signed = adapter.generate_presigned_url("k.txt", method="PUT", expiration=7200)
     assert before + timedelta(minutes=25) < signed.expires_at <= \

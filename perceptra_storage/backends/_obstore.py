@@ -19,6 +19,10 @@ dropped).  :meth:`ObstoreFileSystem._aborting` therefore lists the key's unfinis
 uploads before such a write and aborts those the failed write added, through
 botocore (the ``s3`` extra, which signs URLs for these backends too); README says
 which permissions that needs.
+
+A ``profile`` or ``refresh`` credential reaches obstore as its ``credential_provider``
+(:class:`_BotocoreCredentials`): botocore resolves and renews those credentials, as on
+the fsspec engine, and the multipart clean-up signs with the same ones.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import contextlib
 import io
 import os
 import tempfile
+import threading
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 from xml.etree import ElementTree
@@ -68,6 +73,9 @@ PAGE = 1000
 _RUNTIME_PID: Optional[int] = None
 """The process that started obstore's runtime (see ``_construct_store``)."""
 
+_PROVIDER_FAILED = "External AWS credential provider"
+"""What obstore's error says when the S3 store's credential provider raised."""
+
 _HEADERS = {"cache_control": "Cache-Control", "content_disposition": "Content-Disposition",
             "content_encoding": "Content-Encoding"}
 """Object headers by their plain keyword and obstore's attribute name."""
@@ -93,7 +101,10 @@ class ObstoreFileSystem(FsspecStore):
     ``kind`` is ``"s3"`` or ``"azure"``; ``store`` holds obstore's store configuration
     (``S3Config``/``AzureConfig`` keys, plain strings), ``client`` its client options
     (timeouts, ``allow_http``) as seconds and flags, ``resilience`` the fields of
-    :class:`Resilience`.
+    :class:`Resilience`.  On S3, ``aws_profile`` (a profile of the AWS shared files)
+    and ``refresh_credentials`` (a function returning fresh temporary credentials)
+    replace the keys in ``store``, as on :class:`~._s3fs.PerceptraS3FileSystem`; a
+    pickled filesystem carries the function by reference, as that one does.
     """
 
     bulk_delete_limit: ClassVar[int] = 1000
@@ -107,6 +118,8 @@ class ObstoreFileSystem(FsspecStore):
                  client: Optional[Mapping[str, Any]] = None,
                  resilience: Optional[Mapping[str, Any]] = None,
                  dashed_metadata_names: bool = False,
+                 aws_profile: Optional[str] = None,
+                 refresh_credentials: Optional[Callable[[], Mapping[str, Any]]] = None,
                  asynchronous: bool = False, loop: Any = None,
                  skip_instance_cache: bool = True) -> None:
         self.kind = kind
@@ -117,6 +130,9 @@ class ObstoreFileSystem(FsspecStore):
         self._stores: dict[str, Any] = {}
         self._pid = os.getpid()
         self._s3_client: Any = None
+        self._profile, self._refresh = aws_profile, refresh_credentials
+        self._aws: Optional[_BotocoreCredentials] = None
+        self._provided = kind == "s3" and bool(aws_profile or refresh_credentials is not None)
         super().__init__("s3" if kind == "s3" else "az", asynchronous=asynchronous,
                          loop=loop)
         # obstore's constructor caches stores in an lru_cache around a bound method: a
@@ -145,6 +161,7 @@ class ObstoreFileSystem(FsspecStore):
                 "multiprocessing's 'spawn' or 'forkserver' method, or use engine 'fsspec'")
         if self._pid != os.getpid():
             self._stores, self._pid, self._s3_client = {}, os.getpid(), None
+            self._aws = None
         store = self._stores.get(bucket)
         if store is None:
             store = self._stores[bucket] = self._new_store(bucket)
@@ -176,8 +193,9 @@ class ObstoreFileSystem(FsspecStore):
             from obstore.store import S3Store
 
             config: Any = self._store_options
+            provider: Any = self._credentials()  # obstore's S3CredentialProvider protocol
             return S3Store(bucket, config=config, client_options=client,
-                           retry_config=retry)
+                           retry_config=retry, credential_provider=provider)
         from obstore.store import AzureStore
 
         azure: Any = self._store_options
@@ -185,7 +203,31 @@ class ObstoreFileSystem(FsspecStore):
                           retry_config=retry)
 
     async def _retry(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._provided:
+            return await self.resilience.retry_async(self._sourced, call, *args, **kwargs)
         return await self.resilience.retry_async(call, *args, **kwargs)
+
+    async def _sourced(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """Await ``call``; when the store's credential provider failed, raise what it
+        raised (see :meth:`_credential_failure`)."""
+        try:
+            return await call(*args, **kwargs)
+        except Exception as exc:
+            failure = self._credential_failure(exc)
+            if failure is exc:
+                raise
+            raise failure  # noqa: B904 - its own cause kept; obstore's error its context
+
+    def _credential_failure(self, exc: BaseException) -> BaseException:
+        """What the profile or refresh function raised, for obstore's error that says
+        its credential provider failed (obstore keeps only that exception's text): so it
+        is typed, and retried or not, as on the fsspec engine, where botocore raises it
+        as it is.  Any other error is ``exc`` itself."""
+        provider = self._aws
+        failure = provider.failure if provider is not None else None
+        if failure is None or _PROVIDER_FAILED not in str(exc):
+            return exc
+        return failure
 
     async def _release(self) -> None:
         """Drop this instance's stores (their connection pools close with them)."""
@@ -261,15 +303,32 @@ class ObstoreFileSystem(FsspecStore):
             await asyncio.shield(asyncio.to_thread(self._abort_new, bucket, key, before))
             raise
 
+    def _credentials(self) -> Optional[_BotocoreCredentials]:
+        """The credential provider of this filesystem's S3 stores when a profile or a
+        refresh function gives the credentials (None: the keys in ``store``, or
+        obstore's own reading of the environment).  One per filesystem and process, so
+        that every bucket's store and the botocore client share one set of
+        credentials and the refresh function is not called once per store."""
+        if self._aws is None and self._provided:
+            self._aws = _BotocoreCredentials(self._profile, self._refresh)
+        return self._aws
+
     def _botocore(self) -> Any:
-        """A botocore client with this filesystem's endpoint and keys, for what obstore
-        does not offer (CORS rules; multipart clean-up without static keys)."""
+        """A botocore client with this filesystem's endpoint and credentials (its keys,
+        or the profile's or refresh function's through the stores' provider), for what
+        obstore does not offer (CORS rules; multipart clean-up without static keys)."""
         if self._s3_client is None:
             import botocore.session
             from botocore.config import Config
 
             options = self._store_options
-            self._s3_client = botocore.session.Session().create_client(
+            provider = self._credentials()
+            if provider is None:
+                session = botocore.session.Session()
+            else:
+                provider.resolved()  # the client then signs with the stores' credentials
+                session = provider.session
+            self._s3_client = session.create_client(
                 "s3", region_name=options.get("region"), endpoint_url=options.get("endpoint"),
                 aws_access_key_id=options.get("access_key_id"),
                 aws_secret_access_key=options.get("secret_access_key"),
@@ -456,8 +515,8 @@ class ObstoreFileSystem(FsspecStore):
         import obstore
 
         bucket, key = self._split_path(path)
-        await obstore.list_with_delimiter_async(self._construct_store(bucket),
-                                                f"{key}/" if key else None)
+        await self._sourced(lambda: obstore.list_with_delimiter_async(
+            self._construct_store(bucket), f"{key}/" if key else None))
 
     probe = sync_wrapper(_probe)
 
@@ -494,9 +553,12 @@ class ObstoreFileSystem(FsspecStore):
                         yield pending
                         pending = []
                 break
-            except Exception as exc:
+            except Exception as error:
+                exc = self._credential_failure(error)
                 if attempt >= self.resilience.max_attempts or not transient(exc):
-                    raise
+                    if exc is error:
+                        raise
+                    raise exc  # noqa: B904 - its own cause kept, as in _sourced
                 failure = exc
                 await asyncio.sleep(self.resilience.delay(attempt))
                 attempt += 1
@@ -584,6 +646,76 @@ def _rebuild(cls: type[ObstoreFileSystem], options: dict[str, Any]) -> ObstoreFi
     """Unpickle a filesystem: a new one from its plain options (its stores are built
     again on first use)."""
     return cls(**options)
+
+
+class _BotocoreCredentials:
+    """obstore's ``credential_provider`` for a shared-file profile or a refresh
+    function: botocore resolves the credentials as boto3 does (the profile's keys, a
+    role it assumes, SSO) and renews those that expire, calling a refresh function
+    through the fsspec engine's provider (``_s3fs.refreshing_provider``), which checks
+    what it returns.  obstore turns an exception raised here into its own
+    ``UnauthenticatedError`` text; ``failure`` keeps the exception itself, which the
+    filesystem raises instead (``ObstoreFileSystem._credential_failure``).
+
+    obstore keeps each answer until less than ``refresh_threshold`` of its lifetime is
+    left and then calls again: botocore's own advisory window, so that call is the one
+    in which botocore renews them (a refresh function whose keys expire in an hour is
+    called again 15 minutes before, on either engine)."""
+
+    refresh_threshold = timedelta(minutes=15)
+
+    def __init__(self, profile: Optional[str],
+                 refresh: Optional[Callable[[], Mapping[str, Any]]]) -> None:
+        import botocore.session
+
+        self.session = botocore.session.Session(profile=profile)
+        if refresh is not None:
+            from ._s3fs import refreshing_provider
+
+            self.session.get_component("credential_provider").insert_before(
+                "env", refreshing_provider(refresh, asynchronous=False))
+        self._lock = threading.Lock()
+        self.failure: Optional[BaseException] = None
+        """What the last call raised, until one succeeds."""
+
+    def resolved(self) -> Any:
+        """botocore's credentials, resolved on first use (the session keeps them); the
+        lock keeps obstore's threads from calling a refresh function at once."""
+        with self._lock:
+            credentials = self.session.get_credentials()
+        if credentials is None:
+            from botocore.exceptions import NoCredentialsError
+
+            raise NoCredentialsError()
+        return credentials
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            answer = self._current()
+        except Exception as exc:
+            self.failure = exc
+            raise
+        self.failure = None
+        return answer
+
+    def _current(self) -> dict[str, Any]:
+        """The current keys and when they expire (None: never).  botocore keeps that
+        time in an attribute without a public accessor (RefreshableCredentials.
+        _expiry_time); it is read on both sides of the keys, so that keys renewed
+        meanwhile (the multipart clean-up's client shares them) are not paired with
+        another set's expiry."""
+        credentials = self.resolved()
+        while True:
+            ends = getattr(credentials, "_expiry_time", None)
+            frozen = credentials.get_frozen_credentials()
+            if getattr(credentials, "_expiry_time", None) == ends:
+                break
+        if isinstance(ends, datetime):
+            # obstore takes an aware datetime in UTC itself, not botocore's tzutc/tzlocal.
+            ends = ends.astimezone(UTC) if ends.tzinfo else ends.replace(tzinfo=UTC)
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
+                "token": frozen.token,
+                "expires_at": ends if isinstance(ends, datetime) else None}
 
 
 class _Reader(AbstractBufferedFile):  # type: ignore[misc]

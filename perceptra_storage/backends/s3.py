@@ -197,13 +197,6 @@ class S3StorageAdapter(FsspecStorageAdapter):
     def _check_config(self) -> None:
         self.engine = check_engine(self.config, self.backend_name)
         self.target = self._resolve()
-        if self.engine == "obstore":
-            given = [name for name in ("profile", "refresh") if self.credentials.get(name)]
-            if given:
-                raise StorageValidationError(
-                    f"{self.backend_name}: credentials field {given[0]!r} is not supported "
-                    "with engine 'obstore' yet; give a key pair, or use engine 'fsspec'",
-                    backend=self.backend_name)
         base = self.config.get("public_base_url")
         if base is not None:
             check_public_base(base, self.backend_name)
@@ -283,14 +276,15 @@ class S3StorageAdapter(FsspecStorageAdapter):
 
     def _obstore_filesystem(self) -> "AbstractFileSystem":
         """The obstore engine's filesystem (``_obstore.py``) for the same target: the
-        key pair (or obstore's own reading of the AWS environment without one), the
-        region (default: the AWS chain's, else us-east-1), path-style addressing and
-        plain http on a custom endpoint."""
+        key pair, the profile or the refresh function (or obstore's own reading of the
+        AWS environment without any), the region (default: the AWS chain's or the
+        profile's, else us-east-1), path-style addressing and plain http on a custom
+        endpoint."""
         from ._obstore import ObstoreFileSystem
 
         target = self.target
         store: dict[str, Any] = {
-            "region": target.region or _default_region() or "us-east-1",
+            "region": target.region or _default_region(target.profile) or "us-east-1",
             # Uploads carry no checksum header of obstore's own: the adapter checks
             # checksum=True uploads itself, and some S3-compatible servers refuse them.
         }
@@ -303,9 +297,14 @@ class S3StorageAdapter(FsspecStorageAdapter):
                          secret_access_key=target.secret_access_key)
             if target.session_token:
                 store["session_token"] = target.session_token
+        sources: dict[str, Any] = {}
+        if target.profile:
+            sources["aws_profile"] = target.profile
+        if target.refresh is not None:
+            sources["refresh_credentials"] = target.refresh
         return ObstoreFileSystem(kind="s3", store=store, client=client,
                                  resilience=dataclasses.asdict(self.resilience),
-                                 dashed_metadata_names=self.dashed_metadata_names)
+                                 dashed_metadata_names=self.dashed_metadata_names, **sources)
 
     # -- the signer ------------------------------------------------------------------
 
