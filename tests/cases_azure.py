@@ -97,6 +97,7 @@ _CAPABILITIES: dict[str, Any] = {
 BACKENDS = {
     "azure": Case(start=_azure, checks_upload_checksums=True, **_CAPABILITIES),
     # obstore sends no per-request MD5: checksum=True uploads are read back instead.
-    "azure-obstore": Case(start=_azure_obstore, generic=False, resolves_in_python=False,
-                          refuses_redirects=False, survives_fork=False, **_CAPABILITIES),
+    "azure-obstore": Case(start=_azure_obstore, generic=False, engine_variant=True,
+                          resolves_in_python=False, refuses_redirects=False,
+                          survives_fork=False, **_CAPABILITIES),
 }

@@ -207,10 +207,12 @@ BACKENDS = {
     "s3": Case(start=_s3, **_S3_CAPABILITIES),
     "minio": Case(start=_minio, **_MINIO_CAPABILITIES),
     # The obstore engine stores exactly where and as the fsspec one does: its own entry
-    # points run the whole contract; the generic fixtures keep to the entries above.
-    "s3-obstore": Case(start=_s3_obstore, generic=False, resolves_in_python=False,
-                       refuses_redirects=False, survives_fork=False, **_S3_CAPABILITIES),
-    "minio-obstore": Case(start=_minio_obstore, generic=False, resolves_in_python=False,
-                          refuses_redirects=False, survives_fork=False,
-                          **_MINIO_CAPABILITIES),
+    # points run the whole contract, and the route tests (conftest.ROUTED) run on it;
+    # the other generic fixtures keep to the entries above.
+    "s3-obstore": Case(start=_s3_obstore, generic=False, engine_variant=True,
+                       resolves_in_python=False, refuses_redirects=False,
+                       survives_fork=False, **_S3_CAPABILITIES),
+    "minio-obstore": Case(start=_minio_obstore, generic=False, engine_variant=True,
+                          resolves_in_python=False, refuses_redirects=False,
+                          survives_fork=False, **_MINIO_CAPABILITIES),
 }

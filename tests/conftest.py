@@ -167,6 +167,9 @@ class Case(Capabilities):
     ``shared_backend``) include this entry. False for a variant that stores exactly as
     another entry does (local-signed is the local directory store with signed URLs):
     its own entry points test what differs, the other entry everything else."""
+    engine_variant: bool = False
+    """An entry on another transport (``engine``) of a generic entry's store: the route
+    tests (``ROUTED``) run on it too."""
 
 
 @contextmanager
@@ -315,9 +318,25 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield started
 
 
+ROUTED = sorted(k for k, case in BACKENDS.items() if case.generic or case.engine_variant)
+"""The entries of the route tests, which reach a store through ``perceptra://`` URLs,
+the command line and Django's storage API: the generic ones and the engine variants,
+since those routes run on whichever filesystem the profile's engine builds.  A route's
+test module takes them by overriding ``backend`` / ``shared_backend`` with
+:func:`started_entry`."""
+
+
+def started_entry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The body of a fixture parametrized over table entries (``request.param``)."""
+    with started_backend(request.param, request, tmp_path) as started:
+        yield started
+
+
 SHARED_ACROSS_PROCESSES = sorted(k for k, case in BACKENDS.items()
                                  if case.shared_across_processes and case.generic)
 """Backends whose store other processes reach (memory lives in one process)."""
+ROUTED_SHARED = sorted(k for k in ROUTED if BACKENDS[k].shared_across_processes)
+"""The route entries other processes reach (the CLI, Dask workers)."""
 
 
 @pytest.fixture(params=SHARED_ACROSS_PROCESSES)

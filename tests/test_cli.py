@@ -33,7 +33,11 @@ from typing import Any, Optional
 import pytest
 
 from perceptra_storage import BaseStorageAdapter, StorageObject
-from tests.conftest import Backend
+from tests.conftest import ROUTED, ROUTED_SHARED, Backend, started_entry
+
+backend = pytest.fixture(params=ROUTED, name="backend")(started_entry)
+shared_backend = pytest.fixture(params=ROUTED_SHARED, name="shared_backend")(started_entry)
+"""The command line on every route entry, the obstore engine's included."""
 
 CLI = Path(sys.executable).with_name("perceptra-storage")
 STORAGE_OBJECT_FIELDS = {f.name for f in fields(StorageObject)}

@@ -26,7 +26,10 @@ from typing import Any
 import pytest
 
 from perceptra_storage import StorageConnectionError, get_adapter_info, register_profile
-from tests.conftest import BACKENDS, Backend, started_backend
+from tests.conftest import BACKENDS, ROUTED, Backend, started_backend, started_entry
+
+backend = pytest.fixture(params=ROUTED, name="backend")(started_entry)
+"""Django's storage API on every route entry, the obstore engine's included."""
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"

@@ -26,7 +26,11 @@ from perceptra_storage import (
 )
 from perceptra_storage.fsspec_protocol import PerceptraFileSystem
 from perceptra_storage.profiles import PROFILES_ENV
-from tests.conftest import Backend, Faulty
+from tests.conftest import ROUTED, ROUTED_SHARED, Backend, Faulty, started_entry
+
+backend = pytest.fixture(params=ROUTED, name="backend")(started_entry)
+shared_backend = pytest.fixture(params=ROUTED_SHARED, name="shared_backend")(started_entry)
+"""``perceptra://`` URLs on every route entry, the obstore engine's included."""
 
 FAST = {"read_timeout": 2, "max_attempts": 2, "retry_backoff": 0.1}
 
