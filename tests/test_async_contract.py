@@ -49,3 +49,18 @@ class TestLocalSignedAioContract(BrowserTests):
 
     case = "local-signed"
     through = "aio"
+
+
+class TestS3ObstoreAioContract(Contract):
+    case = "s3-obstore"
+    through = "aio"
+
+
+class TestMinioObstoreAioContract(Contract):
+    case = "minio-obstore"
+    through = "aio"
+
+
+class TestAzureObstoreAioContract(Contract):
+    case = "azure-obstore"
+    through = "aio"

@@ -21,13 +21,6 @@ PARTIAL = {"local-signed": {"sync": {UrlTests, BrowserTests, SecurityTests},
                             "aio": {BrowserTests}}}
 """Variants whose objects are another entry's (local-signed is the local backend's
 directory store) and whose own behaviour is their URLs: the mixins each route runs."""
-SYNC_ONLY = {"s3-obstore", "minio-obstore", "azure-obstore"}
-"""Engine variants with no ``aio`` entry point: ``adapter.aio`` drives the same
-filesystem coroutines the sync entry points do (fsspec's sync wrappers run them on its
-loop), so an aio twin would add ~350 tests of CI time for little; tests/test_obstore.py
-drives the engine through ``aio`` where it differs (a cancelled upload)."""
-
-
 def _entry_points(root: type = Contract) -> list[type]:
     for module in sorted(Path(__file__).parent.glob("test_*.py")):
         importlib.import_module(f"tests.{module.stem}")
@@ -45,7 +38,7 @@ def test_every_backend_has_exactly_one_collected_entry_point() -> None:
     classes = _entry_points()
     partial = [cls for cls in _entry_points(ContractBase) if not issubclass(cls, Contract)]
     for through in ("sync", "aio"):
-        expected = set(BACKENDS) - set(PARTIAL) - (SYNC_ONLY if through == "aio" else set())
+        expected = set(BACKENDS) - set(PARTIAL)
         assert sorted(cls.case for cls in classes if cls.through == through) == \
             sorted(expected), through
         assert sorted(cls.case for cls in partial if cls.through == through) == \
