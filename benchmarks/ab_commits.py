@@ -94,7 +94,7 @@ def main() -> int:
                             tag=f"ab{round_no}-{workload}-{tool}-{side.replace(' ', '_')}")
                 cpu.setdefault((workload, tool, side), []).append(
                     client_cpu(sides[side], spec))
-            started.purge()
+            started.new_round()
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         started.stop()

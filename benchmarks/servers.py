@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -22,15 +21,23 @@ from benchmarks.spec import Sizes, Spec, Store, list_keys
 DATA, LISTING, SCRATCH = "bench-data", "bench-list", "bench-scratch"
 """Bucket / container / folder names: fixtures, the listing set, per-measurement writes."""
 LIST_BODY = b"l" * 100
+AZURITE_SWEEP_MS = 3600 * 1000
+"""How often a benchmark's Azurite frees deleted blobs: never within a round (see
+:func:`start_azure`)."""
 
 
 @dataclass
 class Started:
-    """A seeded store, how to empty its scratch space (between rounds) and to stop it."""
+    """A seeded store, how to give the next round an empty scratch space, and how to stop
+    it.  ``next_round`` returns the store the next round measures (``store`` is replaced
+    by it)."""
 
     store: Store
-    purge: Callable[[], None]
+    next_round: Callable[[], Store]
     stop: Callable[[], None]
+
+    def new_round(self) -> None:
+        self.store = self.next_round()
 
 
 def listening_pid(port: int) -> int:
@@ -102,9 +109,10 @@ def start_local(backend: str, parent: str, workdir: str, sizes: Sizes) -> Starte
     store = Store(backend=backend, data=data, listing=listing, scratch=scratch,
                   workdir=workdir)
 
-    def purge() -> None:
+    def purge() -> Store:
         shutil.rmtree(scratch)
         os.makedirs(scratch)
+        return store
 
     return Started(store, purge, lambda: shutil.rmtree(root, ignore_errors=True))
 
@@ -133,57 +141,64 @@ def start_s3(workdir: str, sizes: Sizes) -> Started:
         server.stop()
         raise
 
-    def purge() -> None:
+    def purge() -> Store:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=SCRATCH):
             doomed = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             if doomed:
                 client.delete_objects(Bucket=SCRATCH, Delete={"Objects": doomed,
                                                               "Quiet": True})
+        return store
 
     return Started(store, purge, server.stop)
 
 
 def start_azure(workdir: str, sizes: Sizes) -> Started:
-    """Azurite (tests/servers/azurite.py) with the three containers seeded."""
-    from azure.core.exceptions import ResourceExistsError
+    """Azurite (tests/servers/azurite.py) with the three containers seeded; every round
+    gets a new one.
 
+    Azurite frees deleted blobs in a periodic sweep whose cost is the square of the blobs
+    deleted since the last one: emptying a round's scratch container (3,500 small blobs)
+    made the next sweep hold Azurite's only thread for over 200 s, and round 2's
+    measurements timed out, and a sweep of one delete measurement's 500 blobs during
+    the next measurement stalls that one.  So the sweep is put off past any round
+    (``AZURITE_SWEEP_MS``), and every round gets a fresh, seeded server: nothing to sweep,
+    and no more than one round's writes (about 1.5 GB) held in memory.
+    """
     from benchmarks.tools.azure import bulk_put, container_client
     from tests.servers.azurite import start_azurite
 
-    server = start_azurite()
-    try:
-        store = Store(backend="azure", data=DATA, listing=LISTING, scratch=SCRATCH,
-                      workdir=workdir,
-                      server={"account_url": server.account_url,
-                              "account_name": server.account_name,
-                              "account_key": server.account_key,
-                              "connection_string": server.connection_string},
-                      server_pid=listening_pid(urlsplit(server.account_url).port or 0))
-        spec = _seed_spec(store, sizes)
-        for name in (DATA, LISTING, SCRATCH):
-            container_client(spec, name).create_container()
-        bulk_put(spec, DATA, _small_items(workdir, sizes))
-        with open(os.path.join(workdir, "big.bin"), "rb") as big:
-            container_client(spec, DATA).upload_blob("big", big, max_concurrency=8)
-        bulk_put(spec, LISTING, [(key, LIST_BODY) for key in list_keys(sizes.list_count)])
-    except BaseException:
-        server.stop()
-        raise
+    def launch() -> tuple[Store, Callable[[], None]]:
+        server = start_azurite(gc_interval_ms=AZURITE_SWEEP_MS)
+        try:
+            store = Store(backend="azure", data=DATA, listing=LISTING, scratch=SCRATCH,
+                          workdir=workdir,
+                          server={"account_url": server.account_url,
+                                  "account_name": server.account_name,
+                                  "account_key": server.account_key,
+                                  "connection_string": server.connection_string},
+                          server_pid=listening_pid(urlsplit(server.account_url).port or 0))
+            spec = _seed_spec(store, sizes)
+            for name in (DATA, LISTING, SCRATCH):
+                container_client(spec, name).create_container()
+            bulk_put(spec, DATA, _small_items(workdir, sizes))
+            with open(os.path.join(workdir, "big.bin"), "rb") as big:
+                container_client(spec, DATA).upload_blob("big", big, max_concurrency=8)
+            bulk_put(spec, LISTING, [(key, LIST_BODY) for key in list_keys(sizes.list_count)])
+        except BaseException:
+            server.stop()
+            raise
+        return store, server.stop
 
-    def purge() -> None:
-        """Drop and recreate the scratch container: Azurite deletes blobs one by one
-        (about 8 ms each), a whole container at once."""
-        scratch = container_client(spec, SCRATCH)
-        scratch.delete_container()
-        for _ in range(50):
-            try:
-                scratch.create_container()
-                return
-            except ResourceExistsError:
-                time.sleep(0.1)
-        scratch.create_container()
+    store, stop = launch()
+    running = [stop]
 
-    return Started(store, purge, server.stop)
+    def next_round() -> Store:
+        running.pop()()
+        fresh, stop = launch()
+        running.append(stop)
+        return fresh
+
+    return Started(store, next_round, lambda: running.pop()())
 
 
 def _seed_spec(store: Store, sizes: Sizes) -> Spec:

@@ -2,8 +2,9 @@
 
 A tool is a factory: given a :class:`~benchmarks.spec.Spec` it builds and warms its client
 and creates any data the call consumes (untimed), and returns the timed call.  What the
-call writes goes under the measurement's own tag and is purged after each round by
-``run.py``, so no per-measurement cleanup runs while the server is being watched.  Modules import
+call writes goes under the measurement's own tag in the round's scratch space, which
+``run.py`` empties between rounds (Azurite: a new server), so no per-measurement cleanup
+runs while the server is being watched.  Modules import
 their SDKs inside the factories, so listing the tools costs nothing and a missing SDK only
 disables the tools that need it.
 """

@@ -48,7 +48,8 @@ def ensure_azurite() -> Path:
     return BINARY
 
 
-def _launch(log: Path, cwd: Path, *options: str) -> tuple[subprocess.Popen[bytes], int]:
+def _launch(log: Path, cwd: Path, *options: str,
+            gc_interval_ms: int = GC_INTERVAL_MS) -> tuple[subprocess.Popen[bytes], int]:
     """Start the pinned Azurite's in-memory blob service on a free loopback port, with
     ``options`` added; returns the process and its port."""
     ensure_azurite()
@@ -61,12 +62,13 @@ def _launch(log: Path, cwd: Path, *options: str) -> tuple[subprocess.Popen[bytes
         [node, str(LAUNCHER), "--inMemoryPersistence", "--disableTelemetry",
          "--skipApiVersionCheck", "--loose", "--silent",
          "--blobHost", "127.0.0.1", "--blobPort", str(port), *options],
-        log, cwd=cwd, env={"AZURITE_GC_INTERVAL_MS": str(GC_INTERVAL_MS)})
+        log, cwd=cwd, env={"AZURITE_GC_INTERVAL_MS": str(gc_interval_ms)})
     return process, port
 
 
-def start_azurite() -> AzuriteServer:
-    """Start an in-memory Azurite blob service and wait until it answers.
+def start_azurite(gc_interval_ms: int = GC_INTERVAL_MS) -> AzuriteServer:
+    """Start an in-memory Azurite blob service and wait until it answers; it frees
+    deleted blobs every ``gc_interval_ms``.
 
     Telemetry is off: Azurite otherwise reports to Microsoft, and tests reach only loopback.
     Its workspace is the working directory, a temp dir: Azurite refuses ``--location``
@@ -74,7 +76,7 @@ def start_azurite() -> AzuriteServer:
     """
     workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
     log = workdir / "azurite.log"
-    process, port = _launch(log, workdir)
+    process, port = _launch(log, workdir, gc_interval_ms=gc_interval_ms)
     account_url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
     try:
         wait_for_http(account_url + "?comp=list", 60, process, log)
