@@ -94,7 +94,8 @@ def main() -> int:
                             tag=f"ab{round_no}-{workload}-{tool}-{side.replace(' ', '_')}")
                 cpu.setdefault((workload, tool, side), []).append(
                     client_cpu(sides[side], spec))
-            started.new_round()
+            if round_no + 1 < args.rounds:  # after the last, nothing: on Azurite it starts a server
+                started.new_round()
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         started.stop()

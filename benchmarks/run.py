@@ -216,7 +216,8 @@ def run_backend(backend: str, args: argparse.Namespace, sizes: Sizes, tmpfs: str
                         f"{STALL_LIMIT} measurements in a row timed out: the server stopped "
                         "answering")
                     return phase
-            started.new_round()
+            if round_no + 1 < args.rounds:  # after the last, nothing: on Azurite it starts a server
+                started.new_round()
         if backend in ADAPTER_MODULES:
             spec = Spec(store=started.store, workload="audit", tool="perceptra", sizes=sizes,
                         tag="audit")
