@@ -9,6 +9,7 @@ import gc
 import inspect
 import multiprocessing
 import os
+import re
 import threading
 import time
 import typing
@@ -136,6 +137,21 @@ async def _cancelled(start: Any) -> _CancelAtFirstChunk:
     return cancel
 
 
+def _left_open(messages: list[str]) -> list[str]:
+    """The "unclosed ..." warnings of sessions, connectors and sockets left open.
+
+    Not those of a socket whose transport was already closing: aiohttp closes the
+    connection of a cancelled request with ``transport.close()``, which keeps the socket
+    until the unsent rest of the request body (seen: 37,388 bytes) is written, and when
+    ``asyncio.run`` ends the loop first, the transport is collected in that state (about
+    1 run in 10 against Azurite).  Such a socket was closed, not forgotten."""
+    closing = {match.group(1) for message in messages
+               if (match := re.search(r"transport <\w+ closing fd=(\d+)>", message))}
+    return [message for message in messages if "nclosed" in message
+            and not ((match := re.search(r"\bfd=(\d+)", message))
+                     and match.group(1) in closing)]
+
+
 def test_cancelled_upload_leaves_the_previous_version_and_nothing_pending(
         backend: Backend, tmp_path: Path) -> None:
     storage = backend.make()
@@ -159,7 +175,7 @@ def test_cancelled_upload_leaves_the_previous_version_and_nothing_pending(
         warnings.simplefilter("always", ResourceWarning)
         asyncio.run(main())
         gc.collect()
-    assert not [str(w.message) for w in caught if "nclosed" in str(w.message)]
+    assert not _left_open([str(w.message) for w in caught])
     assert storage.download_file("c/k.bin") == b"previous version"
     assert storage.get_file_metadata("c/k.bin").metadata == {"v": "1"}
     assert [o.key for o in storage.list_files()] == ["c/k.bin"]
