@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import operator
 import os
 import tempfile
 import urllib.request
@@ -67,6 +68,9 @@ PAGE = 1000
 
 _RUNTIME_PID: Optional[int] = None
 """The process that started obstore's runtime (see ``_construct_store``)."""
+
+_by_name = operator.itemgetter("name")
+"""Sort key of info dicts (a C call per entry, where a lambda was a Python frame)."""
 
 _HEADERS = {"cache_control": "Cache-Control", "content_disposition": "Content-Disposition",
             "content_encoding": "Content-Encoding"}
@@ -503,7 +507,7 @@ class ObstoreFileSystem(FsspecStore):
                                         "size": meta["size"], "ETag": meta.get("e_tag"),
                                         "LastModified": meta.get("last_modified")})
                     if len(pending) >= PAGE:
-                        pending.sort(key=lambda info: info["name"])
+                        pending.sort(key=_by_name)
                         yield pending
                         pending = []
                 break
@@ -516,7 +520,7 @@ class ObstoreFileSystem(FsspecStore):
         if failure is not None:
             recovered(attempt - 1, type(failure).__name__, "list")
         if pending:
-            pending.sort(key=lambda info: info["name"])
+            pending.sort(key=_by_name)
             yield pending
 
     async def _ls(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
@@ -532,7 +536,7 @@ class ObstoreFileSystem(FsspecStore):
                     for prefix in answer["common_prefixes"]]
         if not entries and key:
             raise FileNotFoundError(path)
-        entries.sort(key=lambda info: info["name"])
+        entries.sort(key=_by_name)
         return entries if detail else [info["name"] for info in entries]
 
     # -- deletes and copies ----------------------------------------------------------
