@@ -403,8 +403,13 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         return f"{self._base()}/{key}"
 
     def _key_of(self, path: str) -> str:
+        return path.strip("/")[self._key_start():]
+
+    def _key_start(self) -> int:
+        """Where the key starts in a filesystem path stripped of '/' (after the base and
+        its '/'): a listing finds it once, not once per entry."""
         base = self._base().strip("/")
-        return path.strip("/")[len(base) + 1:] if base else path.strip("/")
+        return len(base) + 1 if base else 0
 
     def _check_key(self, key: Any) -> str:
         """Validate a key by the common rules and any the backend adds."""

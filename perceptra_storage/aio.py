@@ -930,10 +930,11 @@ class _NativeStorage(AsyncStorage):
         fs = await self._loops.filesystem()
         if hasattr(fs, "_object_pages"):
             pages = fs._object_pages(adapter._path(prefix))
+            start = adapter._key_start()  # as Listing._paged_entries: once per listing
             try:
                 async for page in pages:
                     for info in page:
-                        key = adapter._key_of(info["name"])
+                        key = info["name"].strip("/")[start:]
                         if adapter._listed(key, info, prefix):
                             yield to_object(key, info, full=False)
             finally:
