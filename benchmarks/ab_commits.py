@@ -36,14 +36,20 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 from benchmarks import run, servers  # noqa: E402
 from benchmarks.spec import FULL, Spec  # noqa: E402
 
+ENGINE_ROWS = [("small_download", "perceptra_obstore_batch", "obstore_async32"),
+               ("small_upload", "perceptra_obstore_batch", "obstore_async32"),
+               ("list", "perceptra_obstore", "obstore")]
+"""The obstore engine's rows (issue 18), on both object stores."""
 PLAN = {
     "s3": [("big_download", "perceptra", "urllib"),
            ("small_download", "perceptra_batch", "s3fs_batch"),
            ("small_upload", "perceptra_batch", "s3fs_batch"),
-           ("presign", "perceptra", "boto3_generate_presigned_url")],
+           ("presign", "perceptra", "boto3_generate_presigned_url"),
+           *ENGINE_ROWS],
     "azure": [("small_download", "perceptra_batch", "adlfs_batch"),
               ("small_upload", "perceptra_batch", "adlfs_batch"),
-              ("presign", "perceptra", "azure_generate_blob_sas")],
+              ("presign", "perceptra", "azure_generate_blob_sas"),
+              *ENGINE_ROWS],
 }
 """Per backend: (workload, adapter tool, raw peer) - the rows whose ratios a change of
 the adapter's internals could move."""
