@@ -86,8 +86,8 @@ _HEADERS = {"cache_control": "Cache-Control", "content_disposition": "Content-Di
 
 
 _pid = os.getpid()
-"""This process's id, renewed in a forked child (as ``adapter._pid``), so that finding
-a built store costs no ``getpid`` system call."""
+"""This process's id, renewed in a forked child (as ``adapter._pid``): the one process
+id this module compares, so that finding a built store costs no ``getpid`` call."""
 
 
 def _renew_pid() -> None:
@@ -132,7 +132,7 @@ class ObstoreFileSystem(FsspecStore):
         self._store_options = dict(store)
         self._client = dict(client or {})
         self._stores: dict[str, Any] = {}
-        self._pid = os.getpid()
+        self._pid = _pid
         self._s3_client: Any = None
         self._profile, self._refresh = aws_profile, refresh_credentials
         self._aws: Optional[_BotocoreCredentials] = None
@@ -157,14 +157,14 @@ class ObstoreFileSystem(FsspecStore):
             if store is not None:
                 return store
         if _RUNTIME_PID is None:
-            _RUNTIME_PID = os.getpid()
-        elif os.getpid() != _RUNTIME_PID:
+            _RUNTIME_PID = _pid
+        elif _pid != _RUNTIME_PID:
             raise StorageOperationError(
                 "the obstore engine cannot run in a process forked after it was used "
                 "(its Rust runtime's threads are not forked); start processes with "
                 "multiprocessing's 'spawn' or 'forkserver' method, or use engine 'fsspec'")
-        if self._pid != os.getpid():
-            self._stores, self._pid, self._s3_client = {}, os.getpid(), None
+        if self._pid != _pid:
+            self._stores, self._pid, self._s3_client = {}, _pid, None
             self._aws = None
         store = self._stores.get(bucket)
         if store is None:
