@@ -683,14 +683,9 @@ class _BotocoreCredentials:
 
     def __init__(self, profile: Optional[str],
                  refresh: Optional[Callable[[], Mapping[str, Any]]]) -> None:
-        import botocore.session
+        from ._s3fs import botocore_session
 
-        self.session = botocore.session.Session(profile=profile)
-        if refresh is not None:
-            from ._s3fs import refreshing_provider
-
-            self.session.get_component("credential_provider").insert_before(
-                "env", refreshing_provider(refresh, asynchronous=False))
+        self.session = botocore_session(profile, refresh)
         self._lock = threading.Lock()
         self.failure: Optional[BaseException] = None
         """What the last call raised, until one succeeds."""

@@ -98,10 +98,7 @@ class PerceptraS3FileSystem(S3FileSystem):  # type: ignore[misc]
         config.setdefault("read_timeout", self.resilience.read_timeout)
         config.update(retries={"total_max_attempts": 1}, http_session_cls=NoRedirectSession)
         if kwargs.get("session") is None:
-            kwargs["session"] = new_session(aws_profile)
-            if refresh_credentials is not None:
-                kwargs["session"].get_component("credential_provider").insert_before(
-                    "env", refreshing_provider(refresh_credentials, asynchronous=True))
+            kwargs["session"] = new_session(aws_profile, refresh_credentials)
         super().__init__(*args, config_kwargs=config, **kwargs)
 
     # -- transport ---------------------------------------------------------------------
@@ -557,11 +554,31 @@ def data_loader() -> Any:
     return botocore.loaders.create_loader()
 
 
-def new_session(profile: Optional[str] = None) -> AioSession:
+def new_session(profile: Optional[str] = None,
+                refresh: Optional[Callable[[], Mapping[str, Any]]] = None) -> AioSession:
     """A new aiobotocore session (so each filesystem resolves the AWS chain itself, as
-    ``profile`` when given) sharing the process's data loader."""
+    ``profile`` when given) sharing the process's data loader; with ``refresh``, its
+    credentials come from that function first (:func:`refreshing_provider`)."""
     session = AioSession(profile=profile)
     session.register_component("data_loader", data_loader())
+    if refresh is not None:
+        session.get_component("credential_provider").insert_before(
+            "env", refreshing_provider(refresh, asynchronous=True))
+    return session
+
+
+def botocore_session(profile: Optional[str] = None,
+                     refresh: Optional[Callable[[], Mapping[str, Any]]] = None) -> Any:
+    """:func:`new_session` for botocore itself (the URL signer, the obstore engine's
+    credentials, AWS-chain lookups): a new session as ``profile``, sharing the process's
+    data loader, its credentials from ``refresh`` first when given."""
+    import botocore.session
+
+    session = botocore.session.Session(profile=profile)
+    session.register_component("data_loader", data_loader())
+    if refresh is not None:
+        session.get_component("credential_provider").insert_before(
+            "env", refreshing_provider(refresh, asynchronous=False))
     return session
 
 

@@ -317,13 +317,9 @@ class S3StorageAdapter(FsspecStorageAdapter):
             from botocore.config import Config
 
             target = self.target
-            session = _botocore_session(target.profile)
-            if target.refresh is not None:
-                from ._s3fs import refreshing_provider
+            from ._s3fs import botocore_session
 
-                session.get_component("credential_provider").insert_before(
-                    "env", refreshing_provider(target.refresh, asynchronous=False))
-            client = session.create_client(
+            client = botocore_session(target.profile, target.refresh).create_client(
                 "s3", region_name=target.region, endpoint_url=target.endpoint,
                 aws_access_key_id=target.access_key_id,
                 aws_secret_access_key=target.secret_access_key,
@@ -470,12 +466,9 @@ class S3StorageAdapter(FsspecStorageAdapter):
             options["profile"] = profile
         refresh = options.pop("refresh_credentials", None)
         if refresh is not None:
-            from ._s3fs import new_session, refreshing_provider
+            from ._s3fs import new_session
 
-            session = new_session(profile)
-            session.get_component("credential_provider").insert_before(
-                "env", refreshing_provider(refresh, asynchronous=True))
-            options["session"] = session
+            options["session"] = new_session(profile, refresh)
         return options
 
     def _public_url(self, key: str) -> Optional[str]:
@@ -505,7 +498,9 @@ def check_public_base(url: Any, backend: str) -> None:
 
 def _default_region(profile: Optional[str] = None) -> Optional[str]:
     """The region of the AWS chain (AWS_REGION, AWS_DEFAULT_REGION, profile), if any."""
-    region = _botocore_session(profile).get_config_variable("region")
+    from ._s3fs import botocore_session
+
+    region = botocore_session(profile).get_config_variable("region")
     return str(region) if region else None
 
 
@@ -513,21 +508,11 @@ def _profile_secrets(profile: Optional[str]) -> tuple[str, ...]:
     """The key values a shared-file profile holds, to mask wherever secrets are masked."""
     if not profile:
         return ()
+    from ._s3fs import botocore_session
+
     try:
-        scoped = _botocore_session(profile).get_scoped_config()
+        scoped = botocore_session(profile).get_scoped_config()
     except Exception:
         return ()
     return tuple(str(scoped[name]) for name in ("aws_secret_access_key", "aws_session_token",
                                                 "aws_access_key_id") if scoped.get(name))
-
-
-def _botocore_session(profile: Optional[str] = None) -> Any:
-    """A new botocore session (so each adapter resolves the AWS chain itself, as
-    ``profile`` when given) sharing the process's data loader with the filesystems."""
-    import botocore.session
-
-    from ._s3fs import data_loader
-
-    session = botocore.session.Session(profile=profile)
-    session.register_component("data_loader", data_loader())
-    return session
