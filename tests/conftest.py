@@ -308,14 +308,16 @@ def started_backend(case_id: str, request: pytest.FixtureRequest,
             step()
 
 
-GENERIC = sorted(k for k, case in BACKENDS.items() if case.generic)
-"""The entries the fixtures parametrized over every backend run on."""
-
-
-@pytest.fixture(params=GENERIC)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+def started_entry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The body of every fixture parametrized over table entries (``request.param``):
+    ``backend`` and ``shared_backend`` here, and a route module's overrides of them."""
     with started_backend(request.param, request, tmp_path) as started:
         yield started
+
+
+GENERIC = sorted(k for k, case in BACKENDS.items() if case.generic)
+"""The entries the fixtures parametrized over every backend run on."""
+backend = pytest.fixture(params=GENERIC, name="backend")(started_entry)
 
 
 ROUTED = sorted(k for k, case in BACKENDS.items() if case.generic or case.engine_variant)
@@ -326,23 +328,13 @@ test module takes them by overriding ``backend`` / ``shared_backend`` with
 :func:`started_entry`."""
 
 
-def started_entry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """The body of a fixture parametrized over table entries (``request.param``)."""
-    with started_backend(request.param, request, tmp_path) as started:
-        yield started
-
-
 SHARED_ACROSS_PROCESSES = sorted(k for k, case in BACKENDS.items()
                                  if case.shared_across_processes and case.generic)
 """Backends whose store other processes reach (memory lives in one process)."""
 ROUTED_SHARED = sorted(k for k in ROUTED if BACKENDS[k].shared_across_processes)
 """The route entries other processes reach (the CLI, Dask workers)."""
-
-
-@pytest.fixture(params=SHARED_ACROSS_PROCESSES)
-def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with started_backend(request.param, request, tmp_path) as started:
-        yield started
+shared_backend = pytest.fixture(params=SHARED_ACROSS_PROCESSES,
+                                name="shared_backend")(started_entry)
 
 
 NETWORK_BACKENDS = sorted(k for k, case in BACKENDS.items() if case.network and case.generic)

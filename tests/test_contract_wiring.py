@@ -21,6 +21,8 @@ PARTIAL = {"local-signed": {"sync": {UrlTests, BrowserTests, SecurityTests},
                             "aio": {BrowserTests}}}
 """Variants whose objects are another entry's (local-signed is the local backend's
 directory store) and whose own behaviour is their URLs: the mixins each route runs."""
+
+
 def _entry_points(root: type = Contract) -> list[type]:
     for module in sorted(Path(__file__).parent.glob("test_*.py")):
         importlib.import_module(f"tests.{module.stem}")
