@@ -195,6 +195,11 @@ def _minio_obstore(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return _minio(request, tmp_path, "obstore")
 
 
+ENGINES = pytest.mark.parametrize("engine", ["fsspec", "obstore"])
+"""For the backend-specific tests that run on both engines (credentials from a profile
+or a refresh function sign both engines' requests)."""
+
+
 _S3_CAPABILITIES: dict[str, Any] = {
     "presign_methods": SIGNED_METHODS, "network": True, "multipart_uploads": True,
     "metadata_hyphens": True, "response_overrides": True, "post_policies": True, "cors": True}

@@ -25,7 +25,14 @@ from perceptra_storage import (
 )
 from perceptra_storage.backends._s3fs import PART_SIZE
 from perceptra_storage.backends.minio import MinIOStorageAdapter
-from tests.cases_s3 import fetch, minio_config, minio_credentials, new_bucket, s3_client
+from tests.cases_s3 import (
+    ENGINES,
+    fetch,
+    minio_config,
+    minio_credentials,
+    new_bucket,
+    s3_client,
+)
 from tests.contract import Contract
 from tests.servers.common import S3Server, free_port
 
@@ -353,10 +360,6 @@ def _aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "config").write_text(config)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-
-
-ENGINES = pytest.mark.parametrize("engine", ["fsspec", "obstore"])
-"""Credentials from a profile or a refresh function sign both engines' requests."""
 
 
 @ENGINES

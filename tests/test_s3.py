@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import fsspec
 import pytest
+from fsspec.asyn import sync
 
 from perceptra_storage import (
     StorageConnectionError,
@@ -29,7 +31,8 @@ from perceptra_storage import (
 )
 from perceptra_storage.backends._s3fs import PART_SIZE
 from perceptra_storage.backends.s3 import S3StorageAdapter
-from tests.cases_s3 import fetch, new_bucket, s3_client, s3_config, s3_credentials
+from tests.cases_s3 import ENGINES, fetch, new_bucket, s3_client, s3_config, s3_credentials
+from tests.conftest import started_backend
 from tests.contract import Contract
 from tests.servers.common import S3Server, free_port
 from tests.servers.faultproxy import FaultProxy
@@ -517,10 +520,6 @@ def aws_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: S3Server,
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
 
 
-ENGINES = pytest.mark.parametrize("engine", ["fsspec", "obstore"])
-"""Credentials from a profile or a refresh function reach both engines' requests."""
-
-
 @ENGINES
 def test_a_profile_gives_keys_and_region(
         moto_server: S3Server, bucket: str, tmp_path: Path,
@@ -662,12 +661,6 @@ def test_a_completed_multipart_upload_is_recognised_by_its_parts(
     """When the answer to a CompleteMultipartUpload is lost, its retry meets NoSuchUpload;
     the writer then checks the stored object's ETag against the parts it sent (S3's
     multipart ETag, as moto and Ceph RGW compute it) and succeeds only on a match."""
-    import os
-
-    from fsspec.asyn import sync
-
-    from tests.conftest import started_backend
-
     with started_backend(case, request, tmp_path) as backend:
         adapter = backend.make()
         fs = adapter.filesystem
