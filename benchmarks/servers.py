@@ -157,10 +157,10 @@ def start_azure(workdir: str, sizes: Sizes) -> Started:
     gets a new one.
 
     Azurite frees deleted blobs in a periodic sweep whose cost is the square of the blobs
-    deleted since the last one: emptying a round's scratch container (3,500 small blobs)
-    made the next sweep hold Azurite's only thread for over 200 s, and round 2's
-    measurements timed out, and a sweep of one delete measurement's 500 blobs during
-    the next measurement stalls that one.  So the sweep is put off past any round
+    deleted since the last one.  Emptying a round's scratch container (3,500 small blobs)
+    made the next sweep hold Azurite's only thread for over 200 s, so round 2's
+    measurements timed out; and a sweep of one delete measurement's 500 blobs would
+    stall the measurement it falls in.  So the sweep is put off past any round
     (``AZURITE_SWEEP_MS``), and every round gets a fresh, seeded server: nothing to sweep,
     and no more than one round's writes (about 1.5 GB) held in memory.
     """
