@@ -41,11 +41,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 from xml.etree import ElementTree
 
+import obstore
 from fsspec.asyn import sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 from obstore.fsspec import FsspecStore
 
 from ..errors import StorageOperationError
+from ..files import OPEN_READ, OPEN_TRUNCATE, write_all
 from ..resilience import Resilience, recovered, transient
 from ..validation import default_content_type
 from ._sigv4 import QuerySigner
@@ -97,6 +99,26 @@ def _renew_pid() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
     os.register_at_fork(after_in_child=_renew_pid)
+
+
+def _local_source(lpath: str) -> tuple[Any, int]:
+    """What a put sends for the local file ``lpath``, and its size: the bytes of a file
+    up to READ_CHUNK, else a ``Path`` that obstore reads itself in parts.  For a small
+    file, building the ``Path`` and having obstore open and read it on its blocking
+    threads cost more client CPU than reading it here.  Read on a bare descriptor: a
+    Python file object adds system calls (``ioctl``, two ``lseek``, a second
+    ``fstat``) that were a sizeable part of a small upload's Python time."""
+    fd = os.open(lpath, OPEN_READ)
+    try:
+        size = os.fstat(fd).st_size
+        if size > READ_CHUNK:
+            return Path(lpath), size
+        data = os.read(fd, size + 1)
+        while more := os.read(fd, READ_CHUNK):  # a short read, or a file still growing
+            data += more
+    finally:
+        os.close(fd)
+    return data, len(data)
 
 
 class ObstoreFileSystem(FsspecStore):
@@ -266,8 +288,6 @@ class ObstoreFileSystem(FsspecStore):
             source = body
             if isinstance(source, io.IOBase):
                 source.seek(0)  # a retry sends the body again from its start
-            import obstore
-
             await obstore.put_async(
                 self._construct_store(bucket), key, source,
                 attributes=self._attributes(path, options), mode=put_mode,
@@ -291,15 +311,8 @@ class ObstoreFileSystem(FsspecStore):
                         callback: Any = None, **kwargs: Any) -> None:
         """Upload a local file: one up to READ_CHUNK is read here and sent as bytes (as
         a caller of obstore with the bytes in hand would), a larger one goes as a
-        ``Path`` that obstore reads itself in parts.  For a small file, building the
-        ``Path`` and having obstore open and read it on its blocking threads cost more
-        client CPU than one read here; the size comes from the open file's ``fstat``
-        (no second ``stat`` of the path)."""
-        with open(lpath, "rb") as local:
-            size = os.fstat(local.fileno()).st_size
-            source: Any = local.read() if size <= READ_CHUNK else Path(lpath)
-        if isinstance(source, bytes):
-            size = len(source)
+        ``Path`` that obstore reads itself in parts (see :func:`_local_source`)."""
+        source, size = _local_source(lpath)
         if callback is not None:
             callback.set_size(size)
         await self._store_object(rpath, source, size, {**kwargs, "mode": mode})
@@ -432,8 +445,6 @@ class ObstoreFileSystem(FsspecStore):
 
     async def _cat_file(self, path: str, start: Optional[int] = None,
                         end: Optional[int] = None, **kwargs: Any) -> bytes:
-        import obstore
-
         bucket, key = self._split_path(path)
         if (start is not None and start < 0) or (end is not None and end < 0):
             size = (await self._object_info(path))["size"]
@@ -460,8 +471,6 @@ class ObstoreFileSystem(FsspecStore):
 
     async def _get_file(self, rpath: str, lpath: str, callback: Any = None,
                         **kwargs: Any) -> None:
-        import obstore
-
         bucket, key = self._split_path(rpath)
 
         async def fetch() -> None:
@@ -472,19 +481,23 @@ class ObstoreFileSystem(FsspecStore):
             size = end - first
             if callback is not None:
                 callback.set_size(size)
-            with open(lpath, "wb") as local:
+            # A bare descriptor (see write_all).
+            local = os.open(lpath, OPEN_TRUNCATE, 0o666)
+            try:
                 if size <= READ_CHUNK:
                     # One read: ending a stream costs another round through the event
                     # loop, most of a small download's client CPU over raw obstore.
                     body = memoryview(await answer.bytes_async())
-                    local.write(body)
+                    write_all(local, body)
                     if callback is not None:
                         callback.relative_update(body.nbytes)
                     return
                 async for chunk in answer.stream(min_chunk_size=READ_CHUNK):
-                    local.write(memoryview(chunk))
+                    write_all(local, memoryview(chunk))
                     if callback is not None:
                         callback.relative_update(len(chunk))
+            finally:
+                os.close(local)
 
         await self._retry(fetch)
 
@@ -492,8 +505,6 @@ class ObstoreFileSystem(FsspecStore):
         """One HEAD request: size, ETag, time, content type, object headers and user
         metadata (obstore's ``attributes``; with ``dashed_metadata_names``, '-' in a
         name read back as '_', see ``_s3fs.py``)."""
-        import obstore
-
         bucket, key = self._split_path(path)
         if not key:
             raise FileNotFoundError(path)
@@ -529,8 +540,6 @@ class ObstoreFileSystem(FsspecStore):
 
     async def _probe(self, path: str) -> None:
         """One listing request under ``path`` (obstore has no HeadBucket), not retried."""
-        import obstore
-
         bucket, key = self._split_path(path)
         await self._sourced(lambda: obstore.list_with_delimiter_async(
             self._construct_store(bucket), f"{key}/" if key else None))
@@ -544,8 +553,6 @@ class ObstoreFileSystem(FsspecStore):
         prefix's folder and keeps the names that start with it.  A listing is a stream
         of requests that obstore does not retry and the adapter's retry cannot wrap: a
         transient failure restarts it after the last name it listed (``offset``)."""
-        import obstore
-
         bucket, _, start = path.partition("/")
         folder = start.rpartition("/")[0]
         pending: list[dict[str, Any]] = []
@@ -586,8 +593,6 @@ class ObstoreFileSystem(FsspecStore):
             yield pending
 
     async def _ls(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
-        import obstore
-
         bucket, key = self._split_path(path)
         answer = await self._retry(lambda: obstore.list_with_delimiter_async(
             self._construct_store(bucket), key.rstrip("/") or None))
@@ -604,8 +609,6 @@ class ObstoreFileSystem(FsspecStore):
     # -- deletes and copies ----------------------------------------------------------
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        import obstore
-
         bucket, key = self._split_path(path)
         await self._retry(lambda: obstore.delete_async(self._construct_store(bucket), key))
 
@@ -615,8 +618,6 @@ class ObstoreFileSystem(FsspecStore):
         error for the whole request (an Azure batch answers 404 for a missing blob
         where S3 reports none), so a failed request is redone key by key, which says
         which keys failed and why."""
-        import obstore
-
         by_bucket: dict[str, list[str]] = {}
         for path in paths:
             bucket, key = self._split_path(path)
@@ -641,8 +642,6 @@ class ObstoreFileSystem(FsspecStore):
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         """A server-side copy within a bucket (content type and metadata kept); across
         buckets, which obstore cannot copy, a download and an upload with them."""
-        import obstore
-
         source_bucket, source = self._split_path(path1)
         target_bucket, target = self._split_path(path2)
         if source_bucket == target_bucket:

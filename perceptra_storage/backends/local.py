@@ -53,7 +53,7 @@ from ..errors import (
     StoragePermissionError,
     StorageValidationError,
 )
-from ..files import temporary_name
+from ..files import BINARY, OPEN_READ, OPEN_TRUNCATE, temporary_name, write_all
 from ..presign import SignOptions
 from ..signing import Verified, sign_url, split_url, verify
 from ..validation import OBJECT_HEADERS, default_content_type
@@ -69,12 +69,7 @@ _LEGACY_SUFFIX = ".meta"
 _LEGACY_MAX = 64 * 1024
 """0.1 sidecars hold a content type and a few metadata pairs; a bigger ``.meta``
 file is the user's own and is not parsed."""
-_BINARY = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-"""Flags every descriptor here takes: no newline translation (Windows), not inherited
-by child processes (POSIX)."""
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY
-_TRUNCATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY
-_READ = os.O_RDONLY | _BINARY
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY
 _WRITE_BUFFER = 1024 * 1024
 """Bytes a streaming write collects before one ``os.write``."""
 _KERNEL_COPY = sys.platform.startswith("linux") and hasattr(os, "sendfile")
@@ -341,7 +336,7 @@ def _write_atomically(path: str, data: bytes, fsync: bool = True) -> None:
     fd = os.open(temp, _CREATE, 0o666)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -427,7 +422,7 @@ class _AtomicWriter(io.RawIOBase):
             if len(self._pending) < _WRITE_BUFFER:
                 return size
             data, self._pending = self._pending, bytearray()
-        _write_all(self._fd, data)
+        write_all(self._fd, data)
         return size
 
     def close(self) -> None:
@@ -435,7 +430,7 @@ class _AtomicWriter(io.RawIOBase):
             return
         try:
             if self._pending:
-                _write_all(self._fd, self._pending)
+                write_all(self._fd, self._pending)
                 self._pending = bytearray()
         except BaseException:
             self.discard()
@@ -586,13 +581,6 @@ def _publish(temp: str, target: str) -> None:
         raise
 
 
-def _write_all(fd: int, data: Any) -> None:
-    """``os.write`` until all of ``data`` is written (it may write less than asked)."""
-    view = memoryview(data).cast("B")
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _forget_legacy(path: str) -> None:
     """Remove 0.1's sidecar of ``path`` (once it is written or deleted its information
     is stale); a ``.meta`` file that is not such a sidecar is the user's and stays."""
@@ -659,13 +647,13 @@ class _AtomicLocalFileSystem(LocalFileSystem):  # type: ignore[misc]
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite",
                   **kwargs: Any) -> None:
         target = self._strip_protocol(path)
-        _write_new(target, lambda fd, _: _write_all(fd, value), _to_store(target, kwargs),
+        _write_new(target, lambda fd, _: write_all(fd, value), _to_store(target, kwargs),
                    self.metadata_store, self.fsync)
 
     def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
         target, source = self._strip_protocol(rpath), os.fspath(lpath)
         properties = _to_store(target, kwargs)
-        src = os.open(source, _READ)  # first: a missing source starts no write
+        src = os.open(source, OPEN_READ)  # first: a missing source starts no write
         try:
             _write_new(target, lambda fd, temp: _send(src, fd, source, temp, callback),
                        properties, self.metadata_store, self.fsync)
@@ -739,9 +727,9 @@ def _hidden(name: str, files: set[str]) -> bool:
 
 def _copy(source: str, target: str, callback: Any) -> None:
     """Copy the file ``source`` over the file ``target`` (created if missing)."""
-    src = os.open(source, _READ)
+    src = os.open(source, OPEN_READ)
     try:
-        dst = os.open(target, _TRUNCATE, 0o666)
+        dst = os.open(target, OPEN_TRUNCATE, 0o666)
         try:
             _send(src, dst, source, target, callback)
         finally:
