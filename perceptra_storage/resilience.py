@@ -187,19 +187,20 @@ class Resilience:
         return wait
 
     async def retry_async(self, call: Callable[..., Awaitable[_T]], *args: Any,
-                          **kwargs: Any) -> _T:
-        """Await ``call(*args, **kwargs)`` while it fails transiently; a first argument
-        that is a string (the SDK method's name) names the call in the DEBUG record.
-        The first attempt is awaited directly, as in :meth:`retry`: nearly every call
-        succeeds at once, and the loop's extra coroutine and closure were a measurable
-        part of a small object's client CPU on the obstore engine."""
+                          what: str = "", **kwargs: Any) -> _T:
+        """Await ``call(*args, **kwargs)`` while it fails transiently.  ``what`` names the
+        call in the DEBUG record of a recovery; by default a first argument that is a
+        string (the SDK method's name).  The first attempt is awaited directly, as in
+        :meth:`retry`: nearly every call succeeds at once, and the loop's extra
+        coroutine and closure were a measurable part of a small object's client CPU on
+        the obstore engine."""
         try:
             return await call(*args, **kwargs)
         except Exception as exc:
             if self.max_attempts <= 1 or not transient(exc):
                 raise
             failed = exc
-        what = args[0] if args and isinstance(args[0], str) else ""
+        what = what or (args[0] if args and isinstance(args[0], str) else "")
         return await self._attempts(lambda: call(*args, **kwargs), transient, asyncio.sleep,
                                     what=what, failed=failed)
 

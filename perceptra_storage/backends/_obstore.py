@@ -48,7 +48,7 @@ from obstore.fsspec import FsspecStore
 
 from ..errors import StorageOperationError
 from ..files import OPEN_READ, OPEN_TRUNCATE, write_all
-from ..resilience import Resilience, recovered, transient
+from ..resilience import Resilience
 from ..validation import default_content_type
 from ._sigv4 import QuerySigner
 
@@ -551,43 +551,42 @@ class ObstoreFileSystem(FsspecStore):
         prefix), PAGE at a time, in key order; folder markers are left out.  obstore's
         ``list`` takes a path prefix (whole segments), so the listing starts at the
         prefix's folder and keeps the names that start with it.  A listing is a stream
-        of requests that obstore does not retry and the adapter's retry cannot wrap: a
-        transient failure restarts it after the last name it listed (``offset``)."""
+        of requests that obstore does not retry, and a generator the adapter's retry
+        cannot wrap whole: each chunk is fetched under the retry instead, and a
+        transient failure restarts the stream after the last name it listed
+        (``offset``)."""
         bucket, _, start = path.partition("/")
         folder = start.rpartition("/")[0]
         pending: list[dict[str, Any]] = []
         last: Optional[str] = None
-        attempt = 1
-        failure: Optional[BaseException] = None
-        while True:
-            stream = obstore.list(self._construct_store(bucket), folder or None,
-                                  offset=last, chunk_size=PAGE)
+        stream: Any = None
+
+        async def next_chunk() -> Optional[list[dict[str, Any]]]:
+            nonlocal stream
+            if stream is None:
+                stream = obstore.list(self._construct_store(bucket), folder or None,
+                                      offset=last, chunk_size=PAGE)
             try:
-                async for chunk in stream:
-                    for meta in chunk:
-                        name = meta["path"]
-                        last = name if last is None or name > last else last
-                        if not name.startswith(start) or name.endswith("/"):
-                            continue
-                        pending.append({"name": f"{bucket}/{name}", "type": "file",
-                                        "size": meta["size"], "ETag": meta.get("e_tag"),
-                                        "LastModified": meta.get("last_modified")})
-                    if len(pending) >= PAGE:
-                        pending.sort(key=_by_name)
-                        yield pending
-                        pending = []
-                break
-            except Exception as error:
-                exc = self._credential_failure(error)
-                if attempt >= self.resilience.max_attempts or not transient(exc):
-                    if exc is error:
-                        raise
-                    raise exc  # noqa: B904 - its own cause kept, as in _sourced
-                failure = exc
-                await asyncio.sleep(self.resilience.delay(attempt))
-                attempt += 1
-        if failure is not None:
-            recovered(attempt - 1, type(failure).__name__, "list")
+                return await stream.__anext__()  # type: ignore[no-any-return]
+            except StopAsyncIteration:
+                return None
+            except BaseException:
+                stream = None  # the next attempt starts a new one after ``last``
+                raise
+
+        while (chunk := await self._retry(next_chunk, what="list")) is not None:
+            for meta in chunk:
+                name = meta["path"]
+                last = name if last is None or name > last else last
+                if not name.startswith(start) or name.endswith("/"):
+                    continue
+                pending.append({"name": f"{bucket}/{name}", "type": "file",
+                                "size": meta["size"], "ETag": meta.get("e_tag"),
+                                "LastModified": meta.get("last_modified")})
+            if len(pending) >= PAGE:
+                pending.sort(key=_by_name)
+                yield pending
+                pending = []
         if pending:
             pending.sort(key=_by_name)
             yield pending
