@@ -247,17 +247,15 @@ class AzureStorageAdapter(FsspecStorageAdapter):
             return self._call(method, *args)
         return getattr(self._native_filesystem(), method)(*args)
 
-    def _blob_name(self, path: str) -> str:
-        return path.partition("/")[2]
-
     # -- URLs ----------------------------------------------------------------------------
 
     def _blob_url(self, path: str) -> str:
-        name = self._blob_name(path)
+        """The URL of the blob at ``path``: its container, '/', then its name."""
+        container, _, name = path.partition("/")
         # quote() leaves such names as they are; the match costs a sixth of quote().
         if not _UNQUOTED.match(name):
             name = quote(name)
-        return f"{self._endpoint}/{self._root()}/{name}"
+        return f"{self._endpoint}/{container}/{name}"
 
     def _public_url(self, key: str) -> Optional[str]:
         """``public_base_url`` + the key when configured, else the blob's own URL."""
@@ -320,7 +318,8 @@ class AzureStorageAdapter(FsspecStorageAdapter):
             key_argument = {"user_delegation_key": delegation}
             expires = min(expires, _parse_time(delegation.signed_expiry))
         generate_blob_sas, permissions = _sas_helpers()
-        token = generate_blob_sas(self._account, self._root(), self._blob_name(path),
+        container, _, name = path.partition("/")
+        token = generate_blob_sas(self._account, container, name,
                                   permission=permissions[method], expiry=expires,
                                   **key_argument, **overrides)
         return PresignedUrl(url=f"{url}?{token}", expires_at=expires, method=method,
