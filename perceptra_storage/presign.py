@@ -24,7 +24,8 @@ from .validation import (
     validate_metadata,
 )
 
-__all__ = ["PostOptions", "SignOptions", "cors_rule", "post_options", "sign_options"]
+__all__ = ["NO_OPTIONS", "PostOptions", "SignOptions", "cors_rule", "post_options",
+           "sign_options"]
 
 _TYPE_PREFIX = re.compile(r"[A-Za-z0-9][\w.+-]*/\*\Z")
 CORS_METHODS = ("GET", "PUT", "POST", "HEAD", "DELETE")
@@ -49,6 +50,11 @@ class SignOptions:
         return {name: value for name, value in named if value is not None}
 
 
+NO_OPTIONS = SignOptions()
+"""The options of a URL given none, the usual case: one shared value instead of a new
+one checked per URL (its ``metadata`` dict is read, never changed, by every backend)."""
+
+
 @dataclass(frozen=True)
 class PostOptions:
     """Checked terms of one upload policy."""
@@ -71,6 +77,9 @@ def sign_options(method: str, backend: str, hyphens: bool, *, content_type: Any,
                  download_name: Any) -> SignOptions:
     """The checked options of a presigned URL for ``method``; what the method cannot
     carry is refused by name."""
+    if content_type is None and metadata is None and cache_control is None and \
+            content_disposition is None and download_name is None:
+        return NO_OPTIONS  # nothing to check or refuse, whatever the method
     given = {"content_type": content_type, "metadata": metadata,
              "cache_control": cache_control, "content_disposition": content_disposition,
              "download_name": download_name}

@@ -54,7 +54,7 @@ from ..errors import (
     StorageValidationError,
 )
 from ..files import BINARY, OPEN_READ, OPEN_TRUNCATE, temporary_name, write_all
-from ..presign import SignOptions
+from ..presign import NO_OPTIONS, SignOptions
 from ..signing import Verified, sign_url, split_url, verify
 from ..validation import OBJECT_HEADERS, default_content_type
 
@@ -274,7 +274,7 @@ class LocalStorageAdapter(FsspecStorageAdapter):
                                     expires, options)
             return PresignedUrl(url=url, method=method, headers=headers,
                                 expires_at=datetime.fromtimestamp(expires, tz=UTC))
-        if options != SignOptions():
+        if options != NO_OPTIONS:
             raise StorageOperationError(
                 "local: a file:// URL cannot carry content_type, metadata or header "
                 "options; configure signing_key and base_url for signed HTTP URLs")

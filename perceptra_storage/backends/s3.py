@@ -32,7 +32,7 @@ from urllib.parse import quote, urlsplit
 from ..adapter import EngineConfig, FsspecStorageAdapter, ResilienceConfig, check_engine
 from ..base import CorsRule, PresignedPost, PresignedUrl
 from ..errors import StorageValidationError, redact
-from ..presign import PostOptions, SignOptions
+from ..presign import NO_OPTIONS, PostOptions, SignOptions
 from ._sigv4 import PROBE, QuerySigner
 
 if TYPE_CHECKING:
@@ -350,7 +350,7 @@ class S3StorageAdapter(FsspecStorageAdapter):
         in ``headers``); a GET's or HEAD's become ``response-*`` parameters. URLs
         without options take the fast signer; those with options, botocore's."""
         bucket, _, name = path.partition("/")
-        signer = self._query_signer() if options == SignOptions() else None
+        signer = self._query_signer() if options == NO_OPTIONS else None
         if signer is not None:  # the fast path of plain URLs (_sigv4.py)
             url, signed_at = signer.sign(name, method, expiration)
             return PresignedUrl(url=url, method=method,
