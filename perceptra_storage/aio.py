@@ -989,7 +989,7 @@ class _NativeStorage(AsyncStorage):
 
         async def opened() -> AsyncFile:
             with adapter._operation("open", key if isinstance(key, str) else None):
-                checked = adapter._check_key(key)
+                checked = adapter._check_key(key, replaced=mode == "wb")
                 # Checked now, as the sync open does, not when the write is sent.
                 options = adapter._open_options(checked, mode, written)
                 fs = await self._loops.filesystem()
@@ -1010,7 +1010,7 @@ class _NativeStorage(AsyncStorage):
         adapter = self._adapter
         with adapter._operation("copy", source_key if isinstance(source_key, str) else None):
             source_key = adapter._check_key(source_key)
-            destination_key = adapter._check_key(destination_key)
+            destination_key = adapter._check_key(destination_key, replaced=True)
             fs = await self._loops.filesystem()
             await self._file_info(fs, source_key)
             await self._bounded(fs._cp_file(adapter._path(source_key),
@@ -1021,7 +1021,7 @@ class _NativeStorage(AsyncStorage):
         adapter = self._adapter
         with adapter._operation("move", source_key if isinstance(source_key, str) else None):
             source_key = adapter._check_key(source_key)
-            destination_key = adapter._check_key(destination_key)
+            destination_key = adapter._check_key(destination_key, replaced=True)
             _refuse_same_key(source_key, destination_key, self.backend_name)
             fs = await self._loops.filesystem()
             await self._file_info(fs, source_key)
