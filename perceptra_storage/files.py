@@ -49,6 +49,7 @@ __all__ = [
     "expect_digest",
     "hashed",
     "sha256_of",
+    "sibling",
     "staged",
     "temporary_name",
     "upload_source",
@@ -201,17 +202,23 @@ def upload_source(file_obj: Any, backend: str,
 @contextlib.contextmanager
 def staged(destination: str, key: str, backend: str) -> Iterator[str]:
     """A temporary path beside ``destination``, renamed over it if the block
-    succeeds and produced a file; removed otherwise. (Two ``stat`` calls before and one
-    after on success: a small local download is a handful of system calls in all.)"""
+    succeeds and produced a file; removed otherwise. (One ``stat`` before, two when the
+    destination is new, and one after on success: a small local download is a handful
+    of system calls in all.)"""
     target = os.path.abspath(destination)
-    if os.path.isdir(target):
+    try:
+        found: Optional[int] = os.stat(target).st_mode
+    except (OSError, ValueError):  # what os.path.isdir answers False for
+        found = None
+    if found is not None and stat.S_ISDIR(found):
         raise StorageValidationError(
             f"destination {destination!r} is a directory; give a file path",
             backend=backend, key=key)
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".{os.path.basename(target)}.{temporary_name()}.part")
+    if found is None:  # an existing destination proves its folder exists
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
+    temp = sibling(target, f".{_name_of(target)}.{temporary_name()}.part")
     renamed = False
     try:
         yield temp
@@ -228,6 +235,24 @@ def staged(destination: str, key: str, backend: str) -> Iterator[str]:
             shutil.rmtree(temp, ignore_errors=True)
         elif not renamed and os.path.lexists(temp):
             os.unlink(temp)
+
+
+if os.altsep is None:
+    def sibling(path: str, name: str) -> str:
+        """The path of ``name`` in the folder of the file at ``path``. On POSIX by
+        slicing at the last '/': ``os.path.dirname`` and ``join`` cost about 2 us a
+        pair, as much as one of a small local write's system calls."""
+        return path[:path.rfind("/") + 1] + name
+
+    def _name_of(path: str) -> str:
+        return path[path.rfind("/") + 1:]
+else:  # Windows: two separators and drive letters, which os.path knows
+    def sibling(path: str, name: str) -> str:
+        """The path of ``name`` in the folder of the file at ``path``."""
+        return os.path.join(os.path.dirname(path), name)
+
+    def _name_of(path: str) -> str:
+        return os.path.basename(path)
 
 
 def temporary_name() -> str:

@@ -53,7 +53,7 @@ from ..errors import (
     StoragePermissionError,
     StorageValidationError,
 )
-from ..files import temporary_name
+from ..files import sibling, temporary_name
 from ..presign import SignOptions
 from ..signing import Verified, sign_url, split_url, verify
 from ..validation import OBJECT_HEADERS, default_content_type
@@ -331,9 +331,9 @@ def _identity(info: os.stat_result) -> str:
 def _bookkeeping_path(path: str) -> str:
     """The portable properties file of the file at ``path``: hidden, beside it, named
     by a digest so that any file name (up to the filesystem's limit) gets one."""
-    folder, name = os.path.split(path)
+    name = path[path.rfind(os.sep) + 1:] if os.altsep is None else os.path.basename(path)
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
-    return os.path.join(folder, f"{RESERVED}{digest}.meta")
+    return sibling(path, f"{RESERVED}{digest}.meta")
 
 
 def _load_entries(bookkeeping: str) -> dict[str, Any]:
@@ -348,7 +348,7 @@ def _load_entries(bookkeeping: str) -> dict[str, Any]:
 
 
 def _write_atomically(path: str, data: bytes, fsync: bool = True) -> None:
-    temp = os.path.join(os.path.dirname(path), f"{RESERVED}{temporary_name()}.tmp")
+    temp = sibling(path, f"{RESERVED}{temporary_name()}.tmp")
     fd = os.open(temp, _CREATE, 0o666)
     try:
         try:
@@ -488,8 +488,7 @@ def _write_new(target: str, fill: Any, properties: Optional[_Properties], store:
 def _begin(target: str) -> tuple[str, int]:
     """A new hidden temporary file beside ``target`` (its folder created on demand,
     not checked before every write), open for writing: its path and descriptor."""
-    folder = os.path.dirname(target)
-    temp = os.path.join(folder, f"{RESERVED}{temporary_name()}.tmp")
+    temp = sibling(target, f"{RESERVED}{temporary_name()}.tmp")
     for attempt in (1, 2, 3):
         try:
             return temp, os.open(temp, _CREATE, 0o666)
@@ -499,7 +498,7 @@ def _begin(target: str) -> tuple[str, int]:
         except NotADirectoryError as exc:
             raise _parent_is_a_file() from exc
         try:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(os.path.dirname(temp), exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise _parent_is_a_file() from exc
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
