@@ -177,6 +177,9 @@ def test_every_write_replaces_a_symlinked_last_component_never_its_target(
             write(f"dir{index}/{index}.txt")
     assert sorted(os.listdir(outside)) == [f"{index}.txt" for index in range(6)]
     assert {path.read_bytes() for path in outside.iterdir()} == {b"outside"}
+    os.symlink(store, store / "top")  # a folder that is a link to the directory itself
+    pipe("top/via-link.txt")
+    assert (store / "via-link.txt").read_bytes() == b"bytes"
     assert adapter.get_file_metadata("3.txt").metadata == {"owner": "ana"}
     assert adapter.get_file_metadata("0.txt").metadata == {"via": "pipe"}
 
