@@ -4,7 +4,8 @@ Writes are atomic: bytes go to a hidden temporary file in the target's
 directory, which is renamed over the target once complete, so readers see the
 old file or the new one, never half of one, and a failed write leaves the old
 file in place.  Every path is resolved and must stay under ``base_path``,
-symlinks included.
+symlinks included (a write's last name is not followed: its rename replaces a
+symlink there, never what it points to).
 
 Content type and metadata (the "properties") are stored, by ``metadata_store``:
 
