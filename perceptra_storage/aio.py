@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import io
@@ -778,14 +777,14 @@ class _NativeStorage(AsyncStorage):
         reading it may block) and sent from there as a local file."""
         source = plan.source
         if isinstance(source, io.BytesIO):
-            plan = dataclasses.replace(plan, source=source.read())
+            plan = plan._replace(source=source.read())
         elif not isinstance(source, (bytes, str)):
             spool = _temporary_path()
             try:
                 await _in_thread(lambda: _copy_to(source, spool))
                 # One part at a time, as the blocking route streams a file object:
                 # memory stays at about one part.
-                return await self._sent(fs, dataclasses.replace(plan, source=spool), sink,
+                return await self._sent(fs, plan._replace(source=spool), sink,
                                         max_concurrency=1)
             finally:
                 os.unlink(spool)
