@@ -9,6 +9,8 @@ both see the same machine::
 
     python benchmarks/ab_commits.py --old ff6923e --backend s3 --rounds 5
 
+(``--backend local-tmpfs``: the local small-file rows against plain ``open``, no server.)
+
 The old commit's ``perceptra_storage`` is exported with ``git archive`` next to this
 checkout's ``benchmarks`` (the harness and the peers are the same on both sides).
 Prints one line per workload: the peer's median client CPU and each side's ratio to it.
@@ -50,6 +52,8 @@ PLAN = {
               ("small_upload", "perceptra_batch", "adlfs_batch"),
               ("presign", "perceptra", "azure_generate_blob_sas"),
               *ENGINE_ROWS],
+    "local-tmpfs": [("small_download", "perceptra_loop", "plain_open"),
+                    ("small_upload", "perceptra_loop_nofsync", "plain_open")],
 }
 """Per backend: (workload, adapter tool, raw peer) - the rows whose ratios a change of
 the adapter's internals could move."""

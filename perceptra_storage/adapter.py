@@ -411,8 +411,10 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         base = self._base().strip("/")
         return len(base) + 1 if base else 0
 
-    def _check_key(self, key: Any) -> str:
-        """Validate a key by the common rules and any the backend adds."""
+    def _check_key(self, key: Any, replaced: bool = False) -> str:
+        """Validate a key by the common rules and any the backend adds. ``replaced``:
+        the key is the target of a write, which replaces whatever is stored under it
+        (the local backend then does not follow a symlink of that name)."""
         return validate_key(key, self.backend_name)
 
     # -- metadata ------------------------------------------------------------------
@@ -491,7 +493,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         route (this adapter, ``adapter.aio``, the batch engine): key, content type,
         metadata, object ``headers``; with ``checksum``, hash the source (a file object
         is spooled so it can be read twice: blocking work)."""
-        key = self._check_key(key)
+        key = self._check_key(key, replaced=True)
         ctype = validate_content_type(content_type, key, self.backend_name)
         meta = validate_metadata(metadata, self.backend_name, self.metadata_hyphens)
         stored = validate_headers(headers or {}, self.backend_name)
@@ -724,7 +726,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         a write is stored with the content type, metadata and object headers given
         (as ``upload_file`` stores them)."""
         with self._operation("open", key if isinstance(key, str) else None):
-            key = self._check_key(key)
+            key = self._check_key(key, replaced=mode == "wb")
             options = self._open_options(key, mode, {
                 "content_type": content_type, "metadata": metadata,
                 "cache_control": cache_control, "content_disposition": content_disposition,
@@ -760,7 +762,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         """Copy inside the store, keeping content type and metadata."""
         with self._operation("copy", source_key if isinstance(source_key, str) else None):
             source_key = self._check_key(source_key)
-            destination_key = self._check_key(destination_key)
+            destination_key = self._check_key(destination_key, replaced=True)
             self._file_info(source_key)
             self._call("cp_file", self._path(source_key), self._path(destination_key))
         return destination_key
@@ -774,7 +776,7 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
 
         with self._operation("move", source_key if isinstance(source_key, str) else None):
             source_key = self._check_key(source_key)
-            destination_key = self._check_key(destination_key)
+            destination_key = self._check_key(destination_key, replaced=True)
             _refuse_same_key(source_key, destination_key, self.backend_name)
             self._file_info(source_key)
             source, destination = self._path(source_key), self._path(destination_key)

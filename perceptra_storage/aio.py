@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import io
@@ -778,14 +777,14 @@ class _NativeStorage(AsyncStorage):
         reading it may block) and sent from there as a local file."""
         source = plan.source
         if isinstance(source, io.BytesIO):
-            plan = dataclasses.replace(plan, source=source.read())
+            plan = plan._replace(source=source.read())
         elif not isinstance(source, (bytes, str)):
             spool = _temporary_path()
             try:
                 await _in_thread(lambda: _copy_to(source, spool))
                 # One part at a time, as the blocking route streams a file object:
                 # memory stays at about one part.
-                return await self._sent(fs, dataclasses.replace(plan, source=spool), sink,
+                return await self._sent(fs, plan._replace(source=spool), sink,
                                         max_concurrency=1)
             finally:
                 os.unlink(spool)
@@ -989,7 +988,7 @@ class _NativeStorage(AsyncStorage):
 
         async def opened() -> AsyncFile:
             with adapter._operation("open", key if isinstance(key, str) else None):
-                checked = adapter._check_key(key)
+                checked = adapter._check_key(key, replaced=mode == "wb")
                 # Checked now, as the sync open does, not when the write is sent.
                 options = adapter._open_options(checked, mode, written)
                 fs = await self._loops.filesystem()
@@ -1010,7 +1009,7 @@ class _NativeStorage(AsyncStorage):
         adapter = self._adapter
         with adapter._operation("copy", source_key if isinstance(source_key, str) else None):
             source_key = adapter._check_key(source_key)
-            destination_key = adapter._check_key(destination_key)
+            destination_key = adapter._check_key(destination_key, replaced=True)
             fs = await self._loops.filesystem()
             await self._file_info(fs, source_key)
             await self._bounded(fs._cp_file(adapter._path(source_key),
@@ -1021,7 +1020,7 @@ class _NativeStorage(AsyncStorage):
         adapter = self._adapter
         with adapter._operation("move", source_key if isinstance(source_key, str) else None):
             source_key = adapter._check_key(source_key)
-            destination_key = adapter._check_key(destination_key)
+            destination_key = adapter._check_key(destination_key, replaced=True)
             _refuse_same_key(source_key, destination_key, self.backend_name)
             fs = await self._loops.filesystem()
             await self._file_info(fs, source_key)

@@ -225,7 +225,7 @@ class FilesystemOperations:
 
     async def copy(self, key: Any, arg: Any, progress: Progress,
                    move: bool = False) -> None:
-        destination = self.adapter._path(self.adapter._check_key(key))
+        destination = self.adapter._path(self.adapter._check_key(key, replaced=True))
         source = await self._file(arg)
         await self.fs._cp_file(source, destination)
         if move:

@@ -20,8 +20,7 @@ import stat
 import tempfile
 import time
 import typing
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
 from .errors import (
@@ -49,6 +48,7 @@ __all__ = [
     "expect_digest",
     "hashed",
     "sha256_of",
+    "sibling",
     "staged",
     "temporary_name",
     "upload_source",
@@ -205,36 +205,78 @@ def upload_source(file_obj: Any, backend: str,
     return file_obj, 0
 
 
-@contextlib.contextmanager
-def staged(destination: str, key: str, backend: str) -> Iterator[str]:
-    """A temporary path beside ``destination``, renamed over it if the block
-    succeeds and produced a file; removed otherwise. (Two ``stat`` calls before and one
-    after on success: a small local download is a handful of system calls in all.)"""
-    target = os.path.abspath(destination)
-    if os.path.isdir(target):
-        raise StorageValidationError(
-            f"destination {destination!r} is a directory; give a file path",
-            backend=backend, key=key)
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".{os.path.basename(target)}.{temporary_name()}.part")
-    renamed = False
-    try:
-        yield temp
+def staged(destination: str, key: str, backend: str) -> _Staged:
+    """A temporary path beside ``destination``, the target of a ``with`` block, renamed
+    over it if the block succeeds and produced a file; removed otherwise. (One ``stat``
+    before, two when the destination is new, and one after on success: a small local
+    download is a handful of system calls in all.)"""
+    return _Staged(destination, key, backend)
+
+
+class _Staged:
+    """The context of :func:`staged`. A class rather than a generator-based context
+    manager, whose generator and wrapper cost about 6,000 instructions a download
+    (callgrind), a twentieth of a small local one."""
+
+    __slots__ = ("backend", "key", "target", "temp")
+
+    def __init__(self, destination: str, key: str, backend: str) -> None:
+        target = os.path.abspath(destination)
         try:
-            produced = stat.S_ISREG(os.lstat(temp).st_mode)
-        except FileNotFoundError:
-            produced = False
-        if not produced:
-            raise StorageNotFoundError("not a file", backend=backend, key=key)
-        os.replace(temp, target)
-        renamed = True
-    finally:
-        if not renamed and os.path.isdir(temp):
-            shutil.rmtree(temp, ignore_errors=True)
-        elif not renamed and os.path.lexists(temp):
-            os.unlink(temp)
+            found: Optional[int] = os.stat(target).st_mode
+        except (OSError, ValueError):  # what os.path.isdir answers False for
+            found = None
+        if found is not None and stat.S_ISDIR(found):
+            raise StorageValidationError(
+                f"destination {destination!r} is a directory; give a file path",
+                backend=backend, key=key)
+        if found is None:  # an existing destination proves its folder exists
+            folder = os.path.dirname(target)
+            if not os.path.isdir(folder):
+                os.makedirs(folder, exist_ok=True)
+        self.target, self.key, self.backend = target, key, backend
+        self.temp = sibling(target, f".{_name_of(target)}.{temporary_name()}.part")
+
+    def __enter__(self) -> str:
+        return self.temp
+
+    def __exit__(self, exc_type: Optional[type[BaseException]],
+                 exc: Optional[BaseException], tb: Any) -> None:
+        temp, renamed = self.temp, False
+        try:
+            if exc_type is None:
+                try:
+                    produced = stat.S_ISREG(os.lstat(temp).st_mode)
+                except FileNotFoundError:
+                    produced = False
+                if not produced:
+                    raise StorageNotFoundError("not a file", backend=self.backend,
+                                               key=self.key)
+                os.replace(temp, self.target)
+                renamed = True
+        finally:
+            if not renamed and os.path.isdir(temp):
+                shutil.rmtree(temp, ignore_errors=True)
+            elif not renamed and os.path.lexists(temp):
+                os.unlink(temp)
+
+
+if os.altsep is None:
+    def sibling(path: str, name: str) -> str:
+        """The path of ``name`` in the folder of the file at ``path``. On POSIX by
+        slicing at the last '/': ``os.path.dirname`` and ``join`` cost about 2 us a
+        pair, as much as one of a small local write's system calls."""
+        return path[:path.rfind("/") + 1] + name
+
+    def _name_of(path: str) -> str:
+        return path[path.rfind("/") + 1:]
+else:  # Windows: two separators and drive letters, which os.path knows
+    def sibling(path: str, name: str) -> str:
+        """The path of ``name`` in the folder of the file at ``path``."""
+        return os.path.join(os.path.dirname(path), name)
+
+    def _name_of(path: str) -> str:
+        return os.path.basename(path)
 
 
 def temporary_name() -> str:
@@ -289,8 +331,7 @@ def hashed(source: Union[bytes, str, IO[bytes]]) -> tuple[str, Union[bytes, str,
     return digest, spool
 
 
-@dataclass(frozen=True)
-class UploadPlan:
+class UploadPlan(typing.NamedTuple):
     """An upload with everything decided before a byte moves: the checked key and its
     path, the source sorted by :func:`upload_source` (hashed and, for a file object,
     spooled when a checksum is asked), the write options (content type, metadata),
@@ -298,7 +339,10 @@ class UploadPlan:
 
     ``FsspecStorageAdapter._plan_upload`` makes it; the blocking adapter,
     ``adapter.aio`` and the batch engine then differ only in how they send it
-    (:meth:`request` is the filesystem call they make)."""
+    (:meth:`request` is the filesystem call they make). Immutable as a named tuple
+    rather than a frozen dataclass, whose ``__init__`` (an ``object.__setattr__`` per
+    field) cost about 5,500 instructions an upload (callgrind), over 3% of a small
+    local one."""
 
     key: str
     path: str

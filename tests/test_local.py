@@ -3,6 +3,7 @@ disk, symlinks, extended attributes)."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import os
 import pickle
@@ -90,11 +91,15 @@ def test_symlinks_cannot_reach_outside(local: LocalStorageAdapter, base: Path,
     for key in ("escape/secret.txt", "secret-link"):
         with pytest.raises(StoragePermissionError, match="outside"):
             local.download_file(key)
-        with pytest.raises(StoragePermissionError):
-            local.upload_file(b"overwrite", key)
-    assert (outside / "secret.txt").read_bytes() == b"secret"
+    with pytest.raises(StoragePermissionError):
+        local.upload_file(b"overwrite", "escape/secret.txt")
     assert [o.key for o in local.list_files()] == ["in/alias.txt", "in/real.txt"]
     assert local.download_file("in/alias.txt") == b"inside"
+    # A write's last component is renamed over: the link goes, its target stays.
+    local.upload_file(b"overwrite", "secret-link")
+    assert (outside / "secret.txt").read_bytes() == b"secret"
+    assert not (base / "secret-link").is_symlink()
+    assert local.download_file("secret-link") == b"overwrite"
 
 
 def test_a_sibling_whose_name_extends_the_root_is_outside(tmp_path: Path) -> None:
@@ -111,15 +116,72 @@ def test_a_sibling_whose_name_extends_the_root_is_outside(tmp_path: Path) -> Non
     os.symlink(evil, store / "t1" / "dir" / "deep")
     os.symlink(store / "t10", store / "t1" / "sibling")
     (store / "t10").mkdir()
-    for who, key in ((adapter, "loot.txt"), (adapter, "t1/dir/deep/loot.txt"),
-                     (tenant, "dir/deep/t/new.txt"), (tenant, "sibling/new.txt")):
+    for who, key in ((adapter, "t1/dir/deep/loot.txt"), (tenant, "dir/deep/t/new.txt"),
+                     (tenant, "sibling/new.txt")):
         with pytest.raises(StoragePermissionError, match="outside"):
             who.upload_file(b"planted", key)
         with pytest.raises(StoragePermissionError, match="outside"):
             who.download_file(key)
+    with pytest.raises(StoragePermissionError, match="outside"):
+        adapter.download_file("loot.txt")
+    adapter.upload_file(b"planted", "loot.txt")  # replaces the link, not its target
     assert sorted(p.name for p in evil.rglob("*")) == ["loot.txt", "t"]
     assert list((store / "t10").iterdir()) == []
     assert (evil / "loot.txt").read_bytes() == b"evil"
+
+
+def test_every_write_replaces_a_symlinked_last_component_never_its_target(
+        tmp_path: Path) -> None:
+    # Writes do not look where a key's last component leads (one lstat less per
+    # write): each route renames its file over the name, which replaces the link.
+    # A linked folder above it is still refused before anything is written.
+    store, outside = tmp_path / "store", tmp_path / "outside"
+    outside.mkdir()
+    adapter = get_storage_adapter("local", {"base_path": str(store),
+                                            "metadata_store": "portable"})
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"from a path")
+    adapter.upload_file(b"kept", "src.txt", metadata={"owner": "ana"})
+
+    def pipe(key: str) -> None:
+        adapter.upload_file(b"bytes", key, metadata={"via": "pipe"})
+
+    def put(key: str) -> None:
+        adapter.upload_file(source, key)
+
+    def stream(key: str) -> None:
+        with adapter.open(key, "wb") as file:
+            file.write(b"streamed")
+
+    def copy(key: str) -> None:
+        adapter.copy_file("src.txt", key)
+
+    def move(key: str) -> None:
+        adapter.upload_file(b"kept", "moving.txt", metadata={"owner": "ana"})
+        adapter.move_file("moving.txt", key)
+
+    def async_stream(key: str) -> None:
+        async def run() -> None:
+            async with adapter.aio.open(key, "wb") as file:
+                await file.write(b"streamed")
+        asyncio.run(run())
+
+    for index, write in enumerate((pipe, put, stream, copy, move, async_stream)):
+        (outside / f"{index}.txt").write_bytes(b"outside")
+        os.symlink(outside / f"{index}.txt", store / f"{index}.txt")
+        os.symlink(outside, store / f"dir{index}")
+        write(f"{index}.txt")
+        assert not (store / f"{index}.txt").is_symlink(), write.__name__
+        assert adapter.download_file(f"{index}.txt") != b"outside", write.__name__
+        with pytest.raises(StoragePermissionError, match="outside"):
+            write(f"dir{index}/{index}.txt")
+    assert sorted(os.listdir(outside)) == [f"{index}.txt" for index in range(6)]
+    assert {path.read_bytes() for path in outside.iterdir()} == {b"outside"}
+    os.symlink(store, store / "top")  # a folder that is a link to the directory itself
+    pipe("top/via-link.txt")
+    assert (store / "via-link.txt").read_bytes() == b"bytes"
+    assert adapter.get_file_metadata("3.txt").metadata == {"owner": "ana"}
+    assert adapter.get_file_metadata("0.txt").metadata == {"via": "pipe"}
 
 
 def test_create_dirs_false_needs_an_existing_base_path(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Writes are atomic: bytes go to a hidden temporary file in the target's
 directory, which is renamed over the target once complete, so readers see the
 old file or the new one, never half of one, and a failed write leaves the old
 file in place.  Every path is resolved and must stay under ``base_path``,
-symlinks included.
+symlinks included (a write's last name is not followed: its rename replaces a
+symlink there, never what it points to).
 
 Content type and metadata (the "properties") are stored, by ``metadata_store``:
 
@@ -53,7 +54,14 @@ from ..errors import (
     StoragePermissionError,
     StorageValidationError,
 )
-from ..files import BINARY, OPEN_READ, OPEN_TRUNCATE, temporary_name, write_all
+from ..files import (
+    BINARY,
+    OPEN_READ,
+    OPEN_TRUNCATE,
+    sibling,
+    temporary_name,
+    write_all,
+)
 from ..presign import NO_OPTIONS, SignOptions
 from ..signing import Verified, sign_url, split_url, verify
 from ..validation import OBJECT_HEADERS, default_content_type
@@ -193,30 +201,41 @@ class LocalStorageAdapter(FsspecStorageAdapter):
                                       fsync=self.config.get("fsync", True) is not False,
                                       skip_instance_cache=True)
 
-    def _check_key(self, key: Any) -> str:
+    def _check_key(self, key: Any, replaced: bool = False) -> str:
         key = super()._check_key(key)
         if RESERVED in key and any(part.startswith(RESERVED) for part in key.split("/")):
             raise StorageValidationError(
                 f"local: key {key!r} has a component starting with {RESERVED!r}, which is "
                 "reserved for the backend's temporary and bookkeeping files", key=key)
-        if not self._stays_inside(key):
+        if not self._stays_inside(key, replaced):
             raise StoragePermissionError(
                 f"local: key {key!r} resolves outside the adapter's directory (symlink)",
                 key=key)
         return str(key)
 
-    def _stays_inside(self, key: str) -> bool:
+    def _stays_inside(self, key: str, replaced: bool = False) -> bool:
         """Whether ``key`` resolves inside the adapter's directory. Only the key's own
         components can be symlinks that lead out (the root was resolved once), so they
         are checked one ``lstat`` each, and fully resolved only when one is a link:
-        a third of the cost of ``realpath`` on every operation. Creates nothing."""
+        a third of the cost of ``realpath`` on every operation. Creates nothing.
+
+        With ``replaced`` (the key is a write's target) the last component is not looked
+        at: every write here ends by renaming its new file over that name, and a rename
+        replaces a symlink itself, never what it points to, so only the folders above
+        it can lead a write outside. That saves a write one ``lstat`` of a name that is
+        usually missing (a system call and a raised exception)."""
+        parts = key.split("/")
+        if replaced:
+            del parts[-1]
         path = self._keep
-        for part in key.split("/"):
+        for part in parts:
             path = f"{path}{os.sep}{part}"  # validated parts: no '/', '.', '..' or ''
             try:
                 if stat.S_ISLNK(os.lstat(path).st_mode):
-                    full = os.path.realpath(os.path.join(self._keep, *key.split("/")))
-                    return full.startswith(self._keep + os.sep)
+                    full = os.path.realpath(os.path.join(self._keep, *parts))
+                    # A write's folder may be the adapter's directory itself.
+                    return full.startswith(self._keep + os.sep) or \
+                        (replaced and full == self._keep)
             except (FileNotFoundError, NotADirectoryError):
                 return True  # nothing exists below a missing entry
         return True
@@ -315,9 +334,9 @@ def _identity(info: os.stat_result) -> str:
 def _bookkeeping_path(path: str) -> str:
     """The portable properties file of the file at ``path``: hidden, beside it, named
     by a digest so that any file name (up to the filesystem's limit) gets one."""
-    folder, name = os.path.split(path)
+    name = path[path.rfind(os.sep) + 1:] if os.altsep is None else os.path.basename(path)
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
-    return os.path.join(folder, f"{RESERVED}{digest}.meta")
+    return sibling(path, f"{RESERVED}{digest}.meta")
 
 
 def _load_entries(bookkeeping: str) -> dict[str, Any]:
@@ -332,7 +351,7 @@ def _load_entries(bookkeeping: str) -> dict[str, Any]:
 
 
 def _write_atomically(path: str, data: bytes, fsync: bool = True) -> None:
-    temp = os.path.join(os.path.dirname(path), f"{RESERVED}{temporary_name()}.tmp")
+    temp = sibling(path, f"{RESERVED}{temporary_name()}.tmp")
     fd = os.open(temp, _CREATE, 0o666)
     try:
         try:
@@ -472,8 +491,7 @@ def _write_new(target: str, fill: Any, properties: Optional[_Properties], store:
 def _begin(target: str) -> tuple[str, int]:
     """A new hidden temporary file beside ``target`` (its folder created on demand,
     not checked before every write), open for writing: its path and descriptor."""
-    folder = os.path.dirname(target)
-    temp = os.path.join(folder, f"{RESERVED}{temporary_name()}.tmp")
+    temp = sibling(target, f"{RESERVED}{temporary_name()}.tmp")
     for attempt in (1, 2, 3):
         try:
             return temp, os.open(temp, _CREATE, 0o666)
@@ -483,7 +501,7 @@ def _begin(target: str) -> tuple[str, int]:
         except NotADirectoryError as exc:
             raise _parent_is_a_file() from exc
         try:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(os.path.dirname(temp), exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise _parent_is_a_file() from exc
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
@@ -545,7 +563,9 @@ def _store_properties(fd: int, target: str, properties: _Properties, store: str,
     entries = _load_entries(bookkeeping)
     try:
         current: Optional[str] = _identity(os.stat(target))
-    except FileNotFoundError:
+    except OSError:
+        # Missing; or a symlink the rename will replace (writes do not check where
+        # the last component leads), whose target may be anywhere: no entry to keep.
         current = None
     recent = dict(list(entries.items())[-_IN_FLIGHT:])
     if current in entries:

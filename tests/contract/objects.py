@@ -141,6 +141,19 @@ class ObjectTests(ContractBase):
         assert target.read_bytes() == b"mine"
         assert sorted(p.name for p in target.parent.iterdir()) == ["existing.bin"]
 
+    def test_download_to_a_folder_is_refused_and_over_a_file_replaces_it(
+            self, storage: StorageAdapter, tmp_path: Path) -> None:
+        folder = tmp_path / "downloads"
+        folder.mkdir()
+        storage.upload_file(b"new", "d.bin")
+        with pytest.raises(StorageValidationError, match="directory"):
+            storage.download_file("d.bin", folder)
+        assert list(folder.iterdir()) == []
+        (folder / "d.bin").write_bytes(b"old")
+        assert storage.download_file("d.bin", folder / "d.bin") == str(folder / "d.bin")
+        assert (folder / "d.bin").read_bytes() == b"new"
+        assert [p.name for p in folder.iterdir()] == ["d.bin"]
+
     def test_download_to_binary_file_object(self, storage: StorageAdapter) -> None:
         storage.upload_file(b"stream me", "s.bin")
         sink = io.BytesIO()
