@@ -46,6 +46,7 @@ __all__ = [
     "check_writable",
     "copy_into",
     "expect_digest",
+    "file_name",
     "hashed",
     "sha256_of",
     "sibling",
@@ -235,7 +236,7 @@ class _Staged:
             if not os.path.isdir(folder):
                 os.makedirs(folder, exist_ok=True)
         self.target, self.key, self.backend = target, key, backend
-        self.temp = sibling(target, f".{_name_of(target)}.{temporary_name()}.part")
+        self.temp = sibling(target, f".{file_name(target)}.{temporary_name()}.part")
 
     def __enter__(self) -> str:
         return self.temp
@@ -268,14 +269,16 @@ if os.altsep is None:
         pair, as much as one of a small local write's system calls."""
         return path[:path.rfind("/") + 1] + name
 
-    def _name_of(path: str) -> str:
+    def file_name(path: str) -> str:
+        """The last component of ``path`` (``os.path.basename``, by the same slicing)."""
         return path[path.rfind("/") + 1:]
 else:  # Windows: two separators and drive letters, which os.path knows
     def sibling(path: str, name: str) -> str:
         """The path of ``name`` in the folder of the file at ``path``."""
         return os.path.join(os.path.dirname(path), name)
 
-    def _name_of(path: str) -> str:
+    def file_name(path: str) -> str:
+        """The last component of ``path``."""
         return os.path.basename(path)
 
 

@@ -58,6 +58,7 @@ from ..files import (
     BINARY,
     OPEN_READ,
     OPEN_TRUNCATE,
+    file_name,
     sibling,
     temporary_name,
     write_all,
@@ -334,8 +335,7 @@ def _identity(info: os.stat_result) -> str:
 def _bookkeeping_path(path: str) -> str:
     """The portable properties file of the file at ``path``: hidden, beside it, named
     by a digest so that any file name (up to the filesystem's limit) gets one."""
-    name = path[path.rfind(os.sep) + 1:] if os.altsep is None else os.path.basename(path)
-    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    digest = hashlib.sha256(os.fsencode(file_name(path))).hexdigest()[:32]
     return sibling(path, f"{RESERVED}{digest}.meta")
 
 
