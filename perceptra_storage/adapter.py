@@ -402,8 +402,10 @@ class FsspecStorageAdapter(Listing, BaseStorageAdapter):
         """The filesystem path of a validated key."""
         return f"{self._base()}/{key}"
 
-    def _key_of(self, path: str) -> str:
-        return path.strip("/")[self._key_start():]
+    def _key_of(self, path: str, start: Optional[int] = None) -> str:
+        """The key of a filesystem path; ``start``: :meth:`_key_start`, when a listing
+        found it once for all its entries."""
+        return path.strip("/")[self._key_start() if start is None else start:]
 
     def _key_start(self) -> int:
         """Where the key starts in a filesystem path stripped of '/' (after the base and

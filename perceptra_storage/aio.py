@@ -929,11 +929,11 @@ class _NativeStorage(AsyncStorage):
         fs = await self._loops.filesystem()
         if hasattr(fs, "_object_pages"):
             pages = fs._object_pages(adapter._path(prefix))
-            start = adapter._key_start()  # as Listing._paged_entries: once per listing
+            start = adapter._key_start()
             try:
                 async for page in pages:
                     for info in page:
-                        key = info["name"].strip("/")[start:]
+                        key = adapter._key_of(info["name"], start)
                         if adapter._listed(key, info, prefix):
                             yield to_object(key, info, full=False)
             finally:
@@ -945,8 +945,9 @@ class _NativeStorage(AsyncStorage):
                                    detail=True)
         except FileNotFoundError:
             return
+        start = adapter._key_start()
         for name in sorted(found, key=lambda n: n.strip("/")):
-            key = adapter._key_of(name)
+            key = adapter._key_of(name, start)
             if adapter._listed(key, found[name], prefix):
                 yield to_object(key, found[name], full=False)
 

@@ -328,8 +328,9 @@ class PerceptraFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 return []
             entries: dict[str, dict[str, Any]] = {}
             inside = f"{key}/" if key else ""
+            offset = adapter._key_start()
             for info in found:
-                name = adapter._key_of(info["name"])
+                name = adapter._key_of(info["name"], offset)
                 if not name.startswith(inside) or name == key:
                     continue  # the folder itself (or its marker object)
                 if info.get("type") == "directory" and not adapter._is_internal(name):

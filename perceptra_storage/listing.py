@@ -34,7 +34,7 @@ class Listing:
 
         def _path(self, key: str) -> str: ...
 
-        def _key_of(self, path: str) -> str: ...
+        def _key_of(self, path: str, start: Optional[int] = None) -> str: ...
 
         def _key_start(self) -> int: ...
 
@@ -64,24 +64,23 @@ class Listing:
 
     def _paged_entries(self, pages: AsyncIterator[list[dict[str, Any]]],
                        prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        """Pull one page at a time from the filesystem's event loop.  Each key is cut
-        from its path as ``_key_of`` does, at an offset found once per listing: finding
-        the base again per entry cost more than the rest of the entry's filtering."""
+        """Pull one page at a time from the filesystem's event loop."""
         from fsspec.asyn import sync
 
         fs = self.filesystem
         start = self._key_start()
         while (page := sync(fs.loop, _next_page, pages)) is not None:
             for info in page:
-                key = info["name"].strip("/")[start:]
+                key = self._key_of(info["name"], start)
                 if self._listed(key, info, prefix):
                     yield key, info
 
     def _scanned_entries(self, entries: Iterator[dict[str, Any]],
                          prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """Entries from a filesystem that lists a string prefix in order by itself."""
+        start = self._key_start()
         for info in entries:
-            key = self._key_of(info["name"])
+            key = self._key_of(info["name"], start)
             if self._listed(key, info, prefix):
                 yield key, info
 
@@ -90,9 +89,10 @@ class Listing:
             found = self.filesystem.find(start, detail=True)
         except FileNotFoundError:
             return
+        offset = self._key_start()
         for name in sorted(found, key=lambda n: n.strip("/")):
             info = found[name]
-            key = self._key_of(name)
+            key = self._key_of(name, offset)
             if self._listed(key, info, prefix):
                 yield key, info
 
@@ -105,8 +105,9 @@ class Listing:
             return
         ordered = sorted(listing, key=lambda i: i["name"].rstrip("/") +
                          ("/" if i["type"] == "directory" else ""))
+        offset = self._key_start()
         for info in ordered:
-            key = self._key_of(info["name"])
+            key = self._key_of(info["name"], offset)
             if info["type"] == "directory":
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
                     yield from self._walk_entries(info["name"], prefix)
