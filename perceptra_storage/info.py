@@ -23,8 +23,8 @@ def to_object(key: str, info: Mapping[str, Any], full: bool) -> StorageObject:
     """A :class:`StorageObject` from the ``info`` dict of any of our filesystems; with
     ``full``, content type and user metadata too (listings leave them None)."""
     # A listing makes one of these per object: the spellings of s3fs and obstore's
-    # engine (an int size, a str ETag, an aware UTC datetime) are read first and used
-    # as they are; every other spelling and type goes through _first and _utc.
+    # engine (an int size, an aware UTC datetime) are read first and used as they
+    # are; every other spelling and type goes through _first and _utc.
     modified = info.get("LastModified")
     if modified is None:
         modified = _first(info, "last_modified", "mtime", "modified", "created")
@@ -36,8 +36,7 @@ def to_object(key: str, info: Mapping[str, Any], full: bool) -> StorageObject:
         key,
         size if type(size) is int else int(size or 0),
         modified if type(modified) is datetime and modified.tzinfo is UTC else _utc(modified),
-        etag.strip('"') if type(etag) is str else str(etag).strip('"') if etag is not None
-        else None,
+        None if etag is None else str(etag).strip('"'),
     )
     if full:
         settings = info.get("content_settings")
