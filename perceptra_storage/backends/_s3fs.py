@@ -559,26 +559,27 @@ def new_session(profile: Optional[str] = None,
     """A new aiobotocore session (so each filesystem resolves the AWS chain itself, as
     ``profile`` when given) sharing the process's data loader; with ``refresh``, its
     credentials come from that function first (:func:`refreshing_provider`)."""
-    session = AioSession(profile=profile)
-    session.register_component("data_loader", data_loader())
-    if refresh is not None:
-        session.get_component("credential_provider").insert_before(
-            "env", refreshing_provider(refresh, asynchronous=True))
-    return session
+    return _prepared(AioSession(profile=profile), refresh, asynchronous=True)
 
 
 def botocore_session(profile: Optional[str] = None,
                      refresh: Optional[Callable[[], Mapping[str, Any]]] = None) -> Any:
     """:func:`new_session` for botocore itself (the URL signer, the obstore engine's
-    credentials, AWS-chain lookups): a new session as ``profile``, sharing the process's
-    data loader, its credentials from ``refresh`` first when given."""
+    credentials, AWS-chain lookups)."""
     import botocore.session
 
-    session = botocore.session.Session(profile=profile)
+    return _prepared(botocore.session.Session(profile=profile), refresh,
+                     asynchronous=False)
+
+
+def _prepared(session: Any, refresh: Optional[Callable[[], Mapping[str, Any]]],
+              asynchronous: bool) -> Any:
+    """``session`` with the process's data loader and, given ``refresh``, that function
+    ahead of the AWS chain's environment variables."""
     session.register_component("data_loader", data_loader())
     if refresh is not None:
         session.get_component("credential_provider").insert_before(
-            "env", refreshing_provider(refresh, asynchronous=False))
+            "env", refreshing_provider(refresh, asynchronous=asynchronous))
     return session
 
 
